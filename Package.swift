@@ -1,0 +1,54 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "Kiln",
+    products: [
+        .library(name: "Kiln", targets: ["Kiln"]),
+        .library(name: "KilnCL", targets: ["KilnCL"]),
+        .executable(name: "kiln", targets: ["KilnCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C interop: the OpenCL 1.2 API and CLBlast's C API.
+        .systemLibrary(
+            name: "COpenCL",
+            pkgConfig: "OpenCL",
+            providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers", "libclblast-dev"])]),
+        // C interop: OpenBLAS's CBLAS interface (host GEMM).
+        .systemLibrary(
+            name: "CBLAS",
+            providers: [.apt(["libopenblas-dev"])]),
+
+        // The OpenCL runtime: devices, queues, buffers, programs, kernels. Knows nothing of tensors.
+        .target(name: "KilnCL", dependencies: ["COpenCL"]),
+
+        // Embeds Kernels/*.cl into the Kiln module at build time.
+        .executableTarget(name: "KernelEmbedder", path: "Sources/KernelEmbedder"),
+        .plugin(
+            name: "EmbedKernels",
+            capability: .buildTool(),
+            dependencies: ["KernelEmbedder"],
+            path: "Plugins/EmbedKernels"),
+
+        // Tensors, the Backend protocol and its two implementations.
+        .target(
+            name: "Kiln",
+            dependencies: ["KilnCL", "CBLAS"],
+            plugins: ["EmbedKernels"]),
+
+        .executableTarget(
+            name: "KilnCLI",
+            dependencies: ["Kiln", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        .executableTarget(
+            name: "KilnBenchmarks",
+            dependencies: ["Kiln", "KilnCL"],
+            path: "Benchmarks/KilnBenchmarks"),
+
+        .testTarget(name: "KilnCLTests", dependencies: ["KilnCL"]),
+        .testTarget(name: "KilnTests", dependencies: ["Kiln", "KilnCL"]),
+    ]
+)

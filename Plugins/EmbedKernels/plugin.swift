@@ -1,0 +1,23 @@
+import Foundation
+import PackagePlugin
+
+/// Embeds every `Kernels/*.cl` file of the package into the target as a generated Swift source.
+@main
+struct EmbedKernels: BuildToolPlugin {
+    func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
+        let kernelsDirectory = context.package.directoryURL.appending(path: "Kernels")
+        let kernelFiles = try FileManager.default
+            .contentsOfDirectory(at: kernelsDirectory, includingPropertiesForKeys: nil)
+            .filter { $0.pathExtension == "cl" }
+            .sorted { $0.lastPathComponent < $1.lastPathComponent }
+        let output = context.pluginWorkDirectoryURL.appending(path: "EmbeddedKernels.swift")
+        return [
+            .buildCommand(
+                displayName: "Embedding \(kernelFiles.count) OpenCL kernel files",
+                executable: try context.tool(named: "KernelEmbedder").url,
+                arguments: [output.path] + kernelFiles.map(\.path),
+                inputFiles: kernelFiles,
+                outputFiles: [output])
+        ]
+    }
+}

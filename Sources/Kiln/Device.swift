@@ -1,0 +1,70 @@
+import KilnCL
+import Synchronization
+
+/// Where a tensor lives and its ops run: the host backend (Swift + OpenBLAS) or an OpenCL device.
+public enum Device: Hashable, Sendable, CustomStringConvertible {
+    case host
+    /// An OpenCL device by platform and device index, as `kiln devices` lists them.
+    case opencl(platform: Int, device: Int)
+
+    /// Parses a device string: `auto`, `host`, or `cl:P:D`. Throws, listing the available devices, when the
+    /// string names no device of this machine.
+    public init(parsing text: String) throws {
+        let lowered = text.lowercased()
+        if lowered == "auto" { self = Device.auto; return }
+        if lowered == "host" || lowered == "cpu" { self = .host; return }
+        let parts = lowered.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.count == 3, parts[0] == "cl", let platform = Int(parts[1]), let device = Int(parts[2]),
+           (try? CLRuntime.device(platform: platform, device: device)) != nil {
+            self = .opencl(platform: platform, device: device)
+            return
+        }
+        throw KilnError.unknownDevice(text, available: Device.available.map(\.description) + ["auto"])
+    }
+
+    /// The device `auto` stands for: a GPU, else another OpenCL device, else the host.
+    public static var auto: Device {
+        guard let device = try? CLRuntime.preferredDevice() else { return .host }
+        return .opencl(platform: device.platformIndex, device: device.deviceIndex)
+    }
+
+    /// The host and every OpenCL device of this machine.
+    public static var available: [Device] {
+        [.host] + ((try? CLRuntime.devices()) ?? []).map { .opencl(platform: $0.platformIndex, device: $0.deviceIndex) }
+    }
+
+    public var description: String {
+        switch self {
+        case .host: return "host"
+        case let .opencl(platform, device): return "cl:\(platform):\(device)"
+        }
+    }
+
+    /// The backend that runs ops on this device, created once per process.
+    public func backend() throws -> any Backend {
+        try BackendRegistry.shared.backend(for: self)
+    }
+}
+
+final class BackendRegistry: Sendable {
+    static let shared = BackendRegistry()
+    private let backends = Mutex<[Device: any Backend]>([:])
+
+    func backend(for device: Device) throws -> any Backend {
+        try backends.withLock { backends in
+            if let backend = backends[device] { return backend }
+            let backend: any Backend
+            switch device {
+            case .host:
+                backend = HostBackend.shared
+            case let .opencl(platform, index):
+                guard let clDevice = try CLRuntime.device(platform: platform, device: index) else {
+                    throw KilnError.unknownDevice(device.description, available: Device.available.map(\.description))
+                }
+                backend = try OpenCLBackend(context: clDevice.context(), device: device)
+            }
+            backends[device] = backend
+            return backend
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import COpenCL
+import Synchronization
+
+// CLBlast compiles and caches its kernels on first use, and that path is not safe when several threads
+// reach it at once (seen on POCL as CLBlastUnexpectedError and heap corruption). Enqueueing is cheap, so
+// every CLBlast call of the process goes through this lock.
+private let clblastLock = Mutex(())
+
+/// A matrix operand for `CLContext.sgemm`: a row-major matrix inside a buffer.
+public struct CLMatrix {
+    public var buffer: CLBuffer
+    /// Offset of the first element, in elements.
+    public var offset: Int
+    /// Distance between rows, in elements.
+    public var leadingDimension: Int
+    /// Whether the operand is used transposed.
+    public var transposed: Bool
+
+    public init(_ buffer: CLBuffer, offset: Int = 0, leadingDimension: Int, transposed: Bool = false) {
+        self.buffer = buffer
+        self.offset = offset
+        self.leadingDimension = leadingDimension
+        self.transposed = transposed
+    }
+}
+
+extension CLContext {
+    /// C = alpha * op(A) * op(B) + beta * C, row-major, through CLBlast on this context's queue.
+    /// op(A) is m x k, op(B) is k x n, C is m x n; m, n and k are positive.
+    public func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: CLMatrix, b: CLMatrix,
+                      beta: Float = 0, c: CLMatrix) throws {
+        precondition(m > 0 && n > 0 && k > 0, "sgemm needs positive sizes")
+        let status = clblastLock.withLock { _ in withQueue { queue in
+            CLBlastSgemm(
+                CLBlastLayoutRowMajor,
+                a.transposed ? CLBlastTransposeYes : CLBlastTransposeNo,
+                b.transposed ? CLBlastTransposeYes : CLBlastTransposeNo,
+                m, n, k, alpha,
+                a.buffer.mem, a.offset, a.leadingDimension,
+                b.buffer.mem, b.offset, b.leadingDimension,
+                beta, c.buffer.mem, c.offset, c.leadingDimension,
+                &queue, nil)
+        } }
+        try check(status.rawValue, "CLBlastSgemm(m: \(m), n: \(n), k: \(k))")
+    }
+}

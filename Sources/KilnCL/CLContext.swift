@@ -1,0 +1,186 @@
+import COpenCL
+import Synchronization
+
+/// An OpenCL context on one device with its in-order command queue, caching buffer allocator and program
+/// cache. Every method may be called from any thread.
+public final class CLContext: @unchecked Sendable {
+    public let device: CLDevice
+    let context: cl_context
+    let queue: cl_command_queue
+    public let allocator: CLBufferAllocator
+    let programs: CLProgramCache
+
+    /// Creates a new context. Most callers want the device's shared one: `device.context()`.
+    public init(device: CLDevice, diskCache: CLBinaryCache? = .standard) throws {
+        self.device = device
+        var status: cl_int = CL_SUCCESS
+        var deviceID: cl_device_id? = device.id
+        let context = clCreateContext(nil, 1, &deviceID, nil, nil, &status)
+        try check(status, "clCreateContext(\(device.info.name))")
+        guard let context else { throw CLError(code: CL_INVALID_CONTEXT, call: "clCreateContext(\(device.info.name))") }
+        let queue = clCreateCommandQueue(context, device.id, cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE), &status)
+        guard status == CL_SUCCESS, let queue else {
+            clReleaseContext(context)
+            throw CLError(code: status, call: "clCreateCommandQueue(\(device.info.name))")
+        }
+        self.context = context
+        self.queue = queue
+        allocator = CLBufferAllocator(context: context)
+        programs = CLProgramCache(diskCache: diskCache)
+    }
+
+    deinit {
+        clFinish(queue)
+        allocator.trim()
+        programs.releaseAll()
+        clReleaseCommandQueue(queue)
+        clReleaseContext(context)
+    }
+
+    // MARK: Buffers and copies
+
+    /// A buffer for `count` values of type `T`, from the caching allocator.
+    public func buffer<T>(count: Int, of type: T.Type = Float.self) throws -> CLBuffer {
+        try allocator.allocate(byteCount: count * MemoryLayout<T>.stride)
+    }
+
+    /// Copies host memory into `buffer` at `offset` bytes. Returns when the host memory may be reused.
+    public func write(_ buffer: CLBuffer, offset: Int = 0, from source: UnsafeRawBufferPointer) throws {
+        guard source.count > 0 else { return }
+        try checkRange(buffer, offset, source.count, "clEnqueueWriteBuffer")
+        try check(clEnqueueWriteBuffer(queue, buffer.mem, cl_bool(CL_TRUE), offset, source.count, source.baseAddress, 0, nil, nil),
+                  "clEnqueueWriteBuffer(\(source.count) bytes)")
+    }
+
+    /// Copies from `buffer` at `offset` bytes into host memory, waiting for every command before it.
+    public func read(_ buffer: CLBuffer, offset: Int = 0, into destination: UnsafeMutableRawBufferPointer) throws {
+        guard destination.count > 0 else { return }
+        try checkRange(buffer, offset, destination.count, "clEnqueueReadBuffer")
+        try check(clEnqueueReadBuffer(queue, buffer.mem, cl_bool(CL_TRUE), offset, destination.count, destination.baseAddress, 0, nil, nil),
+                  "clEnqueueReadBuffer(\(destination.count) bytes)")
+    }
+
+    /// Copies `byteCount` bytes between device buffers (enqueued; does not wait).
+    public func copy(from source: CLBuffer, offset sourceOffset: Int = 0, to destination: CLBuffer, offset destinationOffset: Int = 0, byteCount: Int) throws {
+        guard byteCount > 0 else { return }
+        try checkRange(source, sourceOffset, byteCount, "clEnqueueCopyBuffer")
+        try checkRange(destination, destinationOffset, byteCount, "clEnqueueCopyBuffer")
+        try check(clEnqueueCopyBuffer(queue, source.mem, destination.mem, sourceOffset, destinationOffset, byteCount, 0, nil, nil),
+                  "clEnqueueCopyBuffer(\(byteCount) bytes)")
+    }
+
+    /// Waits until every enqueued command has finished.
+    public func finish() throws {
+        try check(clFinish(queue), "clFinish")
+    }
+
+    private func checkRange(_ buffer: CLBuffer, _ offset: Int, _ count: Int, _ call: String) throws {
+        if offset < 0 || offset + count > buffer.capacity {
+            throw CLError(code: CL_INVALID_VALUE, call: "\(call): bytes \(offset)..<\(offset + count) outside a buffer of \(buffer.capacity)")
+        }
+    }
+
+    // MARK: Programs and kernels
+
+    /// The program built from `source` with `options` (e.g. "-DTILE=16"), from the in-memory cache, the
+    /// on-disk binary cache, or compiled now. `name` only labels errors and statistics.
+    public func program(name: String, source: String, options: String = "") throws -> CLProgram {
+        try programs.program(name: name, source: source, options: options, context: self)
+    }
+
+    /// Enqueues `kernel` over `global` work items (rounded up to a multiple of `local` when given).
+    /// Returns an event with profiling information when `profile` is true.
+    @discardableResult
+    public func launch(_ kernel: CLKernel, global: [Int], local: [Int]? = nil,
+                       arguments: [CLKernelArgument], profile: Bool = false) throws -> CLEvent? {
+        precondition(!global.isEmpty && global.count <= 3, "1 to 3 dimensions")
+        var globalSize = global
+        if let local {
+            precondition(local.count == global.count, "local and global dimensions differ")
+            for i in global.indices { globalSize[i] = (global[i] + local[i] - 1) / local[i] * local[i] }
+        }
+        if globalSize.contains(0) { return nil }
+        var event: cl_event? = nil
+        try kernel.withExclusiveAccess { handle in
+            for (index, argument) in arguments.enumerated() {
+                try argument.bind(to: handle, at: cl_uint(index), kernelName: kernel.name)
+            }
+            let status: cl_int = withUnsafeMutablePointer(to: &event) { eventPointer in
+                let eventOut = profile ? eventPointer : nil
+                if let local {
+                    return clEnqueueNDRangeKernel(queue, handle, cl_uint(global.count), nil, globalSize, local, 0, nil, eventOut)
+                }
+                return clEnqueueNDRangeKernel(queue, handle, cl_uint(global.count), nil, globalSize, nil, 0, nil, eventOut)
+            }
+            try check(status, "clEnqueueNDRangeKernel(\(kernel.name), global \(globalSize), local \(local.map { "\($0)" } ?? "auto"))")
+        }
+        return event.map(CLEvent.init)
+    }
+
+    /// Runs `body` with the raw queue, for libraries (CLBlast) that enqueue on it themselves.
+    func withQueue<R>(_ body: (inout cl_command_queue?) throws -> R) rethrows -> R {
+        var handle: cl_command_queue? = queue
+        return try body(&handle)
+    }
+}
+
+/// An argument of a kernel launch.
+public enum CLKernelArgument {
+    case buffer(CLBuffer)
+    case int(Int32)
+    case uint(UInt32)
+    case float(Float)
+    /// `__local` memory of this many bytes.
+    case local(bytes: Int)
+
+    func bind(to kernel: cl_kernel, at index: cl_uint, kernelName: String) throws {
+        let status: cl_int
+        switch self {
+        case .buffer(let buffer):
+            var mem: cl_mem? = buffer.mem
+            status = clSetKernelArg(kernel, index, MemoryLayout<cl_mem>.size, &mem)
+        case .int(var value):
+            status = clSetKernelArg(kernel, index, MemoryLayout<Int32>.size, &value)
+        case .uint(var value):
+            status = clSetKernelArg(kernel, index, MemoryLayout<UInt32>.size, &value)
+        case .float(var value):
+            status = clSetKernelArg(kernel, index, MemoryLayout<Float>.size, &value)
+        case .local(let bytes):
+            status = clSetKernelArg(kernel, index, bytes, nil)
+        }
+        try check(status, "clSetKernelArg(\(kernelName), argument \(index))")
+    }
+}
+
+/// A completed or pending command, with its profiling times.
+public final class CLEvent: @unchecked Sendable {
+    let event: cl_event
+
+    init(_ event: cl_event) { self.event = event }
+    deinit { clReleaseEvent(event) }
+
+    /// Waits for the command to finish.
+    public func wait() throws {
+        var handle: cl_event? = event
+        try check(clWaitForEvents(1, &handle), "clWaitForEvents")
+    }
+
+    /// Seconds the command spent executing on the device (waits for it first).
+    public func executionSeconds() throws -> Double {
+        try wait()
+        return Double(try time(CL_PROFILING_COMMAND_END) - time(CL_PROFILING_COMMAND_START)) * 1e-9
+    }
+
+    /// Seconds from enqueue to the start of execution (waits for it first).
+    public func queuedSeconds() throws -> Double {
+        try wait()
+        return Double(try time(CL_PROFILING_COMMAND_START) - time(CL_PROFILING_COMMAND_QUEUED)) * 1e-9
+    }
+
+    private func time(_ param: Int32) throws -> cl_ulong {
+        var value: cl_ulong = 0
+        try check(clGetEventProfilingInfo(event, cl_profiling_info(param), MemoryLayout<cl_ulong>.size, &value, nil),
+                  "clGetEventProfilingInfo")
+        return value
+    }
+}

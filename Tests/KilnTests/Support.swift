@@ -1,0 +1,60 @@
+import Foundation
+import KilnCL
+import XCTest
+@testable import Kiln
+
+/// The OpenCL device the tests compare against the host, or a skip when the machine has none.
+func openCLDevice() throws -> Device {
+    guard let device = try CLRuntime.devices().first else {
+        throw XCTSkip("no OpenCL device on this machine (install pocl-opencl-icd to run the OpenCL tests)")
+    }
+    return .opencl(platform: device.platformIndex, device: device.deviceIndex)
+}
+
+/// Asserts |actual - expected| <= atol + rtol * |expected| elementwise, naming `context` and the first
+/// failing index when it does not hold.
+func assertClose(_ actual: [Float], _ expected: [Float], atol: Float = 1e-5, rtol: Float = 1e-4,
+                 _ context: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line) {
+    guard actual.count == expected.count else {
+        return XCTFail("\(context()): \(actual.count) values, expected \(expected.count)", file: file, line: line)
+    }
+    for i in actual.indices {
+        let (a, r) = (actual[i], expected[i])
+        if a == r || (a.isNaN && r.isNaN) { continue }
+        if !(abs(a - r) <= atol + rtol * abs(r)) {
+            return XCTFail("\(context()): element \(i) is \(a), expected \(r) (atol \(atol), rtol \(rtol))", file: file, line: line)
+        }
+    }
+}
+
+/// A small deterministic generator for test shapes and values (independent of the code under test).
+struct TestRandom {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }
+
+    mutating func next() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
+    }
+
+    mutating func int(_ range: ClosedRange<Int>) -> Int {
+        range.lowerBound + Int(next() % UInt64(range.count))
+    }
+
+    mutating func float(_ low: Float = -1, _ high: Float = 1) -> Float {
+        low + (high - low) * Float(next() >> 40) / Float(1 << 24)
+    }
+
+    mutating func floats(_ count: Int, _ low: Float = -1, _ high: Float = 1) -> [Float] {
+        (0..<count).map { _ in float(low, high) }
+    }
+
+    /// A shape of rank 1...4 with sizes that are often odd or 1.
+    mutating func shape(maxRank: Int = 4) -> [Int] {
+        let sizes = [1, 1, 2, 3, 5, 7, 8, 13, 17, 31]
+        return (0..<int(1...maxRank)).map { _ in sizes[int(0...(sizes.count - 1))] }
+    }
+}
