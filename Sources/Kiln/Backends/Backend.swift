@@ -26,7 +26,9 @@ public struct ReductionShape: Equatable, Sendable {
 /// ops with Kernels/*.cl and CLBlast. Operands are already checked by the caller (the `Tensor` API): same
 /// device, matching shapes, outputs allocated. Ops are asynchronous on devices that can be: they are only
 /// guaranteed done when values are read back or after `synchronize()`.
-public protocol Backend: AnyObject, Sendable {
+public protocol Backend: AnyObject, Sendable,
+    ConvolutionBackend, PoolingBackend, NormalizationBackend, DropoutBackend, ActivationBackend, LossBackend
+{
     var device: Device { get }
     /// A human-readable name, e.g. "host (OpenBLAS, 2 threads)" or the OpenCL device name.
     var name: String { get }

@@ -1,0 +1,4 @@
+// Losses: the op surface each backend implements, and the checked tensor-level API.
+
+/// Losses ops of a `Backend`.
+public protocol LossBackend {}
