@@ -45,7 +45,7 @@ let package = Package(
 
         .executableTarget(
             name: "KilnBenchmarks",
-            dependencies: ["Kiln", "KilnCL"],
+            dependencies: ["Kiln", "KilnCL", "CBLAS"],
             path: "Benchmarks/KilnBenchmarks"),
 
         .testTarget(name: "KilnCLTests", dependencies: ["KilnCL"]),
