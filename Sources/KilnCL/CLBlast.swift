@@ -8,6 +8,8 @@ private let clblastLock = Mutex(())
 
 /// A matrix operand for `CLContext.sgemm`: a row-major matrix inside a buffer.
 public struct CLMatrix {
+    /// Elements from one matrix of a batch to the next (strided-batched GEMM only; 0 reuses one matrix).
+    public var batchStride: Int = 0
     public var buffer: CLBuffer
     /// Offset of the first element, in elements.
     public var offset: Int
@@ -16,7 +18,8 @@ public struct CLMatrix {
     /// Whether the operand is used transposed.
     public var transposed: Bool
 
-    public init(_ buffer: CLBuffer, offset: Int = 0, leadingDimension: Int, transposed: Bool = false) {
+    public init(_ buffer: CLBuffer, offset: Int = 0, leadingDimension: Int, transposed: Bool = false, batchStride: Int = 0) {
+        self.batchStride = batchStride
         self.buffer = buffer
         self.offset = offset
         self.leadingDimension = leadingDimension
@@ -42,5 +45,24 @@ extension CLContext {
                 &queue, nil)
         } }
         try check(status.rawValue, "CLBlastSgemm(m: \(m), n: \(n), k: \(k))")
+    }
+
+    /// `batch` independent products C_i = alpha * op(A_i) * op(B_i) + beta * C_i, where operand i starts
+    /// `batchStride * i` elements after the operand's offset, in one CLBlast call.
+    public func sgemmStridedBatched(m: Int, n: Int, k: Int, batch: Int, alpha: Float = 1, a: CLMatrix, b: CLMatrix,
+                                    beta: Float = 0, c: CLMatrix) throws {
+        precondition(m > 0 && n > 0 && k > 0 && batch > 0, "sgemmStridedBatched needs positive sizes")
+        let status = clblastLock.withLock { _ in withQueue { queue in
+            CLBlastSgemmStridedBatched(
+                CLBlastLayoutRowMajor,
+                a.transposed ? CLBlastTransposeYes : CLBlastTransposeNo,
+                b.transposed ? CLBlastTransposeYes : CLBlastTransposeNo,
+                m, n, k, alpha,
+                a.buffer.mem, a.offset, a.leadingDimension, a.batchStride,
+                b.buffer.mem, b.offset, b.leadingDimension, b.batchStride,
+                beta, c.buffer.mem, c.offset, c.leadingDimension, c.batchStride,
+                batch, &queue, nil)
+        } }
+        try check(status.rawValue, "CLBlastSgemmStridedBatched(m: \(m), n: \(n), k: \(k), batch: \(batch))")
     }
 }

@@ -29,7 +29,7 @@ public final class OpenCLBackend: Backend {
     public let context: CLContext
     private let programs = Mutex<[String: CLProgram]>([:])
     /// Work-group size of the reduction kernels: a power of two within the device's limit.
-    private let reduceGroupSize: Int
+    let reduceGroupSize: Int
 
     init(context: CLContext, device: Device) throws {
         self.context = context
@@ -62,7 +62,7 @@ public final class OpenCLBackend: Backend {
     }
 
     /// Launches a one-dimensional elementwise kernel over `count` items.
-    private func launch(_ name: String, in file: String, count: Int, _ arguments: [CLKernelArgument]) throws {
+    func launch(_ name: String, in file: String, count: Int, _ arguments: [CLKernelArgument]) throws {
         guard count > 0 else { return }
         try context.launch(try kernel(name, in: file), global: [count], arguments: arguments)
     }

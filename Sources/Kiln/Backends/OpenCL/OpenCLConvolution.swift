@@ -1,0 +1,125 @@
+import KilnCL
+
+/// Convolution on an OpenCL device. The general path is im2col + GEMM over a chunk of the batch at once:
+/// im2col writes the patches of B images as B matrices [K, P], and one strided-batched CLBlast GEMM per group
+/// multiplies all of them (the weight matrix is shared: stride 0), writing straight into NCHW. Depthwise
+/// convolutions use direct kernels instead. Workspaces come from the caching allocator.
+extension OpenCLBackend: ConvolutionBackend {
+    /// Upper bound on the im2col workspace, in elements (64 MiB): the batch is processed in chunks below it.
+    static let convolutionWorkspaceElements = 16 << 20
+
+    public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+        if s.isDepthwise {
+            try launch("depthwise_forward", in: "conv.cl", count: y.count,
+                       x.clArguments + weight.clArguments + y.clArguments + depthwiseArguments(s))
+        } else {
+            try forEachChunk(of: s) { first, count, cols in
+                for g in 0..<s.geometry.groups {
+                    try im2col(x, images: first, count: count, group: g, shape: s, into: cols)
+                    try context.sgemmStridedBatched(
+                        m: s.groupOutputChannels, n: s.outputPixels, k: s.patchSize, batch: count,
+                        a: CLMatrix(weight.clBuffer, offset: weight.offset + g * s.groupOutputChannels * s.patchSize,
+                                    leadingDimension: s.patchSize),
+                        b: CLMatrix(cols.clBuffer, leadingDimension: s.outputPixels, batchStride: s.patchSize * s.outputPixels),
+                        c: CLMatrix(y.clBuffer, offset: y.offset + (first * s.outputChannels + g * s.groupOutputChannels) * s.outputPixels,
+                                    leadingDimension: s.outputPixels, batchStride: s.outputChannels * s.outputPixels))
+                }
+            }
+        }
+        if let bias {
+            try binaryPerChannel(.add, y, bias, channels: s.outputChannels, inner: s.outputPixels, into: y)
+        }
+    }
+
+    public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
+        if s.isDepthwise {
+            try launch("depthwise_backward_data", in: "conv.cl", count: dx.count,
+                       dy.clArguments + weight.clArguments + dx.clArguments + depthwiseArguments(s))
+            return
+        }
+        try forEachChunk(of: s) { first, count, dcols in
+            for g in 0..<s.geometry.groups {
+                try context.sgemmStridedBatched(
+                    m: s.patchSize, n: s.outputPixels, k: s.groupOutputChannels, batch: count,
+                    a: CLMatrix(weight.clBuffer, offset: weight.offset + g * s.groupOutputChannels * s.patchSize,
+                                leadingDimension: s.patchSize, transposed: true),
+                    b: CLMatrix(dy.clBuffer, offset: dy.offset + (first * s.outputChannels + g * s.groupOutputChannels) * s.outputPixels,
+                                leadingDimension: s.outputPixels, batchStride: s.outputChannels * s.outputPixels),
+                    c: CLMatrix(dcols.clBuffer, leadingDimension: s.outputPixels, batchStride: s.patchSize * s.outputPixels))
+                let imageOffset = dx.offset + first * s.inputChannels * s.inputHeight * s.inputWidth
+                try launch("col2im", in: "conv.cl", count: count * s.groupInputChannels * s.inputHeight * s.inputWidth,
+                           [.buffer(dcols.clBuffer), .buffer(dx.clBuffer), .uint(UInt32(imageOffset)), .uint(UInt32(count))]
+                           + geometryArguments(s, group: g))
+            }
+        }
+    }
+
+    public func conv2dBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
+        if s.isDepthwise {
+            let kernel = try kernel("depthwise_backward_filter", in: "conv.cl", options: "-DREDUCE_WG=\(reduceGroupSize)")
+            try context.launch(kernel, global: [dw.count * reduceGroupSize], local: [reduceGroupSize],
+                               arguments: x.clArguments + dy.clArguments + dw.clArguments
+                               + [.uint(accumulate ? 1 : 0)] + depthwiseArguments(s))
+            return
+        }
+        if !accumulate { try fill(dw, value: 0) }
+        let filters = s.groupOutputChannels * s.patchSize  // one group's slice of dw: [C_out/g, K]
+        try forEachChunk(of: s) { first, count, cols in
+            let partials = try Tensor.empty([count, filters], on: device)
+            let sum = try Tensor.empty([filters], on: device)
+            for g in 0..<s.geometry.groups {
+                try im2col(x, images: first, count: count, group: g, shape: s, into: cols)
+                // partials[b] = dy[b, g] · cols[b]ᵀ, then dw[g] += Σ_b partials[b].
+                try context.sgemmStridedBatched(
+                    m: s.groupOutputChannels, n: s.patchSize, k: s.outputPixels, batch: count,
+                    a: CLMatrix(dy.clBuffer, offset: dy.offset + (first * s.outputChannels + g * s.groupOutputChannels) * s.outputPixels,
+                                leadingDimension: s.outputPixels, batchStride: s.outputChannels * s.outputPixels),
+                    b: CLMatrix(cols.clBuffer, leadingDimension: s.outputPixels, transposed: true,
+                                batchStride: s.patchSize * s.outputPixels),
+                    c: CLMatrix(partials.clBuffer, leadingDimension: s.patchSize, batchStride: filters))
+                try reduce(.sum, partials, as: ReductionShape(outer: 1, axis: count, inner: filters), into: sum)
+                let slice = Tensor(storage: dw.storage, offset: dw.offset + g * filters, shape: [filters])
+                try axpby(alpha: 1, sum, beta: 1, slice)
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Calls `body(first image, image count, workspace)` for chunks of the batch whose im2col matrices fit
+    /// the workspace bound; the workspace holds `count` matrices of [K, P].
+    private func forEachChunk(of s: Conv2DShape, _ body: (Int, Int, Tensor) throws -> Void) throws {
+        let perImage = s.patchSize * s.outputPixels
+        let chunk = Swift.max(1, Swift.min(s.batch, Self.convolutionWorkspaceElements / Swift.max(perImage, 1)))
+        let workspace = try Tensor.empty([chunk * perImage], on: device)
+        for first in stride(from: 0, to: s.batch, by: chunk) {
+            try body(first, Swift.min(chunk, s.batch - first), workspace)
+        }
+    }
+
+    private func im2col(_ x: Tensor, images first: Int, count: Int, group g: Int, shape s: Conv2DShape, into cols: Tensor) throws {
+        let imageOffset = x.offset + first * s.inputChannels * s.inputHeight * s.inputWidth
+        try launch("im2col", in: "conv.cl", count: count * s.patchSize * s.outputPixels,
+                   [.buffer(x.clBuffer), .uint(UInt32(imageOffset)), .buffer(cols.clBuffer), .uint(UInt32(count))]
+                   + geometryArguments(s, group: g))
+    }
+
+    /// channels, height, width, c0, cg, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_height, out_width.
+    private func geometryArguments(_ s: Conv2DShape, group g: Int) -> [CLKernelArgument] {
+        [.uint(UInt32(s.inputChannels)), .uint(UInt32(s.inputHeight)), .uint(UInt32(s.inputWidth)),
+         .uint(UInt32(g * s.groupInputChannels)), .uint(UInt32(s.groupInputChannels))] + windowArguments(s)
+    }
+
+    /// batch, in_channels, height, width, multiplier, then the window.
+    private func depthwiseArguments(_ s: Conv2DShape) -> [CLKernelArgument] {
+        [.uint(UInt32(s.batch)), .uint(UInt32(s.inputChannels)), .uint(UInt32(s.inputHeight)), .uint(UInt32(s.inputWidth)),
+         .uint(UInt32(s.outputChannels / s.inputChannels))] + windowArguments(s)
+    }
+
+    private func windowArguments(_ s: Conv2DShape) -> [CLKernelArgument] {
+        let g = s.geometry
+        return [.uint(UInt32(g.kernelHeight)), .uint(UInt32(g.kernelWidth)), .uint(UInt32(g.strideHeight)), .uint(UInt32(g.strideWidth)),
+                .int(Int32(g.padTop)), .int(Int32(g.padLeft)), .uint(UInt32(g.dilationHeight)), .uint(UInt32(g.dilationWidth)),
+                .uint(UInt32(s.outputHeight)), .uint(UInt32(s.outputWidth))]
+    }
+}
