@@ -27,7 +27,8 @@ public struct ReductionShape: Equatable, Sendable {
 /// device, matching shapes, outputs allocated. Ops are asynchronous on devices that can be: they are only
 /// guaranteed done when values are read back or after `synchronize()`.
 public protocol Backend: AnyObject, Sendable,
-    ConvolutionBackend, PoolingBackend, NormalizationBackend, DropoutBackend, ActivationBackend, LossBackend
+    ConvolutionBackend, PoolingBackend, NormalizationBackend, DropoutBackend, ActivationBackend, LossBackend,
+    OptimizerBackend
 {
     var device: Device { get }
     /// A human-readable name, e.g. "host (OpenBLAS, 2 threads)" or the OpenCL device name.
