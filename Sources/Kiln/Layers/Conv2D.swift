@@ -1,0 +1,71 @@
+/// A 2-D convolution layer over NCHW input with OIHW weights, as PyTorch's `nn.Conv2d`.
+public final class Conv2D: Layer {
+    public let inputChannels: Int, outputChannels: Int
+    public let geometry: Conv2DGeometry
+    public let weight: Parameter
+    public let bias: Parameter?
+    private var input: Tensor?
+    private var shape: Conv2DShape?
+
+    public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                dilation: Int = 1, groups: Int = 1, bias: Bool = true,
+                weightInitializer: Initializer = .pytorchDefault, biasInitializer: Initializer = .pytorchDefault) throws {
+        try self.init(inputChannels: inputChannels, outputChannels: outputChannels,
+                      geometry: Conv2DGeometry(kernelSize: kernelSize, stride: stride, padding: padding, dilation: dilation, groups: groups),
+                      bias: bias, weightInitializer: weightInitializer, biasInitializer: biasInitializer)
+    }
+
+    public init(inputChannels: Int, outputChannels: Int, geometry: Conv2DGeometry, bias: Bool = true,
+                weightInitializer: Initializer = .pytorchDefault, biasInitializer: Initializer = .pytorchDefault) throws {
+        guard inputChannels % geometry.groups == 0, outputChannels % geometry.groups == 0 else {
+            throw KilnError.invalidArgument("Conv2D: \(inputChannels) input and \(outputChannels) output channels "
+                                            + "are not both divisible by \(geometry.groups) groups")
+        }
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+        self.geometry = geometry
+        let fanIn = inputChannels / geometry.groups * geometry.kernelHeight * geometry.kernelWidth
+        let fanOut = outputChannels / geometry.groups * geometry.kernelHeight * geometry.kernelWidth
+        weight = try Parameter([outputChannels, inputChannels / geometry.groups, geometry.kernelHeight, geometry.kernelWidth],
+                               initializer: weightInitializer, fanIn: fanIn, fanOut: fanOut)
+        self.bias = bias ? try Parameter([outputChannels], initializer: biasInitializer, fanIn: fanIn, fanOut: fanOut) : nil
+    }
+
+    public var ownParameters: [(name: String, parameter: Parameter)] {
+        [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+    }
+
+    private var name: String { "Conv2D(\(inputChannels) → \(outputChannels), \(geometry))" }
+
+    private func convolutionShape(_ inputShape: [Int]) throws -> Conv2DShape {
+        guard inputShape.count == 4, inputShape[1] == inputChannels else {
+            throw layerShapeError(name, expected: "[N, \(inputChannels), H, W]", got: inputShape)
+        }
+        return try Conv2DShape(input: inputShape, weight: weight.value.shape, geometry: geometry, operation: name)
+    }
+
+    public func outputShape(for inputShape: [Int]) throws -> [Int] { try convolutionShape(inputShape).outputShape }
+
+    public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
+        let s = try convolutionShape(x.shape)
+        input = x
+        shape = s
+        let y = try Tensor.empty(s.outputShape, on: x.device)
+        try x.backend.conv2dForward(x, weight: weight.value, bias: bias?.value, shape: s, into: y)
+        return y
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let x = input, let s = shape else { throw KilnError.invalidArgument("\(name): backward before forward") }
+        let backend = dy.backend
+        if weight.requiresGradient {
+            try backend.conv2dBackwardFilter(x, dy, shape: s, into: weight.gradientForAccumulation(), accumulate: true)
+        }
+        if let bias, bias.requiresGradient {
+            try backend.conv2dBackwardBias(dy, into: bias.gradientForAccumulation(), accumulate: true)
+        }
+        let dx = try Tensor.empty(s.inputShape, on: dy.device)
+        try backend.conv2dBackwardData(dy, weight: weight.value, shape: s, into: dx)
+        return dx
+    }
+}

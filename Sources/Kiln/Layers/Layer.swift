@@ -1,0 +1,128 @@
+/// A learnable tensor of a layer (or a buffer such as a running mean), with its gradient.
+public final class Parameter {
+    public var value: Tensor
+    /// The accumulated gradient; nil until the first backward pass (and always for buffers).
+    public var gradient: Tensor?
+    /// False for buffers (running statistics) and for frozen parameters: optimisers skip them.
+    public var requiresGradient: Bool
+    /// True for state that is saved in checkpoints but never trained (PyTorch's buffers).
+    public let isBuffer: Bool
+    let initializer: Initializer
+    let fanIn: Int, fanOut: Int
+
+    init(_ shape: [Int], initializer: Initializer, fanIn: Int = 1, fanOut: Int = 1, isBuffer: Bool = false) throws {
+        value = try Tensor.zeros(shape)
+        self.initializer = initializer
+        self.fanIn = fanIn
+        self.fanOut = fanOut
+        self.isBuffer = isBuffer
+        requiresGradient = !isBuffer
+        try reset(seed: 0)
+    }
+
+    /// Refills the value with its initializer from stream `seed`, on its current device.
+    public func reset(seed: UInt64) throws {
+        try initializer.fill(value, fanIn: fanIn, fanOut: fanOut, seed: seed)
+    }
+
+    /// The gradient tensor, created as zeros on first use.
+    func gradientForAccumulation() throws -> Tensor {
+        if let gradient, gradient.device == value.device { return gradient }
+        let created = try Tensor.zeros(value.shape, on: value.device)
+        gradient = created
+        return created
+    }
+}
+
+/// What a forward pass needs to know besides its input.
+public struct ForwardContext: Sendable {
+    /// Training mode: batch statistics in batch norm, dropout active. Inference mode otherwise.
+    public var training: Bool
+    /// The training step, which keys dropout masks together with the seed and the layer.
+    public var step: Int
+    /// The run's seed.
+    public var seed: UInt64
+
+    public init(training: Bool, step: Int = 0, seed: UInt64 = 0) {
+        self.training = training
+        self.step = step
+        self.seed = seed
+    }
+
+    public static let inference = ForwardContext(training: false)
+}
+
+/// A network layer: forward keeps what backward needs; backward returns the gradient with respect to the
+/// input and adds the gradients of the parameters to `Parameter.gradient`.
+public protocol Layer: AnyObject {
+    /// A short type name for summaries, e.g. "Conv2D".
+    var typeName: String { get }
+    /// The output shape for an input shape (batch included), or an error naming the layer.
+    func outputShape(for inputShape: [Int]) throws -> [Int]
+    func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor
+    func backward(_ dy: Tensor) throws -> Tensor
+    /// This layer's own parameters and buffers, by their local names ("weight", "running_mean", ...).
+    var ownParameters: [(name: String, parameter: Parameter)] { get }
+    /// Sub-layers, by their local names ("0", "conv1", ...).
+    var children: [(name: String, layer: any Layer)] { get }
+}
+
+extension Layer {
+    public var typeName: String { String(describing: type(of: self)) }
+    public var ownParameters: [(name: String, parameter: Parameter)] { [] }
+    public var children: [(name: String, layer: any Layer)] { [] }
+
+    /// Every parameter and buffer of the layer tree, named as PyTorch's state dict names them
+    /// ("conv1.weight", "layer1.0.bn1.running_var", ...).
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        ownParameters + children.flatMap { child in
+            child.layer.namedParameters.map { ("\(child.name).\($0.name)", $0.parameter) }
+        }
+    }
+
+    /// Trainable parameters only.
+    public var trainableParameters: [Parameter] {
+        namedParameters.map(\.parameter).filter(\.requiresGradient)
+    }
+
+    /// Moves every parameter and buffer to `device` (gradients are dropped and recreated there).
+    public func move(to device: Device) throws {
+        for (_, parameter) in namedParameters where parameter.value.device != device {
+            parameter.value = try parameter.value.to(device)
+            parameter.gradient = nil
+        }
+    }
+
+    /// Re-initialises every parameter deterministically: parameter i of the tree draws from a stream derived
+    /// from (seed, i), on its current device.
+    public func reset(seed: UInt64) throws {
+        for (index, entry) in namedParameters.enumerated() {
+            try entry.parameter.reset(seed: Philox.mix(seed, UInt64(index)))
+        }
+    }
+
+    /// Sets every gradient to zero.
+    public func zeroGradients() throws {
+        for (_, parameter) in namedParameters { try parameter.gradient?.fill(0) }
+    }
+
+    /// Freezes (or unfreezes) every learnable parameter of the tree.
+    public func setTrainable(_ trainable: Bool) {
+        for (_, parameter) in namedParameters where !parameter.isBuffer { parameter.requiresGradient = trainable }
+    }
+
+    /// The sub-layer at a dotted path ("features.0", "fc"), or nil.
+    public func layer(at path: String) -> (any Layer)? {
+        var current: any Layer = self
+        for name in path.split(separator: ".") {
+            guard let next = current.children.first(where: { $0.name == name })?.layer else { return nil }
+            current = next
+        }
+        return current
+    }
+}
+
+/// Raised by layers when an input does not fit; names the layer and both shapes.
+func layerShapeError(_ layer: String, expected: String, got shape: [Int]) -> KilnError {
+    .shapeMismatch(operation: layer, expected: expected, got: describe(shape))
+}
