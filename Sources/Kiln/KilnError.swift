@@ -8,6 +8,8 @@ public enum KilnError: Error, CustomStringConvertible, Equatable {
     case unknownDevice(String, available: [String])
     /// Any other argument out of its domain.
     case invalidArgument(String)
+    /// A data set, checkpoint or other file that cannot be read as what it should be.
+    case corruptFile(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,8 @@ public enum KilnError: Error, CustomStringConvertible, Equatable {
             return "unknown device '\(name)'; available: \(available.joined(separator: ", "))"
         case let .invalidArgument(message):
             return message
+        case let .corruptFile(path, reason):
+            return "\(path): \(reason)"
         }
     }
 }

@@ -7,11 +7,15 @@ public final class Parameter {
     public var requiresGradient: Bool
     /// True for state that is saved in checkpoints but never trained (PyTorch's buffers).
     public let isBuffer: Bool
+    /// The element type in checkpoints: Float32, or int64 for counters such as `num_batches_tracked`.
+    public let storedType: SafeTensors.DType
     let initializer: Initializer
     let fanIn: Int, fanOut: Int
 
-    init(_ shape: [Int], initializer: Initializer, fanIn: Int = 1, fanOut: Int = 1, isBuffer: Bool = false) throws {
+    init(_ shape: [Int], initializer: Initializer, fanIn: Int = 1, fanOut: Int = 1, isBuffer: Bool = false,
+         storedType: SafeTensors.DType = .float32) throws {
         value = try Tensor.zeros(shape)
+        self.storedType = storedType
         self.initializer = initializer
         self.fanIn = fanIn
         self.fanOut = fanOut
