@@ -1,0 +1,64 @@
+import Foundation
+
+/// Renders the loss and accuracy curves of a run as a self-contained SVG: two panels side by side, train
+/// and validation series, labelled axes.
+public enum TrainingPlot {
+    public static func svg(_ rows: [EpochMetrics], title: String) -> String {
+        let width = 960.0, height = 400.0
+        var svg = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="Helvetica, Arial, sans-serif">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="\(width / 2)" y="24" text-anchor="middle" font-size="16">\(escape(title))</text>
+
+        """
+        let epochs = rows.map { Double($0.epoch) }
+        svg += panel(x: 60, y: 50, width: 400, height: 290, title: "loss", epochs: epochs,
+                     series: [("train", "#1f77b4", rows.map(\.trainLoss)), ("validation", "#ff7f0e", rows.map { $0.validationLoss ?? .nan })])
+        svg += panel(x: 540, y: 50, width: 400, height: 290, title: "accuracy", epochs: epochs,
+                     series: [("train", "#1f77b4", rows.map(\.trainAccuracy)), ("validation", "#ff7f0e", rows.map { $0.validationAccuracy ?? .nan })])
+        return svg + "</svg>\n"
+    }
+
+    private static func panel(x: Double, y: Double, width: Double, height: Double, title: String, epochs: [Double],
+                              series: [(name: String, color: String, values: [Double])]) -> String {
+        let finite = series.flatMap(\.values).filter(\.isFinite)
+        var low = finite.min() ?? 0, high = finite.max() ?? 1
+        if high - low < 1e-9 { (low, high) = (low - 0.5, high + 0.5) }
+        let padding = (high - low) * 0.05
+        (low, high) = (low - padding, high + padding)
+        let firstEpoch = epochs.first ?? 0, lastEpoch = Swift.max(epochs.last ?? 1, firstEpoch + 1)
+        func px(_ epoch: Double) -> Double { x + (epoch - firstEpoch) / (lastEpoch - firstEpoch) * width }
+        func py(_ value: Double) -> Double { y + height - (value - low) / (high - low) * height }
+
+        var out = "<g>\n<rect x=\"\(x)\" y=\"\(y)\" width=\"\(width)\" height=\"\(height)\" fill=\"none\" stroke=\"#333\"/>\n"
+        out += "<text x=\"\(x + width / 2)\" y=\"\(y - 8)\" text-anchor=\"middle\" font-size=\"14\">\(title)</text>\n"
+        for tick in 0...4 {
+            let value = low + (high - low) * Double(tick) / 4
+            out += "<line x1=\"\(x)\" y1=\"\(py(value))\" x2=\"\(x + width)\" y2=\"\(py(value))\" stroke=\"#ddd\"/>\n"
+            out += "<text x=\"\(x - 6)\" y=\"\(py(value) + 4)\" text-anchor=\"end\" font-size=\"11\">\(String(format: "%.3g", value))</text>\n"
+        }
+        let epochTicks = Swift.min(epochs.count, 10)
+        for tick in 0..<Swift.max(epochTicks, 1) {
+            let epoch = firstEpoch + (lastEpoch - firstEpoch) * Double(tick) / Double(Swift.max(epochTicks - 1, 1))
+            out += "<text x=\"\(px(epoch))\" y=\"\(y + height + 16)\" text-anchor=\"middle\" font-size=\"11\">\(String(format: "%.0f", epoch))</text>\n"
+        }
+        out += "<text x=\"\(x + width / 2)\" y=\"\(y + height + 34)\" text-anchor=\"middle\" font-size=\"12\">epoch</text>\n"
+        for (index, line) in series.enumerated() {
+            let points = zip(epochs, line.values).filter { $0.1.isFinite }
+            guard !points.isEmpty else { continue }
+            let path = points.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ")
+            out += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"2\"/>\n"
+            for point in points {
+                out += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%@\"/>\n", px(point.0), py(point.1), line.color)
+            }
+            let legendY = y + 16 + Double(index) * 16
+            out += "<line x1=\"\(x + width - 110)\" y1=\"\(legendY - 4)\" x2=\"\(x + width - 90)\" y2=\"\(legendY - 4)\" stroke=\"\(line.color)\" stroke-width=\"2\"/>\n"
+            out += "<text x=\"\(x + width - 84)\" y=\"\(legendY)\" font-size=\"11\">\(line.name)</text>\n"
+        }
+        return out + "</g>\n"
+    }
+
+    private static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
