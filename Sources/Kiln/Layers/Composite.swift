@@ -25,6 +25,14 @@ public final class Residual: Layer {
         return main
     }
 
+    public func summarize(path: String, input: [Int], into rows: inout [SummaryRow]) throws -> [Int] {
+        let main = try summarizeChain(body.layers, path: path, input: input, into: &rows)
+        if let shortcut {
+            _ = try shortcut.summarize(path: path.isEmpty ? shortcutName : "\(path).\(shortcutName)", input: input, into: &rows)
+        }
+        return main
+    }
+
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         let main = try body.forward(x, context)
         let side = try shortcut?.forward(x, context) ?? x
@@ -58,6 +66,13 @@ public final class Concat: Layer {
 
     public func outputShape(for inputShape: [Int]) throws -> [Int] {
         let shapes = try branches.map { try $0.layer.outputShape(for: inputShape) }
+        return try concatenatedShape(shapes)
+    }
+
+    public func summarize(path: String, input: [Int], into rows: inout [SummaryRow]) throws -> [Int] {
+        let shapes = try branches.map { branch in
+            try branch.layer.summarize(path: path.isEmpty ? branch.name : "\(path).\(branch.name)", input: input, into: &rows)
+        }
         return try concatenatedShape(shapes)
     }
 

@@ -46,6 +46,11 @@ public final class Conv2D: Layer {
 
     public func outputShape(for inputShape: [Int]) throws -> [Int] { try convolutionShape(inputShape).outputShape }
 
+    public func multiplyAccumulates(for inputShape: [Int]) throws -> Int {
+        let s = try convolutionShape(inputShape)
+        return s.outputChannels * s.outputPixels * s.patchSize
+    }
+
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         let s = try convolutionShape(x.shape)
         input = x

@@ -69,12 +69,29 @@ public protocol Layer: AnyObject {
     var ownParameters: [(name: String, parameter: Parameter)] { get }
     /// Sub-layers, by their local names ("0", "conv1", ...).
     var children: [(name: String, layer: any Layer)] { get }
+    /// Multiply-accumulates of one sample's forward pass through this layer alone (not its children).
+    func multiplyAccumulates(for inputShape: [Int]) throws -> Int
+    /// Appends a summary row per leaf layer under `path` and returns the output shape. Containers
+    /// override it to walk their children with the shapes they feed them.
+    func summarize(path: String, input: [Int], into rows: inout [SummaryRow]) throws -> [Int]
 }
 
 extension Layer {
     public var typeName: String { String(describing: type(of: self)) }
     public var ownParameters: [(name: String, parameter: Parameter)] { [] }
     public var children: [(name: String, layer: any Layer)] { [] }
+    public func multiplyAccumulates(for inputShape: [Int]) throws -> Int { 0 }
+
+    public func summarize(path: String, input: [Int], into rows: inout [SummaryRow]) throws -> [Int] {
+        let output = try outputShape(for: input)
+        let parameters = ownParameters.map(\.parameter)
+        rows.append(SummaryRow(
+            name: path, type: typeName, outputShape: output,
+            trainableParameters: parameters.filter { !$0.isBuffer }.map(\.value.count).reduce(0, +),
+            bufferElements: parameters.filter(\.isBuffer).map(\.value.count).reduce(0, +),
+            multiplyAccumulates: try multiplyAccumulates(for: input)))
+        return output
+    }
 
     /// Every parameter and buffer of the layer tree, named as PyTorch's state dict names them
     /// ("conv1.weight", "layer1.0.bn1.running_var", ...).

@@ -25,6 +25,8 @@ public final class Linear: Layer {
         return [inputShape[0], outputFeatures]
     }
 
+    public func multiplyAccumulates(for inputShape: [Int]) throws -> Int { inputFeatures * outputFeatures }
+
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         _ = try outputShape(for: x.shape)
         input = x

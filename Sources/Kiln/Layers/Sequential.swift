@@ -46,6 +46,10 @@ public final class Sequential: Layer {
         try layers.reduce(inputShape) { shape, entry in try entry.layer.outputShape(for: shape) }
     }
 
+    public func summarize(path: String, input: [Int], into rows: inout [SummaryRow]) throws -> [Int] {
+        try summarizeChain(layers, path: path, input: input, into: &rows)
+    }
+
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         outputs.removeAll(keepingCapacity: true)
         var current = x
