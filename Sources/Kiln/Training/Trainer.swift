@@ -1,0 +1,206 @@
+import Foundation
+import Synchronization
+
+/// A batch ready for a step: inputs and targets on the training device, labels on the host.
+public struct Batch {
+    /// [B, C, H, W] (or [B, features]) on the training device.
+    public var inputs: Tensor
+    /// [B] class indices as Float values, on the training device.
+    public var targets: Tensor
+    /// The same class indices on the host.
+    public var labels: [Int]
+
+    public init(inputs: Tensor, targets: Tensor, labels: [Int]) {
+        self.inputs = inputs
+        self.targets = targets
+        self.labels = labels
+    }
+}
+
+/// Something that updates parameters from their gradients.
+public protocol Optimizer: AnyObject {
+    var learningRate: Float { get set }
+    /// Applies one update to every trainable parameter from its accumulated gradient.
+    func step() throws
+    /// The optimiser's state tensors and counters by name, for checkpoints.
+    func state() throws -> SafeTensors
+    func loadState(_ state: SafeTensors, source: String) throws
+}
+
+/// Maps a model output and its batch to the mean loss (a one-element tensor, so reading it can wait) and
+/// the gradient of that loss with respect to the output.
+public typealias LossFunction = (_ output: Tensor, _ batch: Batch) throws -> (loss: Tensor, gradient: Tensor)
+
+/// Why training stopped early.
+public enum TrainingError: Error, CustomStringConvertible, Equatable {
+    /// The loss became NaN or infinite at this step; parameters after it are not trusted.
+    case nonFiniteLoss(step: Int, value: Float)
+
+    public var description: String {
+        switch self {
+        case let .nonFiniteLoss(step, value):
+            return "training stopped: the loss is \(value) at step \(step); the last good checkpoint is kept"
+        }
+    }
+}
+
+/// Loss and accuracy over a pass through data.
+public struct PassResult: Sendable {
+    public var loss: Double
+    public var accuracy: Double
+    public var images: Int
+    public var seconds: Double
+    /// Losses of the individual steps, in order (training passes).
+    public var stepLosses: [Float]
+    /// Whether the pass stopped early because a stop was requested.
+    public var interrupted: Bool
+}
+
+/// Runs training steps and evaluation passes of a model. The host waits for the device only when it reads
+/// the losses, once every `readInterval` steps.
+public final class Trainer {
+    public let model: any Layer
+    public let optimizer: any Optimizer
+    public let lossFunction: LossFunction
+    public let seed: UInt64
+    /// Steps taken so far over the whole run; keys the dropout masks.
+    public private(set) var step: Int
+    /// Steps between reads of the loss (the only point where training waits for the device).
+    public var readInterval = 20
+    private let stopFlag = Atomic<Bool>(false)
+
+    public init(model: any Layer, optimizer: any Optimizer, loss: @escaping LossFunction, seed: UInt64, step: Int = 0) {
+        self.model = model
+        self.optimizer = optimizer
+        lossFunction = loss
+        self.seed = seed
+        self.step = step
+    }
+
+    /// Asks a running pass to stop after its current step (safe from a signal handler's queue).
+    public func requestStop() { stopFlag.store(true, ordering: .relaxed) }
+    public var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
+
+    /// One training step on `batch`, returning the loss tensor (on the device, not read).
+    @discardableResult
+    public func trainStep(_ batch: Batch) throws -> (loss: Tensor, output: Tensor) {
+        try model.zeroGradients()
+        let output = try model.forward(batch.inputs, ForwardContext(training: true, step: step, seed: seed))
+        let (loss, gradient) = try lossFunction(output, batch)
+        _ = try model.backward(gradient)
+        try optimizer.step()
+        step += 1
+        return (loss, output)
+    }
+
+    /// Trains on every batch of `batches`, showing progress through `progress(step in pass, running loss,
+    /// running accuracy, images)` after every read. Stops early, after a whole step, when a stop is requested.
+    public func trainPass<Batches: Sequence<Batch>>(
+        _ batches: Batches, progress: ((Int, Double, Double, Int) -> Void)? = nil
+    ) throws -> PassResult {
+        let start = ContinuousClock.now
+        var tracker: AccuracyTracker?
+        var pending: [(step: Int, loss: Tensor)] = []
+        var stepLosses: [Float] = []
+        var images = 0, stepsInPass = 0
+        var interrupted = false
+
+        func readPending() throws {
+            for (step, loss) in pending {
+                let value = try loss.item()
+                guard value.isFinite else { throw TrainingError.nonFiniteLoss(step: step, value: value) }
+                stepLosses.append(value)
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+
+        for batch in batches {
+            let stepNumber = step
+            let (loss, output) = try trainStep(batch)
+            pending.append((stepNumber, loss))
+            if tracker == nil { tracker = try AccuracyTracker(on: output.device) }
+            try tracker?.add(output: output, targets: batch.targets)
+            images += batch.labels.count
+            stepsInPass += 1
+            if pending.count >= readInterval {
+                try readPending()
+                progress?(stepsInPass, mean(stepLosses), try tracker?.accuracy() ?? 0, images)
+            }
+            if stopRequested { interrupted = true; break }
+        }
+        try readPending()
+        let accuracy = try tracker?.accuracy() ?? 0
+        progress?(stepsInPass, mean(stepLosses), accuracy, images)
+        return PassResult(loss: mean(stepLosses), accuracy: accuracy, images: images,
+                          seconds: seconds(ContinuousClock.now - start), stepLosses: stepLosses, interrupted: interrupted)
+    }
+
+    /// Loss and accuracy of the model in inference mode over `batches` (the mean over samples).
+    public func evaluate<Batches: Sequence<Batch>>(_ batches: Batches) throws -> Evaluation {
+        try Evaluation(model: model, batches: batches, loss: lossFunction)
+    }
+
+    private func mean(_ values: [Float]) -> Double {
+        values.isEmpty ? .nan : values.reduce(0) { $0 + Double($1) } / Double(values.count)
+    }
+}
+
+/// Counts correct predictions on the device, so accuracy costs no read until it is asked for.
+struct AccuracyTracker {
+    private let wrong: Tensor
+    private var samples = 0
+
+    init(on device: Device) throws { wrong = try Tensor.zeros([1], on: device) }
+
+    /// Adds a batch: a prediction is wrong when argmax(output) differs from the target, counted as
+    /// min(|argmax - target|, 1).
+    mutating func add(output: Tensor, targets: Tensor) throws {
+        let predicted = try output.argmax(axis: 1)
+        let miss = try (predicted - targets).map(.abs).binary(.min, 1)
+        try wrong.axpby(alpha: 1, miss.reduce(.sum).reshaped([1]), beta: 1)
+        samples += targets.count
+    }
+
+    func accuracy() throws -> Double {
+        samples == 0 ? 0 : 1 - Double(try wrong.item()) / Double(samples)
+    }
+}
+
+/// The result of evaluating a classifier: loss, accuracy, per-class accuracy and the confusion matrix.
+public struct Evaluation: Sendable {
+    public var loss: Double
+    public var accuracy: Double
+    /// confusion[true class][predicted class]
+    public var confusion: [[Int]]
+    public var samples: Int
+
+    public var perClassAccuracy: [Double] {
+        confusion.enumerated().map { index, row in
+            let total = row.reduce(0, +)
+            return total == 0 ? .nan : Double(row[index]) / Double(total)
+        }
+    }
+
+    init<Batches: Sequence<Batch>>(model: any Layer, batches: Batches, loss: LossFunction) throws {
+        var totalLoss = 0.0
+        var samples = 0
+        var confusion: [[Int]] = []
+        for batch in batches {
+            let output = try model.forward(batch.inputs, .inference)
+            let classes = output.shape[1]
+            if confusion.isEmpty { confusion = Array(repeating: Array(repeating: 0, count: classes), count: classes) }
+            let (batchLoss, _) = try loss(output, batch)
+            totalLoss += Double(try batchLoss.item()) * Double(batch.labels.count)
+            let predicted = try output.argmax(axis: 1).toArray()
+            for (label, prediction) in zip(batch.labels, predicted) where confusion.indices.contains(label) {
+                confusion[label][Int(prediction)] += 1
+            }
+            samples += batch.labels.count
+        }
+        self.samples = samples
+        self.confusion = confusion
+        self.loss = samples == 0 ? .nan : totalLoss / Double(samples)
+        let correct = confusion.indices.map { confusion[$0][$0] }.reduce(0, +)
+        accuracy = samples == 0 ? 0 : Double(correct) / Double(samples)
+    }
+}
