@@ -42,8 +42,10 @@ public final class OpenCLBackend: Backend {
     public var name: String { context.device.info.name }
 
     /// The kernel `name` of the kernel file `file` (e.g. "elementwise.cl"), building the program on first use.
-    /// Files listed in `prelude` are compiled in front of it (shared helpers such as random.cl).
-    func kernel(_ name: String, in file: String, prelude: [String] = [], options: String = "") throws -> CLKernel {
+    /// Files listed in `prelude` are compiled in front of it (shared helpers such as random.cl). Every
+    /// program gets the device's reduction work-group size as REDUCE_WG.
+    func kernel(_ name: String, in file: String, prelude: [String] = [], options extraOptions: String = "") throws -> CLKernel {
+        let options = "-DREDUCE_WG=\(reduceGroupSize)" + (extraOptions.isEmpty ? "" : " " + extraOptions)
         let key = ([file] + prelude).joined(separator: "+") + " " + options
         let program: CLProgram = try programs.withLock { programs in
             if let program = programs[key] { return program }
@@ -148,7 +150,7 @@ public final class OpenCLBackend: Backend {
         guard outputs > 0 else { return }
         let kernelName = op == .mean ? "reduce_sum" : "reduce_\(op.rawValue)"
         let scale: Float = op == .mean ? 1 / Float(shape.axis) : 1
-        let kernel = try kernel(kernelName, in: "reduce.cl", options: "-DREDUCE_WG=\(reduceGroupSize)")
+        let kernel = try kernel(kernelName, in: "reduce.cl")
         try context.launch(kernel, global: [outputs * reduceGroupSize], local: [reduceGroupSize],
                            arguments: a.clArguments + out.clArguments
                            + [.uint(UInt32(shape.axis)), .uint(UInt32(Swift.max(shape.inner, 1))), .float(scale)])

@@ -56,7 +56,7 @@ extension OpenCLBackend: ConvolutionBackend {
 
     public func conv2dBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
         if s.isDepthwise {
-            let kernel = try kernel("depthwise_backward_filter", in: "conv.cl", options: "-DREDUCE_WG=\(reduceGroupSize)")
+            let kernel = try kernel("depthwise_backward_filter", in: "conv.cl")
             try context.launch(kernel, global: [dw.count * reduceGroupSize], local: [reduceGroupSize],
                                arguments: x.clArguments + dy.clArguments + dw.clArguments
                                + [.uint(accumulate ? 1 : 0)] + depthwiseArguments(s))
