@@ -1,0 +1,55 @@
+import XCTest
+@testable import Kiln
+
+final class DropoutTests: XCTestCase {
+    func testHostAndDeviceMasksAreEqual() throws {
+        let gpu = try openCLDevice()
+        for (shape, p, spatial) in [([64, 33], Float(0.5), false), ([3, 7, 5, 5], 0.2, true), ([1, 1001], 0.9, false)] {
+            let x = try Tensor.normal(shape, seed: 1)
+            let key = DropoutKey(seed: 42, step: 17, layer: 3)
+            let host = try dropout(x, probability: p, key: key, spatial: spatial)
+            let device = try dropout(x.to(gpu), probability: p, key: key, spatial: spatial)
+            XCTAssertEqual(try device.mask.toArray(), try host.mask.toArray(), "mask \(shape) p \(p)")
+            XCTAssertEqual(try device.output.toArray(), try host.output.toArray())
+            let dy = try Tensor.normal(shape, seed: 2)
+            XCTAssertEqual(try dropoutBackward(dy.to(gpu), mask: device.mask).toArray(), try dropoutBackward(dy, mask: host.mask).toArray())
+        }
+    }
+
+    func testKeptFractionScaleAndExpectation() throws {
+        let n = 200_000
+        for device in [Device.host, try openCLDevice()] {
+            for p in [Float(0.1), 0.5, 0.8] {
+                let x = try Tensor.full([n], value: 2, on: device)
+                let result = try dropout(x, probability: p, key: DropoutKey(seed: 7, step: 0, layer: 0))
+                let mask = try result.mask.toArray()
+                let kept = mask.filter { $0 != 0 }
+                let keep = 1 - Double(p)
+                let sigma = (Double(n) * keep * (1 - keep)).squareRoot()
+                XCTAssertEqual(Double(kept.count), Double(n) * keep, accuracy: 5 * sigma, "kept fraction, p \(p) on \(device)")
+                XCTAssertTrue(kept.allSatisfy { $0 == 1 / (1 - p) }, "kept units scaled by 1/(1-p)")
+                let mean = Double(try result.output.mean())
+                XCTAssertEqual(mean, 2, accuracy: 5 * 2 * (Double(p) / keep / Double(n)).squareRoot(), "expected value kept")
+            }
+            XCTAssertEqual(try dropout(Tensor.ones([10], on: device), probability: 0, key: DropoutKey(seed: 1, step: 0, layer: 0)).output.toArray(),
+                           [Float](repeating: 1, count: 10))
+            XCTAssertEqual(try dropout(Tensor.ones([10], on: device), probability: 1, key: DropoutKey(seed: 1, step: 0, layer: 0)).output.toArray(),
+                           [Float](repeating: 0, count: 10))
+        }
+    }
+
+    func testMasksDependOnStepAndLayerAndSpatialDropsWholeChannels() throws {
+        let x = try Tensor.ones([4, 6, 3, 3])
+        let base = try dropout(x, probability: 0.5, key: DropoutKey(seed: 9, step: 1, layer: 1)).mask.toArray()
+        XCTAssertNotEqual(try dropout(x, probability: 0.5, key: DropoutKey(seed: 9, step: 2, layer: 1)).mask.toArray(), base)
+        XCTAssertNotEqual(try dropout(x, probability: 0.5, key: DropoutKey(seed: 9, step: 1, layer: 2)).mask.toArray(), base)
+        XCTAssertEqual(try dropout(x, probability: 0.5, key: DropoutKey(seed: 9, step: 1, layer: 1)).mask.toArray(), base)
+        let spatial = try dropout(x, probability: 0.5, key: DropoutKey(seed: 9, step: 1, layer: 1), spatial: true)
+        let y = try spatial.output.toArray()
+        for plane in 0..<24 {
+            let values = Set(y[(plane * 9)..<(plane * 9 + 9)])
+            XCTAssertEqual(values.count, 1, "plane \(plane) is dropped or kept whole")
+        }
+        XCTAssertTrue(Set(y).isSuperset(of: [0, 2]))
+    }
+}
