@@ -17,16 +17,6 @@ public struct Batch {
     }
 }
 
-/// Something that updates parameters from their gradients.
-public protocol Optimizer: AnyObject {
-    var learningRate: Float { get set }
-    /// Applies one update to every trainable parameter from its accumulated gradient.
-    func step() throws
-    /// The optimiser's state tensors and counters by name, for checkpoints.
-    func state() throws -> SafeTensors
-    func loadState(_ state: SafeTensors, source: String) throws
-}
-
 /// Maps a model output and its batch to the mean loss (a one-element tensor, so reading it can wait) and
 /// the gradient of that loss with respect to the output.
 public typealias LossFunction = (_ output: Tensor, _ batch: Batch) throws -> (loss: Tensor, gradient: Tensor)
@@ -60,7 +50,7 @@ public struct PassResult: Sendable {
 /// the losses, once every `readInterval` steps.
 public final class Trainer {
     public let model: any Layer
-    public let optimizer: any Optimizer
+    public let optimizer: Optimizer
     public let lossFunction: LossFunction
     public let seed: UInt64
     /// Steps taken so far over the whole run; keys the dropout masks.
@@ -69,7 +59,7 @@ public final class Trainer {
     public var readInterval = 20
     private let stopFlag = Atomic<Bool>(false)
 
-    public init(model: any Layer, optimizer: any Optimizer, loss: @escaping LossFunction, seed: UInt64, step: Int = 0) {
+    public init(model: any Layer, optimizer: Optimizer, loss: @escaping LossFunction, seed: UInt64, step: Int = 0) {
         self.model = model
         self.optimizer = optimizer
         lossFunction = loss

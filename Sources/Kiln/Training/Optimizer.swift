@@ -1,0 +1,158 @@
+import Foundation
+
+/// Updates a model's trainable parameters from their gradients with an `UpdateRule`, regularisation,
+/// optional gradient clipping by global norm and an optional max-norm constraint. Every step runs on the
+/// parameters' device without reading anything back.
+public final class Optimizer {
+    public var rule: UpdateRule
+    public var learningRate: Float
+    public var regularization: Regularization
+    /// Scale all gradients together so their global L2 norm is at most this.
+    public var clipGradientNorm: Float?
+    /// Renormalise each output row (first dimension) of weights with two or more dimensions to at most
+    /// this L2 norm after each update.
+    public var maxNorm: Float?
+    /// Updates taken so far.
+    public private(set) var stepCount = 0
+    private let parameters: [(name: String, parameter: Parameter)]
+    private var states: [ObjectIdentifier: [Tensor]] = [:]
+
+    public init(parameters: [(name: String, parameter: Parameter)], rule: UpdateRule, learningRate: Float,
+                regularization: Regularization = Regularization(), clipGradientNorm: Float? = nil, maxNorm: Float? = nil) {
+        self.parameters = parameters.filter { !$0.parameter.isBuffer }
+        self.rule = rule
+        self.learningRate = learningRate
+        self.regularization = regularization
+        self.clipGradientNorm = clipGradientNorm
+        self.maxNorm = maxNorm
+    }
+
+    /// An optimiser for every learnable parameter of `model`.
+    public convenience init(model: any Layer, rule: UpdateRule, learningRate: Float, regularization: Regularization = Regularization()) {
+        self.init(parameters: model.namedParameters, rule: rule, learningRate: learningRate, regularization: regularization)
+    }
+
+    public func step() throws {
+        stepCount += 1
+        let active = parameters.filter { $0.parameter.requiresGradient && $0.parameter.gradient != nil }
+        if let clipGradientNorm { try clip(active.compactMap(\.parameter.gradient), to: clipGradientNorm) }
+        for (_, parameter) in active {
+            guard let gradient = parameter.gradient else { continue }
+            try parameter.value.backend.applyUpdate(rule, parameter: parameter.value, gradient: gradient, state: try state(of: parameter),
+                                                    learningRate: learningRate, step: stepCount, regularization: regularization)
+            if let maxNorm, parameter.value.rank >= 2 { try constrainRows(parameter.value, to: maxNorm) }
+        }
+    }
+
+    private func state(of parameter: Parameter) throws -> [Tensor] {
+        let id = ObjectIdentifier(parameter)
+        if let state = states[id], state.first?.device == parameter.value.device { return state }
+        let state = try (0..<rule.stateCount).map { _ in try Tensor.zeros(parameter.value.shape, on: parameter.value.device) }
+        states[id] = state
+        return state
+    }
+
+    /// g ← g · min(1, c / (‖g‖ + 1e-6)) over all gradients together, computed on the device.
+    private func clip(_ gradients: [Tensor], to limit: Float) throws {
+        guard let first = gradients.first else { return }
+        let total = try Tensor.zeros([1], on: first.device)
+        for gradient in gradients { try total.axpby(alpha: 1, gradient.map(.square).reduce(.sum).reshaped([1]), beta: 1) }
+        let factor = try total.map(.sqrt).binary(.add, 1e-6).map(.reciprocal).binary(.mul, limit).binary(.min, 1)
+        for gradient in gradients {
+            try gradient.backend.binaryPerChannel(.mul, gradient, factor, channels: 1, inner: gradient.count, into: gradient)
+        }
+    }
+
+    /// Each row w_r of a [rows, ...] weight ← w_r · min(1, c / (‖w_r‖ + 1e-7)).
+    private func constrainRows(_ weight: Tensor, to limit: Float) throws {
+        let rows = weight.shape[0], width = weight.count / weight.shape[0]
+        let norms = try weight.reshaped([rows, width]).map(.square).sum(axis: 1).map(.sqrt)
+        let factors = try norms.binary(.add, 1e-7).map(.reciprocal).binary(.mul, limit).binary(.min, 1)
+        try weight.backend.binaryPerChannel(.mul, weight, factors, channels: rows, inner: width, into: weight)
+    }
+
+    // MARK: Checkpoints
+
+    /// The state tensors by "<parameter>.<PyTorch state name>" and the step count in the metadata.
+    public func state() throws -> SafeTensors {
+        var file = SafeTensors()
+        for (name, parameter) in parameters {
+            guard let state = states[ObjectIdentifier(parameter)] else { continue }
+            for (stateName, tensor) in zip(rule.stateNames, state) {
+                file.set("\(name).\(stateName)", floats: try tensor.toArray(), shape: tensor.shape)
+            }
+        }
+        file.metadata["step"] = String(stepCount)
+        return file
+    }
+
+    public func loadState(_ file: SafeTensors, source: String) throws {
+        guard let steps = file.metadata["step"].flatMap(Int.init) else {
+            throw KilnError.corruptFile(path: source, reason: "optimiser state without a step count")
+        }
+        for (name, parameter) in parameters {
+            let names = rule.stateNames.map { "\(name).\($0)" }
+            guard names.allSatisfy({ file[$0] != nil }) else { continue }
+            let state = try names.map { stateName -> Tensor in
+                guard let entry = file[stateName], let values = file.floats(stateName), entry.shape == parameter.value.shape else {
+                    throw KilnError.corruptFile(path: source, reason: "\(stateName) does not have the shape \(describe(parameter.value.shape))")
+                }
+                return try Tensor(values, shape: entry.shape, on: parameter.value.device)
+            }
+            states[ObjectIdentifier(parameter)] = state
+        }
+        stepCount = steps
+    }
+}
+
+/// How the learning rate changes over epochs.
+public enum LearningRateSchedule: Equatable, Sendable {
+    case constant
+    /// lr · γ^⌊epoch / every⌋
+    case step(every: Int, gamma: Float)
+    /// Cosine annealing from lr to `minimum` over `epochs`.
+    case cosine(epochs: Int, minimum: Float = 0)
+    /// Multiply by `factor` when the validation loss has not improved for `patience` epochs.
+    case reduceOnPlateau(factor: Float = 0.1, patience: Int = 2)
+}
+
+/// Applies a `LearningRateSchedule` to an optimiser at the start of each epoch.
+public final class LearningRateScheduler {
+    public let schedule: LearningRateSchedule
+    public let baseLearningRate: Float
+    private var bestLoss = Double.infinity
+    private var epochsWithoutImprovement = 0
+    private var plateauScale: Float = 1
+
+    public init(schedule: LearningRateSchedule, baseLearningRate: Float) {
+        self.schedule = schedule
+        self.baseLearningRate = baseLearningRate
+    }
+
+    /// The learning rate for `epoch` (0-based).
+    public func learningRate(epoch: Int) -> Float {
+        switch schedule {
+        case .constant: return baseLearningRate
+        case let .step(every, gamma): return baseLearningRate * Foundation.pow(gamma, Float(epoch / Swift.max(every, 1)))
+        case let .cosine(epochs, minimum):
+            let progress = Float(Swift.min(epoch, epochs)) / Float(Swift.max(epochs, 1))
+            return minimum + (baseLearningRate - minimum) * (1 + Foundation.cos(Float.pi * progress)) / 2
+        case .reduceOnPlateau: return baseLearningRate * plateauScale
+        }
+    }
+
+    /// Reports an epoch's validation loss (used by reduce-on-plateau).
+    public func epochEnded(validationLoss: Double) {
+        guard case let .reduceOnPlateau(factor, patience) = schedule else { return }
+        if validationLoss < bestLoss {
+            bestLoss = validationLoss
+            epochsWithoutImprovement = 0
+        } else {
+            epochsWithoutImprovement += 1
+            if epochsWithoutImprovement > patience {
+                plateauScale *= factor
+                epochsWithoutImprovement = 0
+            }
+        }
+    }
+}
