@@ -22,6 +22,11 @@ let package = Package(
             name: "CBLAS",
             providers: [.apt(["libopenblas-dev"])]),
 
+        // C interop: zlib, for gzip-compressed data sets.
+        .systemLibrary(
+            name: "CZlib",
+            providers: [.apt(["zlib1g-dev"])]),
+
         // The OpenCL runtime: devices, queues, buffers, programs, kernels. Knows nothing of tensors.
         .target(name: "KilnCL", dependencies: ["COpenCL"]),
 
@@ -36,7 +41,7 @@ let package = Package(
         // Tensors, the Backend protocol and its two implementations.
         .target(
             name: "Kiln",
-            dependencies: ["KilnCL", "CBLAS"],
+            dependencies: ["KilnCL", "CBLAS", "CZlib"],
             plugins: ["EmbedKernels"]),
 
         .executableTarget(

@@ -1,0 +1,131 @@
+import Foundation
+
+/// Serves a data set as batches on a device: shuffled per epoch (deterministically from the seed and the
+/// epoch), prepared on a background thread a few batches ahead so the device does not wait for data.
+public struct DataLoader: Sendable {
+    public let dataset: Dataset
+    public let batchSize: Int
+    public let shuffle: Bool
+    public let dropLast: Bool
+    public let seed: UInt64
+    public let device: Device
+    /// Batches prepared ahead of the consumer.
+    public var prefetch = 3
+
+    public init(dataset: Dataset, batchSize: Int, shuffle: Bool, dropLast: Bool = false, seed: UInt64 = 0, device: Device) {
+        self.dataset = dataset
+        self.batchSize = Swift.max(batchSize, 1)
+        self.shuffle = shuffle
+        self.dropLast = dropLast
+        self.seed = seed
+        self.device = device
+    }
+
+    /// Batches per epoch.
+    public var batchCount: Int {
+        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    }
+
+    /// The sample order of `epoch`: a Fisher–Yates shuffle driven by SplitMix64 seeded with
+    /// mix(seed, epoch), or the stored order without shuffling.
+    public func order(epoch: Int) -> [Int] {
+        var order = Array(0..<dataset.count)
+        guard shuffle else { return order }
+        var state = Philox.mix(seed, UInt64(epoch))
+        for i in stride(from: order.count - 1, to: 0, by: -1) {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            order.swapAt(i, Int(z % UInt64(i + 1)))
+        }
+        return order
+    }
+
+    /// The batches of `epoch`, starting at batch `first` (to resume mid-epoch).
+    public func batches(epoch: Int, startingAt first: Int = 0) -> PrefetchedBatches {
+        PrefetchedBatches(loader: self, order: order(epoch: epoch), first: first)
+    }
+
+    /// Builds batch `index` of a sample order.
+    func makeBatch(_ index: Int, order: [Int]) throws -> Batch {
+        let indices = Array(order[(index * batchSize)..<Swift.min((index + 1) * batchSize, order.count)])
+        let size = dataset.imageSize
+        var pixels = [Float](repeating: 0, count: indices.count * size)
+        pixels.withUnsafeMutableBufferPointer { target in
+            dataset.pixels.withUnsafeBufferPointer { source in
+                for (row, sample) in indices.enumerated() {
+                    _ = UnsafeMutableBufferPointer(rebasing: target[(row * size)..<((row + 1) * size)])
+                        .update(fromContentsOf: source[(sample * size)..<((sample + 1) * size)])
+                }
+            }
+        }
+        let labels = indices.map { dataset.labels[$0] }
+        return Batch(inputs: try Tensor(pixels, shape: [indices.count] + dataset.imageShape, on: device),
+                     targets: try Tensor(labels.map(Float.init), shape: [labels.count], on: device), labels: labels)
+    }
+}
+
+/// The batches of one epoch, produced by a background thread into a bounded queue. Abandoning the
+/// iteration stops the thread after the batch it is preparing.
+public final class PrefetchedBatches: Sequence, IteratorProtocol, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var ready: [Result<Batch, Error>] = []
+    private var finished = false
+    private var cancelled = false
+    private let capacity: Int
+
+    init(loader: DataLoader, order: [Int], first: Int) {
+        capacity = Swift.max(loader.prefetch, 1)
+        let thread = Thread { [self] in
+            for index in first..<loader.batchCount {
+                let result = Result { try loader.makeBatch(index, order: order) }
+                condition.lock()
+                while ready.count >= capacity && !cancelled { condition.wait() }
+                if cancelled { condition.unlock(); return }
+                ready.append(result)
+                condition.broadcast()
+                condition.unlock()
+            }
+            condition.lock()
+            finished = true
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.name = "kiln data loader"
+        thread.start()
+    }
+
+    deinit { cancel() }
+
+    /// Stops the producer; later calls of `next()` return nil.
+    public func cancel() {
+        condition.lock()
+        cancelled = true
+        ready.removeAll()
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next batch; a failure to build one (e.g. out of device memory) ends the sequence after being
+    /// reported through `error`.
+    public func next() -> Batch? {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready.isEmpty && !finished && !cancelled { condition.wait() }
+        guard !cancelled, !ready.isEmpty else { return nil }
+        let result = ready.removeFirst()
+        condition.broadcast()
+        switch result {
+        case let .success(batch): return batch
+        case let .failure(failure):
+            error = failure
+            cancelled = true
+            return nil
+        }
+    }
+
+    /// The error that ended the sequence early, if any.
+    public private(set) var error: Error?
+}

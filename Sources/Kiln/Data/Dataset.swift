@@ -1,0 +1,144 @@
+import Foundation
+
+/// An image classification data set in host memory: images as [N, C, H, W] Float32 and integer labels.
+public struct Dataset: Sendable {
+    /// [C, H, W] of one image.
+    public var imageShape: [Int]
+    /// All images, image after image, in CHW order.
+    public var pixels: [Float]
+    public var labels: [Int]
+    public var classNames: [String]
+
+    public init(imageShape: [Int], pixels: [Float], labels: [Int], classNames: [String]) {
+        self.imageShape = imageShape
+        self.pixels = pixels
+        self.labels = labels
+        self.classNames = classNames
+    }
+
+    public var count: Int { labels.count }
+    public var imageSize: Int { imageShape.reduce(1, *) }
+
+    /// The samples at `indices`, in that order.
+    public func subset(_ indices: [Int]) -> Dataset {
+        var pixels: [Float] = []
+        pixels.reserveCapacity(indices.count * imageSize)
+        for index in indices { pixels += self.pixels[(index * imageSize)..<((index + 1) * imageSize)] }
+        return Dataset(imageShape: imageShape, pixels: pixels, labels: indices.map { labels[$0] }, classNames: classNames)
+    }
+
+    /// Splits off the last `fraction` of the samples as a validation set: (train, validation).
+    public func splitValidation(fraction: Double) -> (train: Dataset, validation: Dataset) {
+        let validationCount = Int((Double(count) * fraction).rounded())
+        let cut = count - validationCount
+        return (subset(Array(0..<cut)), subset(Array(cut..<count)))
+    }
+
+    /// Standardises every channel: (x − mean) / std.
+    public mutating func normalize(mean: [Float], std: [Float]) throws {
+        let channels = imageShape[0], plane = imageSize / channels
+        guard mean.count == channels, std.count == channels, std.allSatisfy({ $0 > 0 }) else {
+            throw KilnError.invalidArgument("normalize: need \(channels) means and positive standard deviations")
+        }
+        for i in pixels.indices {
+            let c = (i / plane) % channels
+            pixels[i] = (pixels[i] - mean[c]) / std[c]
+        }
+    }
+
+    public static let fashionMNISTClasses = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    public static let cifar10Classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    /// Where Debian's dataset-fashion-mnist package puts the files.
+    public static let fashionMNISTDirectory = URL(fileURLWithPath: "/usr/share/datasets/fashion-mnist")
+}
+
+/// Which part of a data set to load.
+public enum DatasetSplit: String, Sendable { case train, test }
+
+extension Dataset {
+    /// A data set named by a spec: `fashion-mnist`, `mnist:DIR`, `cifar10:DIR`, or a folder of MNIST-format
+    /// IDX files.
+    public static func load(_ spec: String, split: DatasetSplit) throws -> Dataset {
+        if spec == "fashion-mnist" { return try mnistFamily(directory: fashionMNISTDirectory, split: split, classNames: fashionMNISTClasses) }
+        if spec.hasPrefix("cifar10:") { return try cifar10(directory: URL(fileURLWithPath: String(spec.dropFirst(8))), split: split) }
+        let path = spec.hasPrefix("mnist:") ? String(spec.dropFirst(6)) : spec
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw KilnError.invalidArgument("data set '\(spec)': not fashion-mnist, mnist:DIR, cifar10:DIR or an existing folder")
+        }
+        let names = path.lowercased().contains("fashion") ? fashionMNISTClasses : (0..<10).map(String.init)
+        return try mnistFamily(directory: URL(fileURLWithPath: path), split: split, classNames: names)
+    }
+
+    /// MNIST-format IDX files (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`, `t10k-...`),
+    /// scaled to [0, 1] as torchvision's ToTensor does.
+    public static func mnistFamily(directory: URL, split: DatasetSplit, classNames: [String]) throws -> Dataset {
+        let prefix = split == .train ? "train" : "t10k"
+        func file(_ stem: String) throws -> URL {
+            for name in [stem, stem + ".gz"] {
+                let url = directory.appending(path: name)
+                if FileManager.default.fileExists(atPath: url.path) { return url }
+            }
+            throw KilnError.corruptFile(path: directory.appending(path: stem).path, reason: "missing (also looked for .gz)")
+        }
+        let imagesURL = try file("\(prefix)-images-idx3-ubyte"), labelsURL = try file("\(prefix)-labels-idx1-ubyte")
+        let images = try IDXFile.read(imagesURL, expectedRank: 3)
+        let labels = try IDXFile.read(labelsURL, expectedRank: 1)
+        guard images.dimensions[0] == labels.dimensions[0] else {
+            throw KilnError.corruptFile(path: labelsURL.path, reason: "\(labels.dimensions[0]) labels for \(images.dimensions[0]) images in \(imagesURL.lastPathComponent)")
+        }
+        if let bad = labels.bytes.first(where: { Int($0) >= classNames.count }) {
+            throw KilnError.corruptFile(path: labelsURL.path, reason: "label \(bad) is outside 0..<\(classNames.count)")
+        }
+        return Dataset(imageShape: [1, images.dimensions[1], images.dimensions[2]], pixels: images.bytes.map { Float($0) / 255 },
+                       labels: labels.bytes.map(Int.init), classNames: classNames)
+    }
+
+    /// The CIFAR-10 binary version: records of one label byte and 3,072 CHW pixel bytes.
+    public static func cifar10(directory: URL, split: DatasetSplit) throws -> Dataset {
+        let files = split == .train ? (1...5).map { "data_batch_\($0).bin" } : ["test_batch.bin"]
+        var pixels: [Float] = [], labels: [Int] = []
+        for name in files {
+            let url = directory.appending(path: name)
+            let bytes = try readPossiblyCompressed(url)
+            guard bytes.count % 3073 == 0, !bytes.isEmpty else {
+                throw KilnError.corruptFile(path: url.path, reason: "\(bytes.count) bytes is not a whole number of 3,073-byte records")
+            }
+            for record in 0..<(bytes.count / 3073) {
+                let start = record * 3073
+                guard bytes[start] < 10 else { throw KilnError.corruptFile(path: url.path, reason: "label \(bytes[start]) in record \(record)") }
+                labels.append(Int(bytes[start]))
+                pixels += bytes[(start + 1)..<(start + 3073)].map { Float($0) / 255 }
+            }
+        }
+        return Dataset(imageShape: [3, 32, 32], pixels: pixels, labels: labels, classNames: cifar10Classes)
+    }
+}
+
+/// The IDX format of the MNIST family: zero bytes, a type code (0x08: unsigned bytes), the rank, big-endian
+/// dimensions, then the data.
+struct IDXFile {
+    var dimensions: [Int]
+    var bytes: [UInt8]
+
+    static func read(_ url: URL, expectedRank: Int) throws -> IDXFile {
+        let data = try readPossiblyCompressed(url)
+        func corrupt(_ reason: String) -> KilnError { .corruptFile(path: url.path, reason: reason) }
+        guard data.count >= 4 else { throw corrupt("truncated: \(data.count) bytes, no IDX header") }
+        guard data[0] == 0, data[1] == 0, data[2] == 0x08, Int(data[3]) == expectedRank else {
+            throw corrupt(String(format: "bad magic 0x%02x%02x%02x%02x (expected 0x000008%02x: unsigned bytes, rank %d)",
+                                 data[0], data[1], data[2], data[3], expectedRank, expectedRank))
+        }
+        let headerSize = 4 + 4 * expectedRank
+        guard data.count >= headerSize else { throw corrupt("truncated: the header needs \(headerSize) bytes, the file has \(data.count)") }
+        let dimensions = (0..<expectedRank).map { d in
+            (0..<4).reduce(0) { $0 << 8 | Int(data[4 + 4 * d + $1]) }
+        }
+        let expected = headerSize + dimensions.reduce(1, *)
+        guard data.count == expected else {
+            throw corrupt("\(data.count < expected ? "truncated" : "too long"): expected \(expected) bytes for dimensions \(dimensions), got \(data.count)")
+        }
+        return IDXFile(dimensions: dimensions, bytes: Array(data[headerSize...]))
+    }
+}
