@@ -6,7 +6,8 @@ struct KilnCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln",
         abstract: "Train convolutional networks on any OpenCL device, with a host (CPU) fallback.",
-        subcommands: [DevicesCommand.self, MatmulCommand.self])
+        subcommands: [TrainCommand.self, DevicesCommand.self, MatmulCommand.self],
+        defaultSubcommand: nil)
 }
 
 /// Parses a `--device` value, turning Kiln's error (which lists the devices) into a usage error.

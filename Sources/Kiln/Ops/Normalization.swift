@@ -52,8 +52,8 @@ func batchNormLayout(_ x: Tensor) -> (batch: Int, channels: Int, inner: Int) {
 }
 
 /// Checks a batch-norm input against its per-channel tensors; `operation` names the layer in errors.
-func checkBatchNorm(_ x: Tensor, channels: Int, operation: String) throws {
-    guard x.rank == 2 || x.rank == 4, x.shape[1] == channels else {
-        throw KilnError.shapeMismatch(operation: operation, expected: "[N, \(channels)] or [N, \(channels), H, W]", got: describe(x.shape))
+func checkBatchNorm(_ shape: [Int], channels: Int, operation: String) throws {
+    guard shape.count == 2 || shape.count == 4, shape[1] == channels else {
+        throw KilnError.shapeMismatch(operation: operation, expected: "[N, \(channels)] or [N, \(channels), H, W]", got: describe(shape))
     }
 }
