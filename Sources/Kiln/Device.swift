@@ -22,9 +22,11 @@ public enum Device: Hashable, Sendable, CustomStringConvertible {
         throw KilnError.unknownDevice(text, available: Device.available.map(\.description) + ["auto"])
     }
 
-    /// The device `auto` stands for: a GPU, else another OpenCL device, else the host.
+    /// The device `auto` stands for: a GPU, else another non-CPU OpenCL device (an accelerator), else the
+    /// host. An OpenCL driver for the CPU itself (POCL) runs on the same cores as the host backend and is
+    /// several times slower there (BENCHMARKS.md), so `auto` leaves it to an explicit `cl:P:D`.
     public static var auto: Device {
-        guard let device = try? CLRuntime.preferredDevice() else { return .host }
+        guard let device = try? CLRuntime.preferredDevice(), device.info.type != .cpu else { return .host }
         return .opencl(platform: device.platformIndex, device: device.deviceIndex)
     }
 

@@ -121,7 +121,15 @@ struct TrainOptions: Codable {
                       train: DataLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, seed: seed, device: device),
                       validation: DataLoader(dataset: validationSet, batchSize: 256, shuffle: false, device: device),
                       epochs: epochs, earlyStopPatience: earlyStop)
-        fit.showProgress = true
+        let stepLog = folder.appending(path: "steps.csv")
+        if !resuming { try writeAtomically(Array("step,loss\n".utf8), to: stepLog) }
+        fit.passEnded = { firstStep, losses in
+            let handle = try FileHandle(forWritingTo: stepLog)
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            let rows = losses.enumerated().map { "\(firstStep + $0.offset),\($0.element)\n" }.joined()
+            try handle.write(contentsOf: Data(rows.utf8))
+        }
         let configuration = try String(decoding: JSONEncoder().encode(self), as: UTF8.self)
         let outcome: FitOutcome
         do {
@@ -139,6 +147,7 @@ struct TrainOptions: Codable {
                              epochMetrics.epoch, epochMetrics.trainLoss, 100 * epochMetrics.trainAccuracy,
                              valSplit > 0 ? "val" : "test", epochMetrics.validationLoss ?? .nan,
                              100 * (epochMetrics.validationAccuracy ?? .nan), epochMetrics.learningRate, epochMetrics.imagesPerSecond))
+                fflush(nil)
             }
         } catch let error as TrainingError {
             print("\(error)")

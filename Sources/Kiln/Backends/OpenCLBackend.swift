@@ -63,10 +63,11 @@ public final class OpenCLBackend: Backend {
         return try program.kernel(name)
     }
 
-    /// Launches a one-dimensional elementwise kernel over `count` items.
+    /// Launches a one-dimensional kernel over `count` items (it must ignore ids from `count` on). The
+    /// work-group size is fixed: left to the driver, POCL compiles a new variant for every global size.
     func launch(_ name: String, in file: String, count: Int, _ arguments: [CLKernelArgument]) throws {
         guard count > 0 else { return }
-        try context.launch(try kernel(name, in: file), global: [count], arguments: arguments)
+        try context.launch(try kernel(name, in: file), global: [count], local: [reduceGroupSize], arguments: arguments)
     }
 
     // MARK: Memory

@@ -35,6 +35,9 @@ public struct Fit {
     /// Stop when the validation loss has not improved for this many epochs.
     public var earlyStopPatience: Int?
     public var showProgress = true
+    /// Called after every pass over training batches (also a stopped one) with the step number of its first
+    /// batch and the loss of each step.
+    public var passEnded: ((_ firstStep: Int, _ losses: [Float]) throws -> Void)?
 
     public init(trainer: Trainer, scheduler: LearningRateScheduler, train: DataLoader, validation: DataLoader?, epochs: Int,
                 earlyStopPatience: Int? = nil) {
@@ -59,12 +62,14 @@ public struct Fit {
             let firstBatch = epoch == start.epoch ? start.batch : 0
             let progress = showProgress ? ProgressBar(total: train.batchCount - firstBatch, label: "epoch \(epoch + 1)/\(epochs)") : nil
             let batches = train.batches(epoch: epoch, startingAt: firstBatch)
+            let firstStep = trainer.step
             let pass = try trainer.trainPass(batches) { step, loss, accuracy, images in
                 progress?.update(step: step, loss: loss, accuracy: accuracy, images: images)
             }
             progress?.finish()
             if let error = batches.error { throw error }
             totalSeconds += pass.seconds
+            try passEnded?(firstStep, pass.stepLosses)
             if pass.interrupted {
                 return .interrupted(TrainingPosition(epoch: epoch, batch: firstBatch + pass.stepLosses.count, step: trainer.step))
             }

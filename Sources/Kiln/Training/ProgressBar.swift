@@ -7,7 +7,7 @@ public final class ProgressBar {
     private let label: String
     private let interactive: Bool
     private let start = ContinuousClock.now
-    private var lastPlainStep = -1
+    private var lastPlainBucket = -1, lastPlainStep = -1
 
     public init(total: Int, label: String, interactive: Bool = isatty(STDOUT_FILENO) == 1) {
         self.total = Swift.max(total, 1)
@@ -22,8 +22,8 @@ public final class ProgressBar {
         let speed = elapsed > 0 ? Double(images) / elapsed : 0
         let eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0
         var text = "\(label) \(step)/\(total)"
-        if let loss { text += String(format: " loss %.4f", loss) }
-        if let accuracy { text += String(format: " acc %.2f%%", accuracy * 100) }
+        if let loss, loss.isFinite { text += String(format: " loss %.4f", loss) }
+        if let accuracy, accuracy.isFinite { text += String(format: " acc %.2f%%", accuracy * 100) }
         text += String(format: " %.0f img/s ETA %@", speed, Self.clock(eta))
         if interactive {
             let width = 24
@@ -31,9 +31,10 @@ public final class ProgressBar {
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
             print("\r\u{1B}[2K\(bar) \(text)", terminator: "")
             fflush(nil)  // all output streams: stdout is a C global Swift 6 will not touch
-        } else if step == total || step / Swift.max(total / 10, 1) != lastPlainStep {
-            lastPlainStep = step / Swift.max(total / 10, 1)
+        } else if step != lastPlainStep, step == total || step / Swift.max(total / 10, 1) != lastPlainBucket {
+            (lastPlainBucket, lastPlainStep) = (step / Swift.max(total / 10, 1), step)
             print(text)
+            fflush(nil)  // a pipe is block-buffered: show each line as it happens
         }
     }
 

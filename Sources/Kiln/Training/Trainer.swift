@@ -93,6 +93,7 @@ public final class Trainer {
         var pending: [(step: Int, loss: Tensor)] = []
         var stepLosses: [Float] = []
         var images = 0, stepsInPass = 0
+        var shownLoss = Double.nan, shownAccuracy = Double.nan
         var interrupted = false
 
         func readPending() throws {
@@ -114,8 +115,10 @@ public final class Trainer {
             stepsInPass += 1
             if pending.count >= readInterval {
                 try readPending()
-                progress?(stepsInPass, mean(stepLosses), try tracker?.accuracy() ?? 0, images)
+                (shownLoss, shownAccuracy) = (mean(stepLosses), try tracker?.accuracy() ?? 0)
             }
+            // Every step moves the bar; the loss and accuracy shown are those of the last read.
+            progress?(stepsInPass, shownLoss, shownAccuracy, images)
             if stopRequested { interrupted = true; break }
         }
         try readPending()

@@ -1,86 +1,122 @@
 import CBLAS
 
-/// Convolution on the host: im2col + OpenBLAS GEMM, one image and group at a time.
+/// Convolution on the host: im2col + OpenBLAS GEMM over a chunk of the batch at once, so that OpenBLAS
+/// gets a few large products (which it runs on every core) instead of many small ones.
 ///
-/// For image n and group g, the patches of the input form a matrix `cols` [K, P] with K = C_in/groups·kh·kw
-/// rows (one per weight of a filter) and P = OH·OW columns (one per output pixel). Then
-///   forward          y[n, g]  = w[g] · cols               [C_out/g, K] x [K, P]
-///   backward data    dcols    = w[g]ᵀ · dy[n, g], col2im   [K, C_out/g] x [C_out/g, P]
-///   backward filter  dw[g]   += dy[n, g] · colsᵀ           [C_out/g, P] x [P, K]
+/// For group g and a chunk of B images, the patches form `cols` [K, B·P] with K = C_in/groups·kh·kw rows
+/// (one per weight of a filter) and B·P columns (one per output pixel of each image). Outputs and output
+/// gradients are gathered into the same column order, `[C_out/groups, B·P]`:
+///   forward          y[g]  = w[g] · cols                [C_out/g, K] x [K, B·P]
+///   backward data    dcols = w[g]ᵀ · dy[g], col2im      [K, C_out/g] x [C_out/g, B·P]
+///   backward filter  dw[g] += dy[g] · colsᵀ             [C_out/g, B·P] x [B·P, K]
 extension HostBackend: ConvolutionBackend {
-    public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
-        let (x, w, y) = (x.hostBuffer, weight.hostBuffer, y.hostBuffer)
-        var cols = [Float](repeating: 0, count: s.patchSize * s.outputPixels)
-        let (inputImage, outputImage) = (s.inputChannels * s.inputHeight * s.inputWidth, s.outputChannels * s.outputPixels)
-        for n in 0..<s.batch {
+    /// Upper bound on the im2col workspace, in elements (64 MiB).
+    static let convolutionWorkspaceElements = 16 << 20
+
+    public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into output: Tensor) throws {
+        let (w, y) = (weight.hostBuffer, output.hostBuffer)
+        forEachChunk(s) { first, count, cols, columns in
+            let width = count * s.outputPixels
             for g in 0..<s.geometry.groups {
-                im2col(x.baseAddress! + n * inputImage, group: g, shape: s, into: &cols)
-                gemm(m: s.groupOutputChannels, n: s.outputPixels, k: s.patchSize,
-                     a: w.baseAddress! + g * s.groupOutputChannels * s.patchSize, b: cols,
-                     c: y.baseAddress! + n * outputImage + g * s.groupOutputChannels * s.outputPixels)
+                im2col(x.hostBuffer, images: first..<(first + count), group: g, shape: s, into: cols)
+                gemm(transposeA: false, transposeB: false, m: s.groupOutputChannels, n: width, k: s.patchSize,
+                     a: w.baseAddress! + g * s.groupOutputChannels * s.patchSize, lda: s.patchSize,
+                     b: cols.baseAddress!, ldb: width, beta: 0, c: columns.baseAddress!, ldc: width)
+                // columns [C_out/g, B·P] → y [n, g·C_out/g + o, p]
+                for o in 0..<s.groupOutputChannels {
+                    for b in 0..<count {
+                        let target = ((first + b) * s.outputChannels + g * s.groupOutputChannels + o) * s.outputPixels
+                        let source = o * width + b * s.outputPixels
+                        (y.baseAddress! + target).update(from: columns.baseAddress! + source, count: s.outputPixels)
+                    }
+                }
             }
         }
         if let bias {
-            let b = bias.hostBuffer
-            for n in 0..<s.batch {
-                for c in 0..<s.outputChannels {
-                    let start = n * outputImage + c * s.outputPixels
-                    for p in start..<(start + s.outputPixels) { y[p] += b[c] }
-                }
-            }
+            try binaryPerChannel(.add, output, bias, channels: s.outputChannels, inner: s.outputPixels, into: output)
         }
     }
 
     public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
-        let (dy, w, dx) = (dy.hostBuffer, weight.hostBuffer, dx.hostBuffer)
-        var dcols = [Float](repeating: 0, count: s.patchSize * s.outputPixels)
-        let (inputImage, outputImage) = (s.inputChannels * s.inputHeight * s.inputWidth, s.outputChannels * s.outputPixels)
-        dx.update(repeating: 0)
-        for n in 0..<s.batch {
+        let (w, dxBuffer) = (weight.hostBuffer, dx.hostBuffer)
+        dxBuffer.update(repeating: 0)
+        forEachChunk(s) { first, count, dcols, columns in
+            let width = count * s.outputPixels
             for g in 0..<s.geometry.groups {
-                dcols.withUnsafeMutableBufferPointer { dcols in
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
-                                Int32(s.patchSize), Int32(s.outputPixels), Int32(s.groupOutputChannels), 1,
-                                w.baseAddress! + g * s.groupOutputChannels * s.patchSize, Int32(s.patchSize),
-                                dy.baseAddress! + n * outputImage + g * s.groupOutputChannels * s.outputPixels, Int32(s.outputPixels),
-                                0, dcols.baseAddress, Int32(s.outputPixels))
-                }
-                col2imAdding(dcols, group: g, shape: s, into: dx.baseAddress! + n * inputImage)
+                gatherColumns(dy.hostBuffer, images: first..<(first + count), group: g, shape: s, into: columns)
+                gemm(transposeA: true, transposeB: false, m: s.patchSize, n: width, k: s.groupOutputChannels,
+                     a: w.baseAddress! + g * s.groupOutputChannels * s.patchSize, lda: s.patchSize,
+                     b: columns.baseAddress!, ldb: width, beta: 0, c: dcols.baseAddress!, ldc: width)
+                col2imAdding(dcols, images: first..<(first + count), group: g, shape: s, into: dxBuffer)
             }
         }
     }
 
     public func conv2dBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
-        let (x, dy, dw) = (x.hostBuffer, dy.hostBuffer, dw.hostBuffer)
+        let dw = dw.hostBuffer
         if !accumulate { dw.update(repeating: 0) }
-        var cols = [Float](repeating: 0, count: s.patchSize * s.outputPixels)
-        let (inputImage, outputImage) = (s.inputChannels * s.inputHeight * s.inputWidth, s.outputChannels * s.outputPixels)
-        for n in 0..<s.batch {
+        forEachChunk(s) { first, count, cols, columns in
+            let width = count * s.outputPixels
             for g in 0..<s.geometry.groups {
-                im2col(x.baseAddress! + n * inputImage, group: g, shape: s, into: &cols)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans,
-                            Int32(s.groupOutputChannels), Int32(s.patchSize), Int32(s.outputPixels), 1,
-                            dy.baseAddress! + n * outputImage + g * s.groupOutputChannels * s.outputPixels, Int32(s.outputPixels),
-                            cols, Int32(s.outputPixels),
-                            1, dw.baseAddress! + g * s.groupOutputChannels * s.patchSize, Int32(s.patchSize))
+                im2col(x.hostBuffer, images: first..<(first + count), group: g, shape: s, into: cols)
+                gatherColumns(dy.hostBuffer, images: first..<(first + count), group: g, shape: s, into: columns)
+                gemm(transposeA: false, transposeB: true, m: s.groupOutputChannels, n: s.patchSize, k: width,
+                     a: columns.baseAddress!, lda: width, b: cols.baseAddress!, ldb: width,
+                     beta: 1, c: dw.baseAddress! + g * s.groupOutputChannels * s.patchSize, ldc: s.patchSize)
             }
         }
     }
 
-    /// cols[(c·kh + i)·kw + j, oh·OW + ow] = x[g·C_in/g + c, oh·sh − pad_top + i·dh, ow·sw − pad_left + j·dw], 0 outside.
-    private func im2col(_ image: UnsafePointer<Float>, group g: Int, shape s: Conv2DShape, into cols: inout [Float]) {
+    // MARK: Helpers
+
+    /// Calls `body(first image, image count, cols workspace [K, B·P], columns workspace [C_out/g, B·P])`
+    /// for chunks of the batch that keep the workspace under its bound.
+    private func forEachChunk(_ s: Conv2DShape,
+                              _ body: (Int, Int, UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> Void) {
+        let perImage = (s.patchSize + s.groupOutputChannels) * s.outputPixels
+        let chunk = Swift.max(1, Swift.min(s.batch, Self.convolutionWorkspaceElements / Swift.max(perImage, 1)))
+        let cols = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunk * s.patchSize * s.outputPixels)
+        let columns = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunk * s.groupOutputChannels * s.outputPixels)
+        defer { cols.deallocate(); columns.deallocate() }
+        for first in stride(from: 0, to: s.batch, by: chunk) {
+            body(first, Swift.min(chunk, s.batch - first), cols, columns)
+        }
+    }
+
+    /// The output columns `ow` whose input column `ow·s − pad + offset` lies in 0..<size.
+    private func validRange(size: Int, outputs: Int, stride: Int, pad: Int, offset: Int) -> Range<Int> {
+        let last = size - 1 + pad - offset  // ow·stride must not exceed this
+        guard last >= 0 else { return 0..<0 }
+        let low = Swift.max(0, (pad - offset + stride - 1) / stride)
+        let high = Swift.min(outputs, last / stride + 1)
+        return low < high ? low..<high : 0..<0
+    }
+
+    /// cols[(c·kh + i)·kw + j, b·P + oh·OW + ow] = x[n, g·C_in/g + c, oh·sh − pad_top + i·dh, ow·sw − pad_left + j·dw],
+    /// zero where that falls in the padding.
+    private func im2col(_ x: UnsafeMutableBufferPointer<Float>, images: Range<Int>, group g: Int, shape s: Conv2DShape,
+                        into cols: UnsafeMutableBufferPointer<Float>) {
         let geometry = s.geometry
+        let width = images.count * s.outputPixels
         for c in 0..<s.groupInputChannels {
-            let channel = image + (g * s.groupInputChannels + c) * s.inputHeight * s.inputWidth
             for i in 0..<geometry.kernelHeight {
                 for j in 0..<geometry.kernelWidth {
-                    let row = ((c * geometry.kernelHeight + i) * geometry.kernelWidth + j) * s.outputPixels
-                    for oh in 0..<s.outputHeight {
-                        let ih = oh * geometry.strideHeight - geometry.padTop + i * geometry.dilationHeight
-                        for ow in 0..<s.outputWidth {
-                            let iw = ow * geometry.strideWidth - geometry.padLeft + j * geometry.dilationWidth
-                            let inside = ih >= 0 && ih < s.inputHeight && iw >= 0 && iw < s.inputWidth
-                            cols[row + oh * s.outputWidth + ow] = inside ? channel[ih * s.inputWidth + iw] : 0
+                    let columns = validRange(size: s.inputWidth, outputs: s.outputWidth, stride: geometry.strideWidth,
+                                             pad: geometry.padLeft, offset: j * geometry.dilationWidth)
+                    let row = cols.baseAddress! + ((c * geometry.kernelHeight + i) * geometry.kernelWidth + j) * width
+                    for (b, n) in images.enumerated() {
+                        let channel = x.baseAddress! + (n * s.inputChannels + g * s.groupInputChannels + c) * s.inputHeight * s.inputWidth
+                        for oh in 0..<s.outputHeight {
+                            let out = row + b * s.outputPixels + oh * s.outputWidth
+                            let ih = oh * geometry.strideHeight - geometry.padTop + i * geometry.dilationHeight
+                            guard ih >= 0, ih < s.inputHeight, !columns.isEmpty else {
+                                out.update(repeating: 0, count: s.outputWidth)
+                                continue
+                            }
+                            out.update(repeating: 0, count: columns.lowerBound)
+                            let source = channel + ih * s.inputWidth - geometry.padLeft + j * geometry.dilationWidth
+                            for ow in columns { out[ow] = source[ow * geometry.strideWidth] }
+                            (out + columns.upperBound).update(repeating: 0, count: s.outputWidth - columns.upperBound)
                         }
                     }
                 }
@@ -89,19 +125,24 @@ extension HostBackend: ConvolutionBackend {
     }
 
     /// The adjoint of im2col: adds every patch entry back onto the input pixel it was read from.
-    private func col2imAdding(_ cols: [Float], group g: Int, shape s: Conv2DShape, into image: UnsafeMutablePointer<Float>) {
+    private func col2imAdding(_ cols: UnsafeMutableBufferPointer<Float>, images: Range<Int>, group g: Int, shape s: Conv2DShape,
+                              into dx: UnsafeMutableBufferPointer<Float>) {
         let geometry = s.geometry
+        let width = images.count * s.outputPixels
         for c in 0..<s.groupInputChannels {
-            let channel = image + (g * s.groupInputChannels + c) * s.inputHeight * s.inputWidth
             for i in 0..<geometry.kernelHeight {
                 for j in 0..<geometry.kernelWidth {
-                    let row = ((c * geometry.kernelHeight + i) * geometry.kernelWidth + j) * s.outputPixels
-                    for oh in 0..<s.outputHeight {
-                        let ih = oh * geometry.strideHeight - geometry.padTop + i * geometry.dilationHeight
-                        guard ih >= 0, ih < s.inputHeight else { continue }
-                        for ow in 0..<s.outputWidth {
-                            let iw = ow * geometry.strideWidth - geometry.padLeft + j * geometry.dilationWidth
-                            if iw >= 0, iw < s.inputWidth { channel[ih * s.inputWidth + iw] += cols[row + oh * s.outputWidth + ow] }
+                    let columns = validRange(size: s.inputWidth, outputs: s.outputWidth, stride: geometry.strideWidth,
+                                             pad: geometry.padLeft, offset: j * geometry.dilationWidth)
+                    let row = cols.baseAddress! + ((c * geometry.kernelHeight + i) * geometry.kernelWidth + j) * width
+                    for (b, n) in images.enumerated() {
+                        let channel = dx.baseAddress! + (n * s.inputChannels + g * s.groupInputChannels + c) * s.inputHeight * s.inputWidth
+                        for oh in 0..<s.outputHeight {
+                            let ih = oh * geometry.strideHeight - geometry.padTop + i * geometry.dilationHeight
+                            guard ih >= 0, ih < s.inputHeight else { continue }
+                            let source = row + b * s.outputPixels + oh * s.outputWidth
+                            let target = channel + ih * s.inputWidth - geometry.padLeft + j * geometry.dilationWidth
+                            for ow in columns { target[ow * geometry.strideWidth] += source[ow] }
                         }
                     }
                 }
@@ -109,7 +150,21 @@ extension HostBackend: ConvolutionBackend {
         }
     }
 
-    private func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: [Float], c: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
+    /// columns[o, b·P + p] = t[n, g·C_out/g + o, p]: a group's output-shaped tensor in GEMM column order.
+    private func gatherColumns(_ t: UnsafeMutableBufferPointer<Float>, images: Range<Int>, group g: Int, shape s: Conv2DShape,
+                               into columns: UnsafeMutableBufferPointer<Float>) {
+        let width = images.count * s.outputPixels
+        for o in 0..<s.groupOutputChannels {
+            for (b, n) in images.enumerated() {
+                let source = (n * s.outputChannels + g * s.groupOutputChannels + o) * s.outputPixels
+                (columns.baseAddress! + o * width + b * s.outputPixels).update(from: t.baseAddress! + source, count: s.outputPixels)
+            }
+        }
+    }
+
+    private func gemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                      b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 }
