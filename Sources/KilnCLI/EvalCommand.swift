@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a checkpoint: loss, accuracy, per-class accuracy and the confusion matrix.")
+
+    @Option(help: "A safetensors checkpoint (Kiln's, or a PyTorch state dict of the same module tree).")
+    var checkpoint: String
+    @Option(help: "Model name; needed only for a checkpoint without Kiln's configuration.")
+    var model: String?
+    @Option(help: "Data set (default: the one the checkpoint was trained on, else fashion-mnist).")
+    var data: String?
+    @Option(help: "auto, host, or cl:P:D.")
+    var device = "auto"
+    @Option(help: "Images per batch.")
+    var batchSize = 256
+
+    func run() throws {
+        let url = URL(fileURLWithPath: checkpoint)
+        let file = try SafeTensors.read(from: url)
+        let saved = file.metadata["kiln.config"].flatMap { try? JSONDecoder().decode(TrainOptions.self, from: Data($0.utf8)) }
+        guard let modelName = model ?? saved?.model else {
+            throw ValidationError("\(checkpoint) carries no Kiln configuration: name its model with --model (\(ModelZoo.names.joined(separator: ", ")))")
+        }
+        let device = try DeviceOption.parse(device)
+        let test = try Dataset.load(data ?? saved?.data ?? "fashion-mnist", split: .test)
+        let network = try ModelZoo.make(modelName, inputShape: test.imageShape, classes: test.classNames.count)
+        try network.loadStateDict(file, source: url.path, strict: false)
+        try network.move(to: device)
+        let trainer = Trainer(model: network, optimizer: Optimizer(model: network, rule: .sgd(), learningRate: 0),
+                              loss: crossEntropyLoss, seed: 0)
+        let result = try trainer.evaluate(DataLoader(dataset: test, batchSize: batchSize, shuffle: false, device: device).batches(epoch: 0))
+        print(String(format: "%@ on %d test images (%@): loss %.4f, accuracy %.2f%%", modelName, result.samples, device.description,
+                     result.loss, 100 * result.accuracy))
+        print("\nper-class accuracy:")
+        for (index, name) in test.classNames.enumerated() where index < result.perClassAccuracy.count {
+            let padded = name.padding(toLength: 12, withPad: " ", startingAt: 0)
+            print("  \(padded) " + String(format: "%6.2f%%", 100 * result.perClassAccuracy[index]))
+        }
+        print("\nconfusion matrix (rows: true class, columns: predicted):")
+        let width = Swift.max(5, String(result.confusion.flatMap { $0 }.max() ?? 0).count + 1)
+        print("      " + (0..<result.confusion.count).map { String(repeating: " ", count: width - String($0).count) + String($0) }.joined())
+        for (index, row) in result.confusion.enumerated() {
+            let label = String(index)
+            print(String(repeating: " ", count: 4 - label.count) + label + "  "
+                  + row.map { String(repeating: " ", count: width - String($0).count) + String($0) }.joined())
+        }
+    }
+}
+
+struct SummaryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "summary",
+        abstract: "Print a model's layers with output shapes, parameters and multiply-accumulates.")
+
+    @Argument(help: "Model name (see `kiln models`).")
+    var model: String
+    @Option(help: "Input as CxHxW.")
+    var input = "1x28x28"
+    @Option(help: "Number of classes.")
+    var classes = 10
+    @Option(help: "Batch size for the activation-memory estimate.")
+    var batchSize = 64
+
+    func run() throws {
+        let shape = input.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard shape.count == 3, shape.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input must look like 3x32x32") }
+        let network = try ModelZoo.make(model, inputShape: shape, classes: classes)
+        print(try network.summary(inputShape: shape, batchSize: batchSize))
+    }
+}
+
+struct ModelsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "models", abstract: "List the model zoo.")
+
+    func run() throws {
+        for name in ModelZoo.names { print(name) }
+    }
+}
