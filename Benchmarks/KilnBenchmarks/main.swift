@@ -158,3 +158,27 @@ if let executable = Bundle.main.executablePath, Device.auto != .host {
     print("| second (loads binaries from KILN_CACHE_DIR) | \(String(format: "%.3f", second)) (\(String(format: "%.0f%%", 100 * second / first)) of the first) |")
     print("")
 }
+
+// MARK: LeNet-BN training and inference throughput
+
+print("## LeNet-BN (1×28×28, 10 classes): training step (forward + backward + Nesterov update) and inference")
+print("")
+print("| backend | train images/s, batch 64 | inference images/s, batch 256 |")
+print("|---|---|---|")
+for backend in backends {
+    let model = try LeNetBN()
+    try model.reset(seed: 1)
+    try model.move(to: backend.device)
+    let optimizer = Optimizer(model: model, rule: .sgd(momentum: 0.9, nesterov: true), learningRate: 0.01)
+    let trainer = Trainer(model: model, optimizer: optimizer, loss: crossEntropyLoss, seed: 1)
+    let batch = Batch(inputs: try Tensor.uniform([64, 1, 28, 28], seed: 2, on: backend.device),
+                      targets: try Tensor((0..<64).map { Float($0 % 10) }, shape: [64], on: backend.device),
+                      labels: (0..<64).map { $0 % 10 })
+    let steps = quick ? 5 : 20
+    let trainTime = try median(repeats: 3, on: backend) { for _ in 0..<steps { try trainer.trainStep(batch) } }
+    let images = try Tensor.uniform([256, 1, 28, 28], seed: 3, on: backend.device)
+    let inferTime = try median(repeats: 3, on: backend) { for _ in 0..<steps { _ = try model.forward(images, .inference) } }
+    print("| `\(backend.device)` \(backend.name) | \(String(format: "%.0f", Double(64 * steps) / trainTime)) "
+          + "| \(String(format: "%.0f", Double(256 * steps) / inferTime)) |")
+}
+print("")
