@@ -82,7 +82,12 @@ struct TrainOptions: Codable {
     func train(in folder: URL, resuming: Bool) throws {
         let device = try DeviceOption.parse(device)
         let backend = try device.backend()
-        if device == .host, self.device == "auto" { print("No OpenCL device found: training on the host backend.") }
+        if device == .host, self.device == "auto" {
+            let others = Device.available.filter { $0 != .host }
+            print(others.isEmpty ? "No OpenCL device found: training on the host backend."
+                  : "No GPU or accelerator found: training on the host backend, which is faster than an OpenCL driver on the same CPU"
+                    + " (--device \(others[0]) uses \(others.count == 1 ? "it" : "one")).")
+        }
         print("device \(device): \(backend.name)")
 
         var trainSet = try Dataset.load(data, split: .train)
