@@ -53,3 +53,26 @@ final class DropoutTests: XCTestCase {
         XCTAssertTrue(Set(y).isSuperset(of: [0, 2]))
     }
 }
+
+final class DropConnectTests: XCTestCase {
+    func testDropConnectGradientsAndDeviceAgreement() throws {
+        var random = TestRandom(seed: 8)
+        let layer = try DropConnectLinear(inputFeatures: 5, outputFeatures: 4, probability: 0.5, stream: 2)
+        try layer.reset(seed: 1)
+        let x = try Tensor(random.floats(15), shape: [3, 5])
+        let context = ForwardContext(training: true, step: 4, seed: 11)
+        let y = try layer.forward(x, context)
+        let upstream = try Tensor(random.floats(12), shape: [3, 4])
+        try layer.zeroGradients()
+        let dx = try layer.backward(upstream)
+        let loss = { try weightedSum(layer.forward(x, context), upstream) }
+        try assertGradient("DropConnect dx", of: x, analytic: dx, loss: loss)
+        try assertGradient("DropConnect dW", of: layer.linear.weight.value, analytic: XCTUnwrap(layer.linear.weight.gradient), loss: loss)
+        XCTAssertEqual(try layer.forward(x, .inference).toArray(), try layer.linear.forward(x, .inference).toArray())
+
+        let device = try DropConnectLinear(inputFeatures: 5, outputFeatures: 4, probability: 0.5, stream: 2)
+        try device.reset(seed: 1)
+        try device.move(to: try openCLDevice())
+        assertClose(try device.forward(x.to(openCLDevice()), context).toArray(), try y.toArray(), "DropConnect forward, same mask")
+    }
+}

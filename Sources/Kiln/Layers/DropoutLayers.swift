@@ -35,3 +35,56 @@ public final class Dropout: Layer {
         return try dropoutBackward(dy, mask: mask)
     }
 }
+
+/// A fully connected layer with DropConnect (Wan et al. 2013): in training each weight is dropped with
+/// probability p and the kept ones scaled by 1/(1 − p), a fresh mask every step (keyed like dropout by
+/// (seed, step, `stream`)); at inference it is a plain linear layer.
+public final class DropConnectLinear: Layer {
+    public let linear: Linear
+    public let probability: Float
+    public let stream: Int
+    private var saved: (input: Tensor, mask: Tensor, maskedWeight: Tensor)?
+
+    public init(inputFeatures: Int, outputFeatures: Int, probability: Float = 0.5, stream: Int = 0) throws {
+        guard probability >= 0, probability < 1 else {
+            throw KilnError.invalidArgument("DropConnectLinear: probability \(probability) is outside [0, 1)")
+        }
+        linear = try Linear(inputFeatures: inputFeatures, outputFeatures: outputFeatures)
+        self.probability = probability
+        self.stream = stream
+    }
+
+    public var ownParameters: [(name: String, parameter: Parameter)] { linear.ownParameters }
+    public func outputShape(for inputShape: [Int]) throws -> [Int] { try linear.outputShape(for: inputShape) }
+    public func multiplyAccumulates(for inputShape: [Int]) throws -> Int { try linear.multiplyAccumulates(for: inputShape) }
+
+    public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
+        guard context.training, probability > 0 else {
+            saved = nil
+            return try linear.forward(x, context)
+        }
+        _ = try outputShape(for: x.shape)
+        let weight = linear.weight.value
+        let mask = try Tensor.empty(weight.shape, on: weight.device)
+        try weight.backend.dropoutMask(probability: probability, key: DropoutKey(seed: context.seed, step: context.step, layer: stream), into: mask)
+        let maskedWeight = try weight * mask
+        saved = (x, mask, maskedWeight)
+        // y [N, out] = x [N, in] · (W ⊙ M)ᵀ + b
+        let y = try x.matmul(maskedWeight, transposeOther: true)
+        if let bias = linear.bias { try y.backend.binaryPerChannel(.add, y, bias.value, channels: linear.outputFeatures, inner: 1, into: y) }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) throws -> Tensor {
+        guard let saved else { return try linear.backward(dy) }
+        if linear.weight.requiresGradient {
+            // dW += (dyᵀ · x) ⊙ M
+            let full = try dy.matmul(saved.input, transposeSelf: true)
+            try linear.weight.gradientForAccumulation().axpby(alpha: 1, full * saved.mask, beta: 1)
+        }
+        if let bias = linear.bias, bias.requiresGradient {
+            try bias.gradientForAccumulation().axpby(alpha: 1, dy.sum(axis: 0), beta: 1)
+        }
+        return try dy.matmul(saved.maskedWeight)
+    }
+}

@@ -95,22 +95,26 @@ public func negativeLogLikelihood(logProbabilities: Tensor, labels: Tensor) thro
 
 /// Mean squared error between two tensors of the same shape.
 public func meanSquaredError(prediction: Tensor, target: Tensor) throws -> LossResult {
-    guard prediction.shape == target.shape else {
-        throw KilnError.shapeMismatch(operation: "MSE", expected: describe(prediction.shape), got: describe(target.shape))
+    try elementwiseLoss("MSE", prediction, target) { backend, result in
+        try backend.meanSquaredError(prediction: prediction, target: target, into: result.loss, gradient: result.gradient)
     }
-    try prediction.sameDevice(target, "MSE")
-    let result = LossResult(loss: try Tensor.empty([1], on: target.device), gradient: try Tensor.empty(target.shape, on: target.device))
-    try target.backend.meanSquaredError(prediction: prediction, target: target, into: result.loss, gradient: result.gradient)
-    return result
 }
 
 /// Binary cross-entropy between logits and targets in [0, 1] of the same shape.
 public func binaryCrossEntropyWithLogits(logits: Tensor, target: Tensor) throws -> LossResult {
-    guard logits.shape == target.shape else {
-        throw KilnError.shapeMismatch(operation: "binary cross-entropy", expected: describe(logits.shape), got: describe(target.shape))
+    try elementwiseLoss("binary cross-entropy", logits, target) { backend, result in
+        try backend.binaryCrossEntropyWithLogits(logits: logits, target: target, into: result.loss, gradient: result.gradient)
     }
-    try logits.sameDevice(target, "binary cross-entropy")
+}
+
+/// Checks a prediction against a same-shaped target and allocates the loss and gradient for `compute`.
+private func elementwiseLoss(_ operation: String, _ prediction: Tensor, _ target: Tensor,
+                             _ compute: (any Backend, LossResult) throws -> Void) throws -> LossResult {
+    guard prediction.shape == target.shape else {
+        throw KilnError.shapeMismatch(operation: operation, expected: describe(prediction.shape), got: describe(target.shape))
+    }
+    try prediction.sameDevice(target, operation)
     let result = LossResult(loss: try Tensor.empty([1], on: target.device), gradient: try Tensor.empty(target.shape, on: target.device))
-    try target.backend.binaryCrossEntropyWithLogits(logits: logits, target: target, into: result.loss, gradient: result.gradient)
+    try compute(target.backend, result)
     return result
 }
