@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Classify images (PNG or PGM) or test-set samples with a checkpoint: the top classes with probabilities.")
+
+    @Option(help: "A safetensors checkpoint written by kiln train.")
+    var checkpoint: String
+    @Option(help: "Model name; needed only for a checkpoint without Kiln's configuration.")
+    var model: String?
+    @Option(help: "Data set whose classes (and, with --index, test images) to use (default: the checkpoint's).")
+    var data: String?
+    @Option(parsing: .upToNextOption, help: "Indices of test-set images to classify.")
+    var index: [Int] = []
+    @Option(help: "How many classes to show per image.")
+    var top = 3
+    @Option(help: "auto, host, or cl:P:D.")
+    var device = "auto"
+    @Argument(help: "PNG or PGM images, of the model's input size.")
+    var images: [String] = []
+
+    func run() throws {
+        guard !images.isEmpty || !index.isEmpty else { throw ValidationError("give image files or --index N") }
+        let url = URL(fileURLWithPath: checkpoint)
+        let file = try SafeTensors.read(from: url)
+        let saved = file.metadata["kiln.config"].flatMap { try? JSONDecoder().decode(TrainOptions.self, from: Data($0.utf8)) }
+        guard let modelName = model ?? saved?.model else {
+            throw ValidationError("\(checkpoint) carries no Kiln configuration: name its model with --model")
+        }
+        let test = try Dataset.load(data ?? saved?.data ?? "fashion-mnist", split: .test)
+        let device = try DeviceOption.parse(device)
+        let network = try ModelZoo.make(modelName, inputShape: test.imageShape, classes: test.classNames.count)
+        try network.loadStateDict(file, source: url.path, strict: false)
+        try network.move(to: device)
+
+        var inputs: [(name: String, pixels: [Float], label: Int?)] = []
+        for path in images {
+            let image = try ImageFile.read(URL(fileURLWithPath: path)).converted(toChannels: test.imageShape[0])
+            guard [image.channels, image.height, image.width] == test.imageShape else {
+                throw ValidationError("\(path) is \(image.height)×\(image.width); \(modelName) takes \(test.imageShape[1])×\(test.imageShape[2])")
+            }
+            inputs.append((path, image.pixels, nil))
+        }
+        for i in index {
+            guard test.labels.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(test.count)") }
+            inputs.append(("test image \(i)", Array(test.subset([i]).pixels), test.labels[i]))
+        }
+        let batch = try Tensor(inputs.flatMap(\.pixels), shape: [inputs.count] + test.imageShape, on: device)
+        let probabilities = try network.forward(batch, .inference).softmax().toArray()
+        let classes = test.classNames.count
+        for (row, input) in inputs.enumerated() {
+            let scores = Array(probabilities[(row * classes)..<((row + 1) * classes)])
+            let ranked = scores.indices.sorted { scores[$0] > scores[$1] }.prefix(Swift.max(top, 1))
+            let truth = input.label.map { " (true class: \(test.classNames[$0]))" } ?? ""
+            print("\(input.name)\(truth)")
+            for k in ranked { print(String(format: "  %6.2f%%  ", 100 * scores[k]) + test.classNames[k]) }
+        }
+    }
+}
