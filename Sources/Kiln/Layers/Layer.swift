@@ -12,7 +12,7 @@ public final class Parameter {
     let initializer: Initializer
     let fanIn: Int, fanOut: Int
 
-    init(_ shape: [Int], initializer: Initializer, fanIn: Int = 1, fanOut: Int = 1, isBuffer: Bool = false,
+    public init(_ shape: [Int], initializer: Initializer, fanIn: Int = 1, fanOut: Int = 1, isBuffer: Bool = false,
          storedType: SafeTensors.DType = .float32) throws {
         value = try Tensor.zeros(shape)
         self.storedType = storedType
@@ -30,7 +30,7 @@ public final class Parameter {
     }
 
     /// The gradient tensor, created as zeros on first use.
-    func gradientForAccumulation() throws -> Tensor {
+    public func gradientForAccumulation() throws -> Tensor {
         if let gradient, gradient.device == value.device { return gradient }
         let created = try Tensor.zeros(value.shape, on: value.device)
         gradient = created
