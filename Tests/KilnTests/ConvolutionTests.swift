@@ -231,3 +231,31 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 }
+
+final class PointwiseConvolutionTests: XCTestCase {
+    /// 1×1 convolutions skip im2col on both backends; they must still match the defining sum.
+    func testPointwiseConvolutionsAreAPureGEMM() throws {
+        var random = TestRandom(seed: 41)
+        let gpu = try openCLDevice()
+        for (input, groups) in [([3, 4, 5, 7], 1), ([2, 6, 3, 1], 3), ([1, 4, 2, 2], 2)] {
+            let geometry = try Conv2DGeometry(kernelSize: 1, groups: groups)
+            let weight = [5 * groups, input[1] / groups, 1, 1]
+            let s = try Conv2DShape(input: input, weight: weight, geometry: geometry)
+            XCTAssertTrue(s.isPointwise)
+            let x = try Tensor(random.floats(input.reduce(1, *)), shape: input)
+            let w = try Tensor(random.floats(weight.reduce(1, *)), shape: weight)
+            let dy = try Tensor(random.floats(s.outputShape.reduce(1, *)), shape: s.outputShape)
+            let forward = NaiveConvolution.forward(try x.toArray(), try w.toArray(), s)
+            let data = NaiveConvolution.backwardData(try dy.toArray(), try w.toArray(), s)
+            let filter = NaiveConvolution.backwardFilter(try x.toArray(), try dy.toArray(), s)
+            for device in [Device.host, gpu] {
+                let (x, w, dy) = (try x.to(device), try w.to(device), try dy.to(device))
+                assertClose(try conv2d(x, weight: w, geometry: geometry).toArray(), forward, "pointwise forward \(input) on \(device)")
+                assertClose(try conv2dBackwardData(dy, weight: w, inputShape: input, geometry: geometry).toArray(), data,
+                            "pointwise backward data \(input) on \(device)")
+                assertClose(try conv2dBackwardFilter(x, dy, weightShape: weight, geometry: geometry).toArray(), filter,
+                            "pointwise backward filter \(input) on \(device)")
+            }
+        }
+    }
+}

@@ -88,6 +88,12 @@ public struct Conv2DShape: Equatable, Sendable {
     public var outputShape: [Int] { [batch, outputChannels, outputHeight, outputWidth] }
     /// Depthwise-style: each output channel reads a single input channel, so a direct kernel beats im2col.
     public var isDepthwise: Bool { geometry.groups > 1 && groupInputChannels == 1 }
+    /// 1×1, stride 1, no padding: the input of each image already is its im2col matrix [C_in/g, H·W], so
+    /// the convolution is a pure GEMM.
+    public var isPointwise: Bool {
+        geometry.kernelHeight == 1 && geometry.kernelWidth == 1 && geometry.strideHeight == 1 && geometry.strideWidth == 1
+            && geometry.padTop == 0 && geometry.padBottom == 0 && geometry.padLeft == 0 && geometry.padRight == 0
+    }
 
     /// Checks an input shape and a weight shape against `geometry`.
     public init(input: [Int], weight: [Int], geometry: Conv2DGeometry, operation: String = "conv2d") throws {

@@ -15,19 +15,28 @@ extension HostBackend: ConvolutionBackend {
 
     public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into output: Tensor) throws {
         let (w, y) = (weight.hostBuffer, output.hostBuffer)
-        forEachChunk(s) { first, count, cols, columns in
-            let width = count * s.outputPixels
-            for g in 0..<s.geometry.groups {
-                im2col(x.hostBuffer, images: first..<(first + count), group: g, shape: s, into: cols)
-                gemm(transposeA: false, transposeB: false, m: s.groupOutputChannels, n: width, k: s.patchSize,
-                     a: w.baseAddress! + g * s.groupOutputChannels * s.patchSize, lda: s.patchSize,
-                     b: cols.baseAddress!, ldb: width, beta: 0, c: columns.baseAddress!, ldc: width)
-                // columns [C_out/g, B·P] → y [n, g·C_out/g + o, p]
-                for o in 0..<s.groupOutputChannels {
-                    for b in 0..<count {
-                        let target = ((first + b) * s.outputChannels + g * s.groupOutputChannels + o) * s.outputPixels
-                        let source = o * width + b * s.outputPixels
-                        (y.baseAddress! + target).update(from: columns.baseAddress! + source, count: s.outputPixels)
+        if s.isPointwise {
+            // y[n, g] = w[g] · x[n, g]: each image's input already is its patch matrix.
+            forEachPointwiseBlock(s) { inputOffset, outputOffset, weightOffset in
+                gemm(transposeA: false, transposeB: false, m: s.groupOutputChannels, n: s.outputPixels, k: s.patchSize,
+                     a: w.baseAddress! + weightOffset, lda: s.patchSize, b: x.hostBuffer.baseAddress! + inputOffset, ldb: s.outputPixels,
+                     beta: 0, c: y.baseAddress! + outputOffset, ldc: s.outputPixels)
+            }
+        } else {
+            forEachChunk(s) { first, count, cols, columns in
+                let width = count * s.outputPixels
+                for g in 0..<s.geometry.groups {
+                    im2col(x.hostBuffer, images: first..<(first + count), group: g, shape: s, into: cols)
+                    gemm(transposeA: false, transposeB: false, m: s.groupOutputChannels, n: width, k: s.patchSize,
+                         a: w.baseAddress! + g * s.groupOutputChannels * s.patchSize, lda: s.patchSize,
+                         b: cols.baseAddress!, ldb: width, beta: 0, c: columns.baseAddress!, ldc: width)
+                    // columns [C_out/g, B·P] → y [n, g·C_out/g + o, p]
+                    for o in 0..<s.groupOutputChannels {
+                        for b in 0..<count {
+                            let target = ((first + b) * s.outputChannels + g * s.groupOutputChannels + o) * s.outputPixels
+                            let source = o * width + b * s.outputPixels
+                            (y.baseAddress! + target).update(from: columns.baseAddress! + source, count: s.outputPixels)
+                        }
                     }
                 }
             }
@@ -39,6 +48,15 @@ extension HostBackend: ConvolutionBackend {
 
     public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
         let (w, dxBuffer) = (weight.hostBuffer, dx.hostBuffer)
+        if s.isPointwise {
+            // dx[n, g] = w[g]ᵀ · dy[n, g]
+            forEachPointwiseBlock(s) { inputOffset, outputOffset, weightOffset in
+                gemm(transposeA: true, transposeB: false, m: s.patchSize, n: s.outputPixels, k: s.groupOutputChannels,
+                     a: w.baseAddress! + weightOffset, lda: s.patchSize, b: dy.hostBuffer.baseAddress! + outputOffset, ldb: s.outputPixels,
+                     beta: 0, c: dxBuffer.baseAddress! + inputOffset, ldc: s.outputPixels)
+            }
+            return
+        }
         dxBuffer.update(repeating: 0)
         forEachChunk(s) { first, count, dcols, columns in
             let width = count * s.outputPixels
@@ -55,6 +73,15 @@ extension HostBackend: ConvolutionBackend {
     public func conv2dBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
         let dw = dw.hostBuffer
         if !accumulate { dw.update(repeating: 0) }
+        if s.isPointwise {
+            // dw[g] += dy[n, g] · x[n, g]ᵀ, image by image
+            forEachPointwiseBlock(s) { inputOffset, outputOffset, weightOffset in
+                gemm(transposeA: false, transposeB: true, m: s.groupOutputChannels, n: s.patchSize, k: s.outputPixels,
+                     a: dy.hostBuffer.baseAddress! + outputOffset, lda: s.outputPixels, b: x.hostBuffer.baseAddress! + inputOffset,
+                     ldb: s.outputPixels, beta: 1, c: dw.baseAddress! + weightOffset, ldc: s.patchSize)
+            }
+            return
+        }
         forEachChunk(s) { first, count, cols, columns in
             let width = count * s.outputPixels
             for g in 0..<s.geometry.groups {
@@ -68,6 +95,18 @@ extension HostBackend: ConvolutionBackend {
     }
 
     // MARK: Helpers
+
+    /// Calls `body(input offset, output offset, weight offset)` for every (image, group) of a pointwise
+    /// convolution: where x[n, g], y[n, g] and w[g] start.
+    private func forEachPointwiseBlock(_ s: Conv2DShape, _ body: (Int, Int, Int) -> Void) {
+        for n in 0..<s.batch {
+            for g in 0..<s.geometry.groups {
+                body((n * s.inputChannels + g * s.groupInputChannels) * s.outputPixels,
+                     (n * s.outputChannels + g * s.groupOutputChannels) * s.outputPixels,
+                     g * s.groupOutputChannels * s.patchSize)
+            }
+        }
+    }
 
     /// Calls `body(first image, image count, cols workspace [K, B·P], columns workspace [C_out/g, B·P])`
     /// for chunks of the batch that keep the workspace under its bound.

@@ -13,14 +13,14 @@ extension OpenCLBackend: ConvolutionBackend {
             try launch("depthwise_forward", in: "conv.cl", count: y.count,
                        x.clArguments + weight.clArguments + y.clArguments + depthwiseArguments(s))
         } else {
-            try forEachChunk(of: s) { first, count, cols in
+            try forEachChunk(of: s) { first, count, workspace in
                 for g in 0..<s.geometry.groups {
-                    try im2col(x, images: first, count: count, group: g, shape: s, into: cols)
+                    let cols = try patches(x, images: first, count: count, group: g, shape: s, workspace: workspace)
                     try context.sgemmStridedBatched(
                         m: s.groupOutputChannels, n: s.outputPixels, k: s.patchSize, batch: count,
                         a: CLMatrix(weight.clBuffer, offset: weight.offset + g * s.groupOutputChannels * s.patchSize,
                                     leadingDimension: s.patchSize),
-                        b: CLMatrix(cols.clBuffer, leadingDimension: s.outputPixels, batchStride: s.patchSize * s.outputPixels),
+                        b: cols,
                         c: CLMatrix(y.clBuffer, offset: y.offset + (first * s.outputChannels + g * s.groupOutputChannels) * s.outputPixels,
                                     leadingDimension: s.outputPixels, batchStride: s.outputChannels * s.outputPixels))
                 }
@@ -39,13 +39,17 @@ extension OpenCLBackend: ConvolutionBackend {
         }
         try forEachChunk(of: s) { first, count, dcols in
             for g in 0..<s.geometry.groups {
+                // A pointwise convolution's patch gradient is the input gradient itself: no col2im.
+                let target = s.isPointwise ? inputMatrices(dx, images: first, group: g, shape: s)
+                    : CLMatrix(dcols.clBuffer, leadingDimension: s.outputPixels, batchStride: s.patchSize * s.outputPixels)
                 try context.sgemmStridedBatched(
                     m: s.patchSize, n: s.outputPixels, k: s.groupOutputChannels, batch: count,
                     a: CLMatrix(weight.clBuffer, offset: weight.offset + g * s.groupOutputChannels * s.patchSize,
                                 leadingDimension: s.patchSize, transposed: true),
                     b: CLMatrix(dy.clBuffer, offset: dy.offset + (first * s.outputChannels + g * s.groupOutputChannels) * s.outputPixels,
                                 leadingDimension: s.outputPixels, batchStride: s.outputChannels * s.outputPixels),
-                    c: CLMatrix(dcols.clBuffer, leadingDimension: s.outputPixels, batchStride: s.patchSize * s.outputPixels))
+                    c: target)
+                if s.isPointwise { continue }
                 let imageOffset = dx.offset + first * s.inputChannels * s.inputHeight * s.inputWidth
                 try launch("col2im", in: "conv.cl", count: count * s.groupInputChannels * s.inputHeight * s.inputWidth,
                            [.buffer(dcols.clBuffer), .buffer(dx.clBuffer), .uint(UInt32(imageOffset)), .uint(UInt32(count))]
@@ -64,18 +68,18 @@ extension OpenCLBackend: ConvolutionBackend {
         }
         if !accumulate { try fill(dw, value: 0) }
         let filters = s.groupOutputChannels * s.patchSize  // one group's slice of dw: [C_out/g, K]
-        try forEachChunk(of: s) { first, count, cols in
+        try forEachChunk(of: s) { first, count, workspace in
             let partials = try Tensor.empty([count, filters], on: device)
             let sum = try Tensor.empty([filters], on: device)
             for g in 0..<s.geometry.groups {
-                try im2col(x, images: first, count: count, group: g, shape: s, into: cols)
+                var cols = try patches(x, images: first, count: count, group: g, shape: s, workspace: workspace)
+                cols.transposed = true
                 // partials[b] = dy[b, g] · cols[b]ᵀ, then dw[g] += Σ_b partials[b].
                 try context.sgemmStridedBatched(
                     m: s.groupOutputChannels, n: s.patchSize, k: s.outputPixels, batch: count,
                     a: CLMatrix(dy.clBuffer, offset: dy.offset + (first * s.outputChannels + g * s.groupOutputChannels) * s.outputPixels,
                                 leadingDimension: s.outputPixels, batchStride: s.outputChannels * s.outputPixels),
-                    b: CLMatrix(cols.clBuffer, leadingDimension: s.outputPixels, transposed: true,
-                                batchStride: s.patchSize * s.outputPixels),
+                    b: cols,
                     c: CLMatrix(partials.clBuffer, leadingDimension: s.patchSize, batchStride: filters))
                 try reduce(.sum, partials, as: ReductionShape(outer: 1, axis: count, inner: filters), into: sum)
                 let slice = Tensor(storage: dw.storage, offset: dw.offset + g * filters, shape: [filters])
@@ -91,10 +95,26 @@ extension OpenCLBackend: ConvolutionBackend {
     private func forEachChunk(of s: Conv2DShape, _ body: (Int, Int, Tensor) throws -> Void) throws {
         let perImage = s.patchSize * s.outputPixels
         let chunk = Swift.max(1, Swift.min(s.batch, Self.convolutionWorkspaceElements / Swift.max(perImage, 1)))
-        let workspace = try Tensor.empty([chunk * perImage], on: device)
+        let workspace = try Tensor.empty([s.isPointwise ? 1 : chunk * perImage], on: device)
         for first in stride(from: 0, to: s.batch, by: chunk) {
             try body(first, Swift.min(chunk, s.batch - first), workspace)
         }
+    }
+
+    /// The im2col matrices [K, P] of images first ..< first+count for group g, as a strided-batched GEMM
+    /// operand: the input itself for a pointwise convolution, else written into `workspace`.
+    private func patches(_ x: Tensor, images first: Int, count: Int, group g: Int, shape s: Conv2DShape,
+                         workspace: Tensor) throws -> CLMatrix {
+        if s.isPointwise { return inputMatrices(x, images: first, group: g, shape: s) }
+        try im2col(x, images: first, count: count, group: g, shape: s, into: workspace)
+        return CLMatrix(workspace.clBuffer, leadingDimension: s.outputPixels, batchStride: s.patchSize * s.outputPixels)
+    }
+
+    /// An input-shaped tensor's channels of group g, image after image, as [C_in/g, H·W] matrices.
+    private func inputMatrices(_ t: Tensor, images first: Int, group g: Int, shape s: Conv2DShape) -> CLMatrix {
+        let plane = s.inputHeight * s.inputWidth
+        return CLMatrix(t.clBuffer, offset: t.offset + (first * s.inputChannels + g * s.groupInputChannels) * plane,
+                        leadingDimension: plane, batchStride: s.inputChannels * plane)
     }
 
     private func im2col(_ x: Tensor, images first: Int, count: Int, group g: Int, shape s: Conv2DShape, into cols: Tensor) throws {
