@@ -100,4 +100,30 @@ final class DataTests: XCTestCase {
         for (index, _) in loader.batches(epoch: 3).enumerated() where index == 1 { break }
         XCTAssertEqual(DataLoader(dataset: train, batchSize: 8, shuffle: false, dropLast: true, device: .host).batchCount, 5)
     }
+
+    func testCIFAR10BinaryFilesRead() throws {
+        let directory = try folder()
+        // Record r of each file: label r % 10, then the CHW bytes (r + i) % 256.
+        func records(_ count: Int) -> Data {
+            var bytes: [UInt8] = []
+            for r in 0..<count {
+                bytes.append(UInt8(r % 10))
+                for i in 0..<3072 { bytes.append(UInt8((r + i) % 256)) }
+            }
+            return Data(bytes)
+        }
+        for name in (1...5).map({ "data_batch_\($0).bin" }) + ["test_batch.bin"] {
+            try records(3).write(to: directory.appending(path: name))
+        }
+        let train = try Dataset.load("cifar10:\(directory.path)", split: .train)
+        XCTAssertEqual(train.count, 15)
+        XCTAssertEqual(train.imageShape, [3, 32, 32])
+        XCTAssertEqual(train.labels.prefix(4), [0, 1, 2, 0])
+        XCTAssertEqual(train.pixels[3072 + 1024], Float((1 + 1024) % 256) / 255, "record 1, first green byte")
+        XCTAssertEqual(train.classNames[3], "cat")
+        try Data(records(2).prefix(5000)).write(to: directory.appending(path: "test_batch.bin"))
+        XCTAssertThrowsError(try Dataset.load("cifar10:\(directory.path)", split: .test)) { error in
+            XCTAssertTrue("\(error)".contains("test_batch.bin") && "\(error)".contains("3,073-byte"), "\(error)")
+        }
+    }
 }
