@@ -17,7 +17,7 @@ struct TrainCommand: ParsableCommand {
     var model = "lenet-bn"
     @Option(help: "Data set: fashion-mnist, mnist:DIR, cifar10:DIR, or a folder of MNIST-format IDX files.")
     var data = "fashion-mnist"
-    @Option(help: "auto (a GPU, else another OpenCL device, else the host), host, or cl:P:D.")
+    @Option(help: "auto (a GPU, else another OpenCL accelerator, else the host), host, or cl:P:D.")
     var device = "auto"
     @Option(help: "Number of epochs.")
     var epochs = 10
@@ -27,7 +27,7 @@ struct TrainCommand: ParsableCommand {
     var optimizer = "nesterov"
     @Option(help: "Learning rate (at the start of the schedule).")
     var lr: Float = 0.05
-    @Option(help: "Momentum for sgd/momentum/nesterov/rmsprop.")
+    @Option(help: "Momentum for the momentum and nesterov optimizers.")
     var momentum: Float = 0.9
     @Option(help: "L2 weight decay (decoupled for adamw).")
     var weightDecay: Float = 5e-4
@@ -183,7 +183,7 @@ struct TrainOptions: Codable {
         case "nesterov": rule = .sgd(momentum: momentum, nesterov: true)
         case "adagrad": rule = .adagrad()
         case "adadelta": rule = .adadelta()
-        case "rmsprop": rule = .rmsprop(momentum: momentum == 0.9 ? 0 : momentum)
+        case "rmsprop": rule = .rmsprop()
         case "adam": rule = .adam()
         case "adamw": rule = .adam(decoupledWeightDecay: true)
         default: throw ValidationError("unknown optimizer '\(optimizer)'; use sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw")
