@@ -19,17 +19,8 @@ struct EvalCommand: ParsableCommand {
     var batchSize = 256
 
     func run() throws {
-        let url = URL(fileURLWithPath: checkpoint)
-        let file = try SafeTensors.read(from: url)
-        let saved = file.metadata["kiln.config"].flatMap { try? JSONDecoder().decode(TrainOptions.self, from: Data($0.utf8)) }
-        guard let modelName = model ?? saved?.model else {
-            throw ValidationError("\(checkpoint) carries no Kiln configuration: name its model with --model (\(ModelZoo.names.joined(separator: ", ")))")
-        }
-        let device = try DeviceOption.parse(device)
-        let test = try Dataset.load(data ?? saved?.data ?? "fashion-mnist", split: .test)
-        let network = try ModelZoo.make(modelName, inputShape: test.imageShape, classes: test.classNames.count)
-        try network.loadStateDict(file, source: url.path, strict: false)
-        try network.move(to: device)
+        let restored = try CheckpointedModel(checkpoint: checkpoint, model: model, data: data, device: device)
+        let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
         let trainer = Trainer(model: network, optimizer: Optimizer(model: network, rule: .sgd(), learningRate: 0),
                               loss: crossEntropyLoss, seed: 0)
         let result = try trainer.evaluate(DataLoader(dataset: test, batchSize: batchSize, shuffle: false, device: device).batches(epoch: 0))

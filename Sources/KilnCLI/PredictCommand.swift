@@ -24,17 +24,8 @@ struct PredictCommand: ParsableCommand {
 
     func run() throws {
         guard !images.isEmpty || !index.isEmpty else { throw ValidationError("give image files or --index N") }
-        let url = URL(fileURLWithPath: checkpoint)
-        let file = try SafeTensors.read(from: url)
-        let saved = file.metadata["kiln.config"].flatMap { try? JSONDecoder().decode(TrainOptions.self, from: Data($0.utf8)) }
-        guard let modelName = model ?? saved?.model else {
-            throw ValidationError("\(checkpoint) carries no Kiln configuration: name its model with --model")
-        }
-        let test = try Dataset.load(data ?? saved?.data ?? "fashion-mnist", split: .test)
-        let device = try DeviceOption.parse(device)
-        let network = try ModelZoo.make(modelName, inputShape: test.imageShape, classes: test.classNames.count)
-        try network.loadStateDict(file, source: url.path, strict: false)
-        try network.move(to: device)
+        let restored = try CheckpointedModel(checkpoint: checkpoint, model: model, data: data, device: device)
+        let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
 
         var inputs: [(name: String, pixels: [Float], label: Int?)] = []
         for path in images {
