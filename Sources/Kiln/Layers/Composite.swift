@@ -1,15 +1,19 @@
-/// x + f(x), or f(x) + shortcut(x) when the shortcut projects x (ResNet's downsample). The body's layers
-/// appear at the block's level in the state dict, and the shortcut under `shortcutName` — torchvision's
-/// `BasicBlock` layout (`conv1`, `bn1`, ..., `downsample.0`).
+/// x + f(x), or f(x) + shortcut(x) when the shortcut projects x (ResNet's downsample), optionally followed by
+/// an activation of the sum. The body's layers appear at the block's level in the state dict, and the
+/// shortcut under `shortcutName` — torchvision's `BasicBlock` layout (`conv1`, `bn1`, ..., `downsample.0`).
 public final class Residual: Layer {
     public let body: Sequential
     public let shortcut: (any Layer)?
     public let shortcutName: String
+    /// Applied to the sum (ResNet's ReLU after the addition).
+    public let activation: Activation?
+    private var sum: Tensor?
 
-    public init(body: Sequential, shortcut: (any Layer)? = nil, shortcutName: String = "downsample") {
+    public init(body: Sequential, shortcut: (any Layer)? = nil, shortcutName: String = "downsample", activation: Activation? = nil) {
         self.body = body
         self.shortcut = shortcut
         self.shortcutName = shortcutName
+        self.activation = activation
     }
 
     public var children: [(name: String, layer: any Layer)] {
@@ -39,12 +43,20 @@ public final class Residual: Layer {
         guard main.shape == side.shape else {
             throw layerShapeError("Residual", expected: "body output \(describe(main.shape)) equal to the shortcut's", got: side.shape)
         }
-        return try main + side
+        let total = try main + side
+        guard let activation else { return total }
+        sum = total
+        return try total.activated(activation)
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        let throughBody = try body.backward(dy)
-        let throughShortcut = try shortcut?.backward(dy) ?? dy
+        var gradient = dy
+        if let activation {
+            guard let sum else { throw KilnError.invalidArgument("Residual: backward before forward") }
+            gradient = try sum.activationGradient(activation, dy: dy)
+        }
+        let throughBody = try body.backward(gradient)
+        let throughShortcut = try shortcut?.backward(gradient) ?? gradient
         return try throughBody + throughShortcut
     }
 }

@@ -1,0 +1,46 @@
+import XCTest
+@testable import Kiln
+
+final class ModelZooTests: XCTestCase {
+    func testParameterTotalsMatchTheLiterature() throws {
+        XCTAssertEqual(try ResNet18().summary(inputShape: [3, 224, 224]).trainableParameters, 11_689_512)
+        XCTAssertEqual(try ResNet50().summary(inputShape: [3, 224, 224]).trainableParameters, 25_557_032)
+        XCTAssertEqual(try VGG(depth: 16).summary(inputShape: [3, 224, 224]).trainableParameters, 138_357_544)
+        let alexnet = try AlexNet().summary(inputShape: [3, 227, 227])
+        XCTAssertEqual(alexnet.trainableParameters, 62_378_344)
+        XCTAssertEqual(alexnet.rows.filter { $0.trainableParameters > 0 }.map(\.trainableParameters),
+                       [34_944, 614_656, 885_120, 1_327_488, 884_992, 37_752_832, 16_781_312, 4_097_000])
+        // Spatial sizes after each convolution and pooling: 55, 27, 27, 13, 13, 13, 13, 6.
+        let sizes = alexnet.rows.filter { $0.type == "Conv2D" || $0.type == "MaxPool2D" }.map { $0.outputShape[2] }
+        XCTAssertEqual(sizes, [55, 27, 27, 13, 13, 13, 13, 6])
+    }
+
+    func testResNetNamesFollowTorchvision() throws {
+        let names = Set(try ResNet18(classes: 10, stem: .smallImage).namedParameters.map(\.name))
+        for name in ["conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer1.1.bn2.bias", "layer2.0.downsample.0.weight",
+                     "layer2.0.downsample.1.running_var", "layer4.1.conv2.weight", "fc.weight", "fc.bias"] {
+            XCTAssertTrue(names.contains(name), name)
+        }
+        XCTAssertFalse(names.contains("layer1.0.downsample.0.weight"), "no projection where the shapes already match")
+        XCTAssertEqual(try ModelZoo.make("vgg11-bn", inputShape: [3, 32, 32], classes: 10).outputShape(for: [2, 3, 32, 32]), [2, 10])
+    }
+
+    /// A residual network's forward and backward agree between the OpenCL backend and the host.
+    func testResNet18RunsOnBothBackends() throws {
+        var random = TestRandom(seed: 19)
+        let host = try ResNet18(classes: 10, stem: .smallImage), device = try ResNet18(classes: 10, stem: .smallImage)
+        try host.reset(seed: 4)
+        try device.reset(seed: 4)
+        try device.move(to: try openCLDevice())
+        let x = try Tensor(random.floats(2 * 3 * 32 * 32), shape: [2, 3, 32, 32])
+        let context = ForwardContext(training: true, step: 0, seed: 1)
+        let y = try host.forward(x, context)
+        assertClose(try device.forward(x.to(openCLDevice()), context).toArray(), try y.toArray(), atol: 1e-3, rtol: 1e-3, "ResNet-18 forward")
+        let dy = try Tensor(random.floats(20), shape: [2, 10])
+        assertClose(try device.backward(dy.to(openCLDevice())).toArray(), try host.backward(dy).toArray(), atol: 1e-3, rtol: 1e-3,
+                    "ResNet-18 input gradient")
+        let hostGradient = try XCTUnwrap(host.namedParameters.first { $0.name == "layer1.0.conv1.weight" }?.parameter.gradient)
+        let deviceGradient = try XCTUnwrap(device.namedParameters.first { $0.name == "layer1.0.conv1.weight" }?.parameter.gradient)
+        assertClose(try deviceGradient.toArray(), try hostGradient.toArray(), atol: 1e-3, rtol: 1e-3, "layer1.0.conv1 weight gradient")
+    }
+}
