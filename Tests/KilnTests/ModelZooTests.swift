@@ -6,6 +6,9 @@ final class ModelZooTests: XCTestCase {
         XCTAssertEqual(try ResNet18().summary(inputShape: [3, 224, 224]).trainableParameters, 11_689_512)
         XCTAssertEqual(try ResNet50().summary(inputShape: [3, 224, 224]).trainableParameters, 25_557_032)
         XCTAssertEqual(try VGG(depth: 16).summary(inputShape: [3, 224, 224]).trainableParameters, 138_357_544)
+        let mobilenet = try MobileNet().summary(inputShape: [3, 224, 224])
+        XCTAssertEqual(mobilenet.trainableParameters, 4_231_976)
+        XCTAssertEqual(mobilenet.rows.first { $0.name == "features.13.3" }?.outputShape, [1, 1024, 7, 7])
         let alexnet = try AlexNet().summary(inputShape: [3, 227, 227])
         XCTAssertEqual(alexnet.trainableParameters, 62_378_344)
         XCTAssertEqual(alexnet.rows.filter { $0.trainableParameters > 0 }.map(\.trainableParameters),
