@@ -1,7 +1,7 @@
 /// The models `kiln train --model NAME` and `kiln summary` know.
 public enum ModelZoo {
     public static let names = ["lenet5", "lenet-bn", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19",
-                               "vgg11-bn", "vgg13-bn", "vgg16-bn", "vgg19-bn", "resnet18", "resnet34", "resnet50", "mobilenet"]
+                               "vgg11-bn", "vgg13-bn", "vgg16-bn", "vgg19-bn", "resnet18", "resnet34", "resnet50", "googlenet", "mobilenet"]
 
     /// Builds model `name` for images of `inputShape` ([C, H, W]) and `classes` classes.
     public static func make(_ name: String, inputShape: [Int], classes: Int) throws -> Sequential {
@@ -23,6 +23,7 @@ public enum ModelZoo {
         case "resnet34": return try ResNet34(inputChannels: channels, classes: classes, stem: stem)
         case "resnet50": return try ResNet50(inputChannels: channels, classes: classes, stem: stem)
         case "mobilenet": return try MobileNet(inputChannels: channels, classes: classes)
+        case "googlenet": return try GoogLeNet(inputChannels: channels, classes: classes)
         default:
             throw KilnError.invalidArgument("unknown model '\(name)'; the zoo has: \(names.joined(separator: ", "))")
         }
