@@ -2,20 +2,25 @@
 // classes: small next to N·K work elsewhere). Per-row or per-element losses go to a scratch vector that
 // reduce.cl then averages, so nothing here needs atomics.
 
-// y = softmax(x) or log-softmax(x) per row, stabilised by the row max.
+// (max, log Σ exp(x − max)) of a row: log-softmax is x − max − log_sum, stable for any logits.
+inline float2 row_max_and_log_sum(__global const float *in, const uint classes) {
+    float top = in[0];
+    for (uint k = 1; k < classes; ++k) top = fmax(top, in[k]);
+    float sum = 0.0f;
+    for (uint k = 0; k < classes; ++k) sum += exp(in[k] - top);
+    return (float2)(top, log(sum));
+}
+
+// y = softmax(x) or log-softmax(x) per row.
 __kernel void softmax_forward(__global const float *x, const uint x_offset, __global float *y, const uint y_offset,
                               const uint rows, const uint classes, const uint logarithm) {
     const uint r = get_global_id(0);
     if (r >= rows) return;
     __global const float *in = x + x_offset + r * classes;
     __global float *out = y + y_offset + r * classes;
-    float top = in[0];
-    for (uint k = 1; k < classes; ++k) top = fmax(top, in[k]);
-    float sum = 0.0f;
-    for (uint k = 0; k < classes; ++k) sum += exp(in[k] - top);
-    const float log_sum = log(sum);
+    const float2 normalizer = row_max_and_log_sum(in, classes);
     for (uint k = 0; k < classes; ++k) {
-        const float lp = in[k] - top - log_sum;
+        const float lp = in[k] - normalizer.x - normalizer.y;
         out[k] = logarithm ? lp : exp(lp);
     }
 }
@@ -41,16 +46,12 @@ __kernel void cross_entropy(__global const float *x, const uint x_offset, __glob
     if (r >= rows) return;
     __global const float *in = x + x_offset + r * classes;
     __global float *g = gradient + g_offset + r * classes;
-    float top = in[0];
-    for (uint k = 1; k < classes; ++k) top = fmax(top, in[k]);
-    float sum = 0.0f;
-    for (uint k = 0; k < classes; ++k) sum += exp(in[k] - top);
-    const float log_sum = log(sum);
+    const float2 normalizer = row_max_and_log_sum(in, classes);
     const float label = soft ? -1.0f : t[t_offset + r];
     const int valid = soft || (label >= 0.0f && label < (float)classes && label == floor(label));
     float loss = 0.0f;
     for (uint k = 0; k < classes; ++k) {
-        const float lp = in[k] - top - log_sum;
+        const float lp = in[k] - normalizer.x - normalizer.y;
         const float target = soft ? t[t_offset + r * classes + k] : ((float)k == label ? 1.0f : 0.0f);
         loss -= target * lp;
         g[k] = (exp(lp) - target) / (float)rows;
