@@ -80,6 +80,9 @@ struct TrainOptions: Codable {
     var deviceName: String?
 
     func train(in folder: URL, resuming: Bool) throws {
+        guard ModelZoo.names.contains(model.lowercased()) else {
+            throw ValidationError("unknown model '\(model)'; the zoo has: \(ModelZoo.names.joined(separator: ", "))")
+        }
         let device = try DeviceOption.parse(device)
         let backend = try device.backend()
         if device == .host, self.device == "auto" {
