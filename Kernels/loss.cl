@@ -11,6 +11,11 @@ inline float2 row_max_and_log_sum(__global const float *in, const uint classes) 
     return (float2)(top, log(sum));
 }
 
+// Whether a label stored as a float names one of the classes; other labels make their row's loss NaN.
+inline int is_class_index(const float label, const uint classes) {
+    return label >= 0.0f && label < (float)classes && label == floor(label);
+}
+
 // y = softmax(x) or log-softmax(x) per row.
 __kernel void softmax_forward(__global const float *x, const uint x_offset, __global float *y, const uint y_offset,
                               const uint rows, const uint classes, const uint logarithm) {
@@ -48,7 +53,7 @@ __kernel void cross_entropy(__global const float *x, const uint x_offset, __glob
     __global float *g = gradient + g_offset + r * classes;
     const float2 normalizer = row_max_and_log_sum(in, classes);
     const float label = soft ? -1.0f : t[t_offset + r];
-    const int valid = soft || (label >= 0.0f && label < (float)classes && label == floor(label));
+    const int valid = soft || is_class_index(label, classes);
     float loss = 0.0f;
     for (uint k = 0; k < classes; ++k) {
         const float lp = in[k] - normalizer.x - normalizer.y;
@@ -64,7 +69,7 @@ __kernel void nll_loss(__global const float *lp, const uint lp_offset, __global 
     const uint r = get_global_id(0);
     if (r >= rows) return;
     const float label = labels[l_offset + r];
-    const int valid = label >= 0.0f && label < (float)classes && label == floor(label);
+    const int valid = is_class_index(label, classes);
     for (uint k = 0; k < classes; ++k) gradient[g_offset + r * classes + k] = (valid && (float)k == label) ? -1.0f / (float)rows : 0.0f;
     row_loss[r] = valid ? -lp[lp_offset + r * classes + (uint)label] : NAN;
 }

@@ -2,6 +2,22 @@ import ArgumentParser
 import Foundation
 import Kiln
 
+/// The options `eval` and `predict` share: which checkpoint, and what to read it as.
+struct CheckpointOptions: ParsableArguments {
+    @Option(help: "A safetensors checkpoint (Kiln's, or a PyTorch state dict of the same module tree).")
+    var checkpoint: String
+    @Option(help: "Model name; needed only for a checkpoint without Kiln's configuration.")
+    var model: String?
+    @Option(help: "Data set (default: the one the checkpoint was trained on, else fashion-mnist).")
+    var data: String?
+    @Option(help: "auto, host, or cl:P:D.")
+    var device = "auto"
+
+    func restore() throws -> CheckpointedModel {
+        try CheckpointedModel(checkpoint: checkpoint, model: model, data: data, device: device)
+    }
+}
+
 /// A model restored from a checkpoint for `eval` and `predict`, with the test split of its data set.
 struct CheckpointedModel {
     var name: String

@@ -7,23 +7,15 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Evaluate a checkpoint: loss, accuracy, per-class accuracy and the confusion matrix.")
 
-    @Option(help: "A safetensors checkpoint (Kiln's, or a PyTorch state dict of the same module tree).")
-    var checkpoint: String
-    @Option(help: "Model name; needed only for a checkpoint without Kiln's configuration.")
-    var model: String?
-    @Option(help: "Data set (default: the one the checkpoint was trained on, else fashion-mnist).")
-    var data: String?
-    @Option(help: "auto, host, or cl:P:D.")
-    var device = "auto"
+    @OptionGroup var source: CheckpointOptions
     @Option(help: "Images per batch.")
     var batchSize = 256
 
     func run() throws {
-        let restored = try CheckpointedModel(checkpoint: checkpoint, model: model, data: data, device: device)
+        let restored = try source.restore()
         let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
-        let trainer = Trainer(model: network, optimizer: Optimizer(model: network, rule: .sgd(), learningRate: 0),
-                              loss: crossEntropyLoss, seed: 0)
-        let result = try trainer.evaluate(DataLoader(dataset: test, batchSize: batchSize, shuffle: false, device: device).batches(epoch: 0))
+        let result = try Evaluation(model: network, batches: DataLoader(dataset: test, batchSize: batchSize, shuffle: false, device: device)
+            .batches(epoch: 0), loss: crossEntropyLoss)
         print(String(format: "%@ on %d test images (%@): loss %.4f, accuracy %.2f%%", modelName, result.samples, device.description,
                      result.loss, 100 * result.accuracy))
         print("\nper-class accuracy:")

@@ -7,24 +7,17 @@ struct PredictCommand: ParsableCommand {
         commandName: "predict",
         abstract: "Classify images (PNG or PGM) or test-set samples with a checkpoint: the top classes with probabilities.")
 
-    @Option(help: "A safetensors checkpoint written by kiln train.")
-    var checkpoint: String
-    @Option(help: "Model name; needed only for a checkpoint without Kiln's configuration.")
-    var model: String?
-    @Option(help: "Data set whose classes (and, with --index, test images) to use (default: the checkpoint's).")
-    var data: String?
+    @OptionGroup var source: CheckpointOptions
     @Option(parsing: .upToNextOption, help: "Indices of test-set images to classify.")
     var index: [Int] = []
     @Option(help: "How many classes to show per image.")
     var top = 3
-    @Option(help: "auto, host, or cl:P:D.")
-    var device = "auto"
     @Argument(help: "PNG or PGM images, of the model's input size.")
     var images: [String] = []
 
     func run() throws {
         guard !images.isEmpty || !index.isEmpty else { throw ValidationError("give image files or --index N") }
-        let restored = try CheckpointedModel(checkpoint: checkpoint, model: model, data: data, device: device)
+        let restored = try source.restore()
         let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
 
         var inputs: [(name: String, pixels: [Float], label: Int?)] = []

@@ -26,19 +26,14 @@ public struct DataLoader: Sendable {
         dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
     }
 
-    /// The sample order of `epoch`: a Fisher–Yates shuffle driven by SplitMix64 seeded with
-    /// mix(seed, epoch), or the stored order without shuffling.
+    /// The sample order of `epoch`: a Fisher–Yates shuffle driven by the SplitMix64 stream seeded with
+    /// mix(seed, epoch) (whose k-th output is mix(that seed, k)), or the stored order without shuffling.
     public func order(epoch: Int) -> [Int] {
         var order = Array(0..<dataset.count)
         guard shuffle else { return order }
-        var state = Philox.mix(seed, UInt64(epoch))
-        for i in stride(from: order.count - 1, to: 0, by: -1) {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            order.swapAt(i, Int(z % UInt64(i + 1)))
+        let stream = Philox.mix(seed, UInt64(epoch))
+        for (k, i) in stride(from: order.count - 1, to: 0, by: -1).enumerated() {
+            order.swapAt(i, Int(Philox.mix(stream, UInt64(k)) % UInt64(i + 1)))
         }
         return order
     }

@@ -174,7 +174,8 @@ public struct Evaluation: Sendable {
         }
     }
 
-    init<Batches: Sequence<Batch>>(model: any Layer, batches: Batches, loss: LossFunction) throws {
+    /// Runs `model` in inference mode over `batches`.
+    public init<Batches: Sequence<Batch>>(model: any Layer, batches: Batches, loss: LossFunction) throws {
         var totalLoss = 0.0
         var samples = 0
         var confusion: [[Int]] = []

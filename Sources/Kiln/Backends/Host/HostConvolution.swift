@@ -131,31 +131,29 @@ extension HostBackend: ConvolutionBackend {
         return low < high ? low..<high : 0..<0
     }
 
-    /// cols[(c·kh + i)·kw + j, b·P + oh·OW + ow] = x[n, g·C_in/g + c, oh·sh − pad_top + i·dh, ow·sw − pad_left + j·dw],
-    /// zero where that falls in the padding.
-    private func im2col(_ x: UnsafeMutableBufferPointer<Float>, images: Range<Int>, group g: Int, shape s: Conv2DShape,
-                        into cols: UnsafeMutableBufferPointer<Float>) {
+    /// Walks the rows of a group's im2col matrix: for every (input channel c, kernel tap i, j, image, output
+    /// row oh) it passes the OW patch entries `cols[(c·kh + i)·kw + j, b·P + oh·OW ..< +OW]`, the input row
+    /// shifted so that entry `ow` reads `input[ow·sw]` (nil where the kernel row falls in the padding), and
+    /// the `ow` whose input column is inside the image.
+    private func forEachPatchRow(_ cols: UnsafeMutablePointer<Float>, _ images: UnsafeMutablePointer<Float>, range: Range<Int>,
+                                 group g: Int, shape s: Conv2DShape,
+                                 _ body: (_ patch: UnsafeMutablePointer<Float>, _ input: UnsafeMutablePointer<Float>?, _ columns: Range<Int>) -> Void) {
         let geometry = s.geometry
-        let width = images.count * s.outputPixels
+        let width = range.count * s.outputPixels
         for c in 0..<s.groupInputChannels {
             for i in 0..<geometry.kernelHeight {
                 for j in 0..<geometry.kernelWidth {
                     let columns = validRange(size: s.inputWidth, outputs: s.outputWidth, stride: geometry.strideWidth,
                                              pad: geometry.padLeft, offset: j * geometry.dilationWidth)
-                    let row = cols.baseAddress! + ((c * geometry.kernelHeight + i) * geometry.kernelWidth + j) * width
-                    for (b, n) in images.enumerated() {
-                        let channel = x.baseAddress! + (n * s.inputChannels + g * s.groupInputChannels + c) * s.inputHeight * s.inputWidth
+                    let row = cols + ((c * geometry.kernelHeight + i) * geometry.kernelWidth + j) * width
+                    for (b, n) in range.enumerated() {
+                        let channel = images + (n * s.inputChannels + g * s.groupInputChannels + c) * s.inputHeight * s.inputWidth
                         for oh in 0..<s.outputHeight {
-                            let out = row + b * s.outputPixels + oh * s.outputWidth
                             let ih = oh * geometry.strideHeight - geometry.padTop + i * geometry.dilationHeight
-                            guard ih >= 0, ih < s.inputHeight, !columns.isEmpty else {
-                                out.update(repeating: 0, count: s.outputWidth)
-                                continue
-                            }
-                            out.update(repeating: 0, count: columns.lowerBound)
-                            let source = channel + ih * s.inputWidth - geometry.padLeft + j * geometry.dilationWidth
-                            for ow in columns { out[ow] = source[ow * geometry.strideWidth] }
-                            (out + columns.upperBound).update(repeating: 0, count: s.outputWidth - columns.upperBound)
+                            let inside = ih >= 0 && ih < s.inputHeight
+                            body(row + b * s.outputPixels + oh * s.outputWidth,
+                                 inside ? channel + ih * s.inputWidth - geometry.padLeft + j * geometry.dilationWidth : nil,
+                                 inside ? columns : 0..<0)
                         }
                     }
                 }
@@ -163,29 +161,24 @@ extension HostBackend: ConvolutionBackend {
         }
     }
 
+    /// cols[(c·kh + i)·kw + j, b·P + oh·OW + ow] = x[n, g·C_in/g + c, oh·sh − pad_top + i·dh, ow·sw − pad_left + j·dw],
+    /// zero where that falls in the padding.
+    private func im2col(_ x: UnsafeMutableBufferPointer<Float>, images: Range<Int>, group g: Int, shape s: Conv2DShape,
+                        into cols: UnsafeMutableBufferPointer<Float>) {
+        let (stride, outputWidth) = (s.geometry.strideWidth, s.outputWidth)
+        forEachPatchRow(cols.baseAddress!, x.baseAddress!, range: images, group: g, shape: s) { patch, input, columns in
+            patch.update(repeating: 0, count: columns.lowerBound)
+            if let input { for ow in columns { patch[ow] = input[ow * stride] } }
+            (patch + columns.upperBound).update(repeating: 0, count: outputWidth - columns.upperBound)
+        }
+    }
+
     /// The adjoint of im2col: adds every patch entry back onto the input pixel it was read from.
     private func col2imAdding(_ cols: UnsafeMutableBufferPointer<Float>, images: Range<Int>, group g: Int, shape s: Conv2DShape,
                               into dx: UnsafeMutableBufferPointer<Float>) {
-        let geometry = s.geometry
-        let width = images.count * s.outputPixels
-        for c in 0..<s.groupInputChannels {
-            for i in 0..<geometry.kernelHeight {
-                for j in 0..<geometry.kernelWidth {
-                    let columns = validRange(size: s.inputWidth, outputs: s.outputWidth, stride: geometry.strideWidth,
-                                             pad: geometry.padLeft, offset: j * geometry.dilationWidth)
-                    let row = cols.baseAddress! + ((c * geometry.kernelHeight + i) * geometry.kernelWidth + j) * width
-                    for (b, n) in images.enumerated() {
-                        let channel = dx.baseAddress! + (n * s.inputChannels + g * s.groupInputChannels + c) * s.inputHeight * s.inputWidth
-                        for oh in 0..<s.outputHeight {
-                            let ih = oh * geometry.strideHeight - geometry.padTop + i * geometry.dilationHeight
-                            guard ih >= 0, ih < s.inputHeight else { continue }
-                            let source = row + b * s.outputPixels + oh * s.outputWidth
-                            let target = channel + ih * s.inputWidth - geometry.padLeft + j * geometry.dilationWidth
-                            for ow in columns { target[ow * geometry.strideWidth] += source[ow] }
-                        }
-                    }
-                }
-            }
+        let stride = s.geometry.strideWidth
+        forEachPatchRow(cols.baseAddress!, dx.baseAddress!, range: images, group: g, shape: s) { patch, input, columns in
+            if let input { for ow in columns { input[ow * stride] += patch[ow] } }
         }
     }
 

@@ -65,9 +65,9 @@ public final class OpenCLBackend: Backend {
 
     /// Launches a one-dimensional kernel over `count` items (it must ignore ids from `count` on). The
     /// work-group size is fixed: left to the driver, POCL compiles a new variant for every global size.
-    func launch(_ name: String, in file: String, count: Int, _ arguments: [CLKernelArgument]) throws {
+    func launch(_ name: String, in file: String, prelude: [String] = [], count: Int, _ arguments: [CLKernelArgument]) throws {
         guard count > 0 else { return }
-        try context.launch(try kernel(name, in: file), global: [count], local: [reduceGroupSize], arguments: arguments)
+        try context.launch(try kernel(name, in: file, prelude: prelude), global: [count], local: [reduceGroupSize], arguments: arguments)
     }
 
     // MARK: Memory

@@ -2,10 +2,8 @@ import KilnCL
 
 extension OpenCLBackend: DropoutBackend {
     public func dropoutMask(probability p: Float, key: DropoutKey, into mask: Tensor) throws {
-        guard mask.count > 0 else { return }
-        try context.launch(try kernel("dropout_mask", in: "dropout.cl", prelude: ["random.cl"]), global: [mask.count], local: [reduceGroupSize],
-                           arguments: mask.clArguments + [.uint(UInt32(mask.count))]
-                           + Self.streamArguments(key.stream, key.offset(units: mask.count))
-                           + [.float(p), .float(p < 1 ? 1 / (1 - p) : 0)])
+        try launch("dropout_mask", in: "dropout.cl", prelude: ["random.cl"], count: mask.count,
+                   mask.clArguments + [.uint(UInt32(mask.count))] + Self.streamArguments(key.stream, key.offset(units: mask.count))
+                   + [.float(p), .float(p < 1 ? 1 / (1 - p) : 0)])
     }
 }
