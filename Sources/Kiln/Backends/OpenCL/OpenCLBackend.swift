@@ -30,6 +30,8 @@ public final class OpenCLBackend: Backend {
     private let programs = Mutex<[String: CLProgram]>([:])
     /// Work-group size of the reduction kernels: a power of two within the device's limit.
     let reduceGroupSize: Int
+    /// Which convolution algorithm runs each (pass, shape): ConvolutionTuner.swift.
+    let convolutionTuner: ConvolutionTuner
 
     init(context: CLContext, device: Device) throws {
         self.context = context
@@ -37,6 +39,7 @@ public final class OpenCLBackend: Backend {
         var groupSize = 64
         while groupSize > context.device.info.maxWorkGroupSize { groupSize /= 2 }
         reduceGroupSize = groupSize
+        convolutionTuner = ConvolutionTuner(device: context.device.info)
     }
 
     public var name: String { context.device.info.name }

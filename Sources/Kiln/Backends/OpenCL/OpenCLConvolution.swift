@@ -1,29 +1,90 @@
 import KilnCL
 
-/// Convolution on an OpenCL device. The general path is im2col + GEMM over a chunk of the batch at once:
-/// im2col writes the patches of B images as B matrices [K, P], and one strided-batched CLBlast GEMM per group
-/// multiplies all of them (the weight matrix is shared: stride 0), writing straight into NCHW. Depthwise
-/// convolutions use direct kernels instead. Workspaces come from the caching allocator.
+/// Convolution on an OpenCL device. This file dispatches each pass to an algorithm (ConvolutionTuner.swift
+/// picks one per shape: by measurement, by force, or by heuristic) and holds the im2col + GEMM, pointwise and
+/// depthwise algorithms. The implicit GEMM (conv_gemm.cl) and Winograd (winograd.cl) live in their own files.
+///
+/// im2col + GEMM works over a chunk of the batch at once: im2col writes the patches of B images as B
+/// matrices [K, P], and one strided-batched CLBlast GEMM per group multiplies all of them (the weight
+/// matrix is shared: stride 0), writing straight into NCHW. A pointwise convolution skips im2col (its input
+/// already is the patch matrix). Workspaces come from the caching allocator.
 extension OpenCLBackend: ConvolutionBackend {
     /// Upper bound on the im2col workspace, in elements (64 MiB): the batch is processed in chunks below it.
     static let convolutionWorkspaceElements = 16 << 20
 
     public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
-        if s.isDepthwise {
-            try launch("depthwise_forward", in: "conv.cl", count: y.count,
-                       x.clArguments + weight.clArguments + y.clArguments + depthwiseArguments(s))
-        } else {
-            try forEachChunk(of: s) { first, count, workspace in
-                for g in 0..<s.geometry.groups {
-                    let cols = try patches(x, images: first, count: count, group: g, shape: s, workspace: workspace)
-                    try context.sgemmStridedBatched(
-                        m: s.groupOutputChannels, n: s.outputPixels, k: s.patchSize, batch: count,
-                        a: CLMatrix(weight.clBuffer, offset: weight.offset + g * s.groupOutputChannels * s.patchSize,
-                                    leadingDimension: s.patchSize),
-                        b: cols,
-                        c: CLMatrix(y.clBuffer, offset: y.offset + (first * s.outputChannels + g * s.groupOutputChannels) * s.outputPixels,
-                                    leadingDimension: s.outputPixels, batchStride: s.outputChannels * s.outputPixels))
-                }
+        let call = ConvolutionCall(pass: .forward, shape: s, first: x, second: weight, bias: bias, accumulate: false)
+        try runConvolution(try convolutionAlgorithm(for: call), call, into: y)
+    }
+
+    public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
+        let call = ConvolutionCall(pass: .backwardData, shape: s, first: dy, second: weight, bias: nil, accumulate: false)
+        try runConvolution(try convolutionAlgorithm(for: call), call, into: dx)
+    }
+
+    public func conv2dBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
+        let call = ConvolutionCall(pass: .backwardFilter, shape: s, first: x, second: dy, bias: nil, accumulate: accumulate)
+        try runConvolution(try convolutionAlgorithm(for: call), call, into: dw)
+    }
+
+    /// Runs one pass with `algorithm`, which must be applicable to the call's shape and pass.
+    func runConvolution(_ algorithm: ConvolutionAlgorithm, _ call: ConvolutionCall, into output: Tensor) throws {
+        let s = call.shape
+        switch (algorithm, call.pass) {
+        case (.im2colGEMM, .forward), (.pointwiseGEMM, .forward):
+            try im2colForward(call.first, weight: call.second, bias: call.bias, shape: s, into: output)
+        case (.im2colGEMM, .backwardData), (.pointwiseGEMM, .backwardData):
+            try im2colBackwardData(call.first, weight: call.second, shape: s, into: output)
+        case (.im2colGEMM, .backwardFilter), (.pointwiseGEMM, .backwardFilter):
+            try im2colBackwardFilter(call.first, call.second, shape: s, into: output, accumulate: call.accumulate)
+        case (.implicitGEMM, .forward):
+            try implicitGEMMForward(call.first, weight: call.second, bias: call.bias, shape: s, into: output)
+        case (.implicitGEMM, .backwardData):
+            try implicitGEMMBackwardData(call.first, weight: call.second, shape: s, into: output)
+        case (.implicitGEMM, .backwardFilter):
+            try implicitGEMMBackwardFilter(call.first, call.second, shape: s, into: output, accumulate: call.accumulate)
+        case (.winograd, .forward):
+            try winogradForward(call.first, weight: call.second, bias: call.bias, shape: s, into: output)
+        case (.winograd, .backwardData):
+            try winogradBackwardData(call.first, weight: call.second, shape: s, into: output)
+        case (.depthwiseDirect, .forward):
+            try depthwiseForward(call.first, weight: call.second, bias: call.bias, shape: s, into: output)
+        case (.depthwiseDirect, .backwardData):
+            try launch("depthwise_backward_data", in: "conv.cl", count: output.count,
+                       call.first.clArguments + call.second.clArguments + output.clArguments + depthwiseArguments(s))
+        case (.depthwiseDirect, .backwardFilter):
+            let kernel = try kernel("depthwise_backward_filter", in: "conv.cl")
+            try context.launch(kernel, global: [output.count * reduceGroupSize], local: [reduceGroupSize],
+                               arguments: call.first.clArguments + call.second.clArguments + output.clArguments
+                               + [.uint(call.accumulate ? 1 : 0)] + depthwiseArguments(s))
+        case (.winograd, .backwardFilter):
+            throw KilnError.invalidArgument("conv2d: Winograd has no backward-filter pass")
+        }
+    }
+
+    // MARK: Depthwise
+
+    private func depthwiseForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+        try launch("depthwise_forward", in: "conv.cl", count: y.count,
+                   x.clArguments + weight.clArguments + y.clArguments + depthwiseArguments(s))
+        if let bias {
+            try binaryPerChannel(.add, y, bias, channels: s.outputChannels, inner: s.outputPixels, into: y)
+        }
+    }
+
+    // MARK: im2col + GEMM
+
+    private func im2colForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+        try forEachChunk(of: s) { first, count, workspace in
+            for g in 0..<s.geometry.groups {
+                let cols = try patches(x, images: first, count: count, group: g, shape: s, workspace: workspace)
+                try context.sgemmStridedBatched(
+                    m: s.groupOutputChannels, n: s.outputPixels, k: s.patchSize, batch: count,
+                    a: CLMatrix(weight.clBuffer, offset: weight.offset + g * s.groupOutputChannels * s.patchSize,
+                                leadingDimension: s.patchSize),
+                    b: cols,
+                    c: CLMatrix(y.clBuffer, offset: y.offset + (first * s.outputChannels + g * s.groupOutputChannels) * s.outputPixels,
+                                leadingDimension: s.outputPixels, batchStride: s.outputChannels * s.outputPixels))
             }
         }
         if let bias {
@@ -31,12 +92,7 @@ extension OpenCLBackend: ConvolutionBackend {
         }
     }
 
-    public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
-        if s.isDepthwise {
-            try launch("depthwise_backward_data", in: "conv.cl", count: dx.count,
-                       dy.clArguments + weight.clArguments + dx.clArguments + depthwiseArguments(s))
-            return
-        }
+    private func im2colBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
         try forEachChunk(of: s) { first, count, dcols in
             for g in 0..<s.geometry.groups {
                 // A pointwise convolution's patch gradient is the input gradient itself: no col2im.
@@ -58,14 +114,7 @@ extension OpenCLBackend: ConvolutionBackend {
         }
     }
 
-    public func conv2dBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
-        if s.isDepthwise {
-            let kernel = try kernel("depthwise_backward_filter", in: "conv.cl")
-            try context.launch(kernel, global: [dw.count * reduceGroupSize], local: [reduceGroupSize],
-                               arguments: x.clArguments + dy.clArguments + dw.clArguments
-                               + [.uint(accumulate ? 1 : 0)] + depthwiseArguments(s))
-            return
-        }
+    private func im2colBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
         if !accumulate { try fill(dw, value: 0) }
         let filters = s.groupOutputChannels * s.patchSize  // one group's slice of dw: [C_out/g, K]
         try forEachChunk(of: s) { first, count, workspace in
@@ -136,7 +185,8 @@ extension OpenCLBackend: ConvolutionBackend {
          .uint(UInt32(s.outputChannels / s.inputChannels))] + windowArguments(s)
     }
 
-    private func windowArguments(_ s: Conv2DShape) -> [CLKernelArgument] {
+    /// kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_height, out_width.
+    func windowArguments(_ s: Conv2DShape) -> [CLKernelArgument] {
         let g = s.geometry
         return [.uint(UInt32(g.kernelHeight)), .uint(UInt32(g.kernelWidth)), .uint(UInt32(g.strideHeight)), .uint(UInt32(g.strideWidth)),
                 .int(Int32(g.padTop)), .int(Int32(g.padLeft)), .uint(UInt32(g.dilationHeight)), .uint(UInt32(g.dilationWidth)),

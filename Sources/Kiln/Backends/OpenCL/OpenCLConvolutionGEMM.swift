@@ -1,0 +1,102 @@
+import KilnCL
+
+/// Tile sizes of the implicit-GEMM kernels (Kernels/conv_gemm.cl), passed to the compiler as -D settings.
+struct ImplicitGEMMTiles: Sendable {
+    /// Output tile: rows (channels) x columns (pixels), and the reduction step staged in local memory.
+    var m: Int, n: Int, k: Int
+    /// Outputs per work-item along rows and columns.
+    var rowsPerItem: Int, columnsPerItem: Int
+
+    /// 64x64 tiles, 4x4 outputs per work-item: 256 work-items, 8.5 KiB of local memory.
+    static let large = ImplicitGEMMTiles(m: 64, n: 64, k: 16, rowsPerItem: 4, columnsPerItem: 4)
+    /// 32x32 tiles for devices whose work-groups stop below 256 work-items: 64 work-items.
+    static let small = ImplicitGEMMTiles(m: 32, n: 32, k: 16, rowsPerItem: 4, columnsPerItem: 4)
+
+    /// The work-group: columns along dimension 0, rows along dimension 1.
+    var local: [Int] { [n / columnsPerItem, m / rowsPerItem, 1] }
+    var workGroupSize: Int { (n / columnsPerItem) * (m / rowsPerItem) }
+    var localMemoryBytes: Int { 4 * k * (m + 1 + n + 1) }
+    var options: String { "-DTILE_M=\(m) -DTILE_N=\(n) -DTILE_K=\(k) -DWPT_M=\(rowsPerItem) -DWPT_N=\(columnsPerItem)" }
+
+    /// The ND-range covering an output of `rows` x `columns` per group, `depth` groups (or group slices).
+    func global(rows: Int, columns: Int, depth: Int) -> [Int] {
+        [(columns + n - 1) / n * local[0], (rows + m - 1) / m * local[1], depth]
+    }
+
+    /// The largest tiles the device can run, or nil when it cannot run even the small ones.
+    static func fitting(_ info: CLDeviceInfo) -> ImplicitGEMMTiles? {
+        [large, small].first { $0.workGroupSize <= info.maxWorkGroupSize && $0.localMemoryBytes <= info.localMemoryBytes }
+    }
+}
+
+/// Convolution as an implicit GEMM (Kernels/conv_gemm.cl): no im2col workspace, one launch per pass for
+/// every group at once, bias fused into the forward pass.
+extension OpenCLBackend {
+    /// Smallest slice of the filter-gradient reduction worth a work-group of its own, in (image, pixel) pairs.
+    static let minimumFilterSlice = 256
+
+    private var gemmTiles: ImplicitGEMMTiles {
+        get throws {
+            guard let tiles = ImplicitGEMMTiles.fitting(context.device.info) else {
+                throw KilnError.invalidArgument("conv2d: \(name) cannot run the implicit-GEMM kernels (work-group or local memory too small)")
+            }
+            return tiles
+        }
+    }
+
+    private func gemmKernel(_ name: String, _ tiles: ImplicitGEMMTiles) throws -> CLKernel {
+        try kernel(name, in: "conv_gemm.cl", options: tiles.options)
+    }
+
+    func implicitGEMMForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+        let tiles = try gemmTiles
+        let biasArguments: [CLKernelArgument] = bias.map { $0.clArguments + [.uint(1)] } ?? (weight.clArguments + [.uint(0)])
+        try context.launch(try gemmKernel("conv_gemm_forward", tiles),
+                           global: tiles.global(rows: s.groupOutputChannels, columns: s.batch * s.outputPixels, depth: s.geometry.groups),
+                           local: tiles.local,
+                           arguments: x.clArguments + weight.clArguments + biasArguments + y.clArguments + gemmGeometry(s))
+    }
+
+    func implicitGEMMBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
+        let tiles = try gemmTiles
+        try context.launch(try gemmKernel("conv_gemm_backward_data", tiles),
+                           global: tiles.global(rows: s.groupInputChannels, columns: s.batch * s.inputHeight * s.inputWidth,
+                                                depth: s.geometry.groups),
+                           local: tiles.local,
+                           arguments: dy.clArguments + weight.clArguments + dx.clArguments + gemmGeometry(s))
+    }
+
+    func implicitGEMMBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
+        let tiles = try gemmTiles
+        let splits = filterSplits(s, tiles)
+        let partials = splits > 1 ? try Tensor.empty([splits * dw.count], on: device) : dw
+        try context.launch(try gemmKernel("conv_gemm_backward_filter", tiles),
+                           global: tiles.global(rows: s.groupOutputChannels, columns: s.patchSize, depth: s.geometry.groups * splits),
+                           local: tiles.local,
+                           arguments: x.clArguments + dy.clArguments + dw.clArguments
+                           + [.uint(accumulate ? 1 : 0), .buffer(partials.clBuffer), .uint(UInt32(splits))] + gemmGeometry(s))
+        if splits > 1 {
+            try launch("conv_gemm_sum_splits", in: "conv_gemm.cl", count: dw.count,
+                       [.buffer(partials.clBuffer)] + dw.clArguments
+                       + [.uint(UInt32(dw.count)), .uint(UInt32(splits)), .uint(accumulate ? 1 : 0)])
+        }
+    }
+
+    /// Slices of the filter-gradient reduction: enough work-groups for about four per compute unit, each
+    /// slice still long enough to amortise its tile loads, and the partial sums within the workspace bound.
+    func filterSplits(_ s: Conv2DShape, _ tiles: ImplicitGEMMTiles) -> Int {
+        let outputTiles = (s.groupOutputChannels + tiles.m - 1) / tiles.m * ((s.patchSize + tiles.n - 1) / tiles.n) * s.geometry.groups
+        let wanted = (4 * Swift.max(context.device.info.computeUnits, 1) + outputTiles - 1) / outputTiles
+        let longest = s.batch * s.outputPixels / Self.minimumFilterSlice
+        let weights = s.outputChannels * s.patchSize
+        let fitting = Self.convolutionWorkspaceElements / Swift.max(weights, 1)
+        return Swift.max(1, Swift.min(wanted, longest, fitting))
+    }
+
+    /// batch, channels, height, width, cg, out_channels, og, then the window.
+    private func gemmGeometry(_ s: Conv2DShape) -> [CLKernelArgument] {
+        [.uint(UInt32(s.batch)), .uint(UInt32(s.inputChannels)), .uint(UInt32(s.inputHeight)), .uint(UInt32(s.inputWidth)),
+         .uint(UInt32(s.groupInputChannels)), .uint(UInt32(s.outputChannels)), .uint(UInt32(s.groupOutputChannels))]
+            + windowArguments(s)
+    }
+}

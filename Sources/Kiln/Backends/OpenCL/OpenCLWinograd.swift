@@ -1,0 +1,71 @@
+import KilnCL
+
+/// Winograd F(2x2, 3x3) (Kernels/winograd.cl): filter, input and output transforms around 16 GEMMs, one
+/// strided-batched CLBlast call. Forward, and backward data as the forward pass of dy with the filters
+/// rotated by 180° and C_in and C_out swapped, padded by 2 − p.
+extension OpenCLBackend {
+    /// Whether Winograd F(2x2, 3x3) computes this convolution: 3x3, stride 1, dilation 1, one group.
+    static func winogradApplies(to s: Conv2DShape) -> Bool {
+        let g = s.geometry
+        return g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideHeight == 1 && g.strideWidth == 1
+            && g.dilationHeight == 1 && g.dilationWidth == 1 && g.groups == 1
+    }
+
+    func winogradForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+        try winograd(WinogradProblem(batch: s.batch, channels: s.inputChannels, height: s.inputHeight, width: s.inputWidth,
+                                     rows: s.outputChannels, outputHeight: s.outputHeight, outputWidth: s.outputWidth,
+                                     padTop: s.geometry.padTop, padLeft: s.geometry.padLeft, flip: false),
+                     input: x, weight: weight, bias: bias, into: y)
+    }
+
+    func winogradBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
+        // dx[h] = Σ_i w[i] · dy[h + p − i] = Σ_i' w[2 − i'] · dy[h − (2 − p) + i']. A padding above 2 makes the
+        // new one negative: the windows then start inside dy, which the input transform handles alike.
+        try winograd(WinogradProblem(batch: s.batch, channels: s.outputChannels, height: s.outputHeight, width: s.outputWidth,
+                                     rows: s.inputChannels, outputHeight: s.inputHeight, outputWidth: s.inputWidth,
+                                     padTop: 2 - s.geometry.padTop, padLeft: 2 - s.geometry.padLeft, flip: true),
+                     input: dy, weight: weight, bias: nil, into: dx)
+    }
+
+    /// One 3x3 stride-1 convolution of `input` [batch, channels, height, width] into `output` [batch, rows,
+    /// outputHeight, outputWidth].
+    private struct WinogradProblem {
+        var batch: Int, channels: Int, height: Int, width: Int
+        var rows: Int, outputHeight: Int, outputWidth: Int
+        var padTop: Int, padLeft: Int
+        /// Whether the weight is [channels, rows, 3, 3] to be rotated (backward data) rather than [rows, channels, 3, 3].
+        var flip: Bool
+    }
+
+    private func winograd(_ p: WinogradProblem, input: Tensor, weight: Tensor, bias: Tensor?, into output: Tensor) throws {
+        let u = try Tensor.empty([16, p.rows, p.channels], on: device)
+        try launch("winograd_filter_transform", in: "winograd.cl", count: p.rows * p.channels,
+                   weight.clArguments + [.buffer(u.clBuffer), .uint(UInt32(p.rows)), .uint(UInt32(p.channels)), .uint(p.flip ? 1 : 0)])
+        let tilesHigh = (p.outputHeight + 1) / 2, tilesWide = (p.outputWidth + 1) / 2
+        let perImage = tilesHigh * tilesWide
+        // V and M of a chunk of images stay within the convolution workspace bound.
+        let chunk = Swift.max(1, Swift.min(p.batch, Self.convolutionWorkspaceElements / (16 * (p.channels + p.rows) * perImage)))
+        let v = try Tensor.empty([16 * p.channels * chunk * perImage], on: device)
+        let m = try Tensor.empty([16 * p.rows * chunk * perImage], on: device)
+        let biasArguments: [CLKernelArgument] = bias.map { $0.clArguments + [.uint(1)] } ?? [.buffer(u.clBuffer), .uint(0), .uint(0)]
+        for first in stride(from: 0, to: p.batch, by: chunk) {
+            let count = Swift.min(chunk, p.batch - first)
+            let tiles = count * perImage
+            try launch("winograd_input_transform", in: "winograd.cl", count: p.channels * tiles,
+                       [.buffer(input.clBuffer), .uint(UInt32(input.offset + first * p.channels * p.height * p.width)), .buffer(v.clBuffer),
+                        .uint(UInt32(count)), .uint(UInt32(p.channels)), .uint(UInt32(p.height)), .uint(UInt32(p.width)),
+                        .int(Int32(p.padTop)), .int(Int32(p.padLeft)), .uint(UInt32(tilesHigh)), .uint(UInt32(tilesWide))])
+            try context.sgemmStridedBatched(
+                m: p.rows, n: tiles, k: p.channels, batch: 16,
+                a: CLMatrix(u.clBuffer, leadingDimension: p.channels, batchStride: p.rows * p.channels),
+                b: CLMatrix(v.clBuffer, leadingDimension: tiles, batchStride: p.channels * tiles),
+                c: CLMatrix(m.clBuffer, leadingDimension: tiles, batchStride: p.rows * tiles))
+            try launch("winograd_output_transform", in: "winograd.cl", count: p.rows * tiles,
+                       [.buffer(m.clBuffer), .buffer(output.clBuffer),
+                        .uint(UInt32(output.offset + first * p.rows * p.outputHeight * p.outputWidth))]
+                       + biasArguments
+                       + [.uint(UInt32(count)), .uint(UInt32(p.rows)), .uint(UInt32(p.outputHeight)), .uint(UInt32(p.outputWidth)),
+                          .uint(UInt32(tilesHigh)), .uint(UInt32(tilesWide))])
+        }
+    }
+}
