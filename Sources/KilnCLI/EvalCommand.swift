@@ -5,7 +5,7 @@ import Kiln
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate a checkpoint: loss, accuracy, per-class accuracy and the confusion matrix.")
+        abstract: "Evaluate a checkpoint: loss, accuracy, per-class accuracy and the confusion matrix (an autoencoder: its reconstruction loss).")
 
     @OptionGroup var source: CheckpointOptions
     @Option(help: "Images per batch.")
@@ -14,8 +14,14 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let restored = try source.restore()
         let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
+        let task = try ModelZoo.entry(modelName).task
         let result = try Evaluation(model: network, batches: DataLoader(dataset: test, batchSize: batchSize, shuffle: false, device: device)
-            .batches(epoch: 0), loss: crossEntropyLoss)
+            .batches(epoch: 0), loss: task.loss, measuresAccuracy: task.measuresAccuracy)
+        guard task.measuresAccuracy else {
+            print(String(format: "%@ on %d test images (%@): reconstruction loss (MSE) %.5f", modelName, result.samples,
+                         device.description, result.loss))
+            return
+        }
         print(String(format: "%@ on %d test images (%@): loss %.4f, accuracy %.2f%%", modelName, result.samples, device.description,
                      result.loss, 100 * result.accuracy))
         print("\nper-class accuracy:")
@@ -41,15 +47,17 @@ struct SummaryCommand: ParsableCommand {
 
     @Argument(help: "Model name (see `kiln models`).")
     var model: String
-    @Option(help: "Input as CxHxW.")
-    var input = "1x28x28"
+    @Option(help: "Input as CxHxW (default: the model's own input size, as `kiln models` lists it).")
+    var input: String?
     @Option(help: "Number of classes.")
     var classes = 10
     @Option(help: "Batch size for the activation-memory estimate.")
     var batchSize = 64
 
     func run() throws {
-        let shape = input.lowercased().split(separator: "x").compactMap { Int($0) }
+        let entry: ModelZoo.Entry
+        do { entry = try ModelZoo.entry(model) } catch { throw ValidationError("\(error)") }
+        let shape = input.map { $0.lowercased().split(separator: "x").compactMap { Int($0) } } ?? entry.defaultInput
         guard shape.count == 3, shape.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input must look like 3x32x32") }
         let network = try ModelZoo.make(model, inputShape: shape, classes: classes)
         print(try network.summary(inputShape: shape, batchSize: batchSize))
@@ -57,9 +65,18 @@ struct SummaryCommand: ParsableCommand {
 }
 
 struct ModelsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "models", abstract: "List the model zoo.")
+    static let configuration = CommandConfiguration(
+        commandName: "models",
+        abstract: "List the model zoo: each model, its own input size, and what it does with 28×28 and 32×32 images.")
 
     func run() throws {
-        for name in ModelZoo.names { print(name) }
+        let inputs = ModelZoo.entries.map { $0.defaultInput.map(String.init).joined(separator: "x") }
+        let nameWidth = ModelZoo.entries.map(\.name.count).max() ?? 0, inputWidth = inputs.map(\.count).max() ?? 0
+        func padded(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: width - text.count) }
+        print(padded("model", nameWidth) + "  " + padded("input", inputWidth) + "  description")
+        for (entry, input) in zip(ModelZoo.entries, inputs) {
+            print(padded(entry.name, nameWidth) + "  " + padded(input, inputWidth) + "  " + entry.description)
+            print(String(repeating: " ", count: nameWidth + inputWidth + 4) + "28×28 and 32×32: " + entry.smallImages)
+        }
     }
 }

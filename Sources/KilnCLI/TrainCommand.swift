@@ -80,9 +80,8 @@ struct TrainOptions: Codable {
     var deviceName: String?
 
     func train(in folder: URL, resuming: Bool) throws {
-        guard ModelZoo.names.contains(model.lowercased()) else {
-            throw ValidationError("unknown model '\(model)'; the zoo has: \(ModelZoo.names.joined(separator: ", "))")
-        }
+        let task: ModelTask
+        do { task = try ModelZoo.entry(model).task } catch { throw ValidationError("\(error)") }
         let device = try DeviceOption.parse(device)
         let backend = try device.backend()
         if device == .host, self.device == "auto" {
@@ -122,7 +121,8 @@ struct TrainOptions: Codable {
             try writeAtomically(Array(json), to: folder.appending(path: "config.json"))
         }
 
-        let trainer = Trainer(model: network, optimizer: optimizer, loss: crossEntropyLoss, seed: seed, step: position.step)
+        let trainer = Trainer(model: network, optimizer: optimizer, loss: task.loss, seed: seed, step: position.step,
+                              measuresAccuracy: task.measuresAccuracy)
         let stopper = SignalStopper(trainer: trainer)
         defer { stopper.disarm() }
         var fit = Fit(trainer: trainer, scheduler: scheduler,
@@ -151,10 +151,16 @@ struct TrainOptions: Codable {
                     try TrainingCheckpoint.save(model: network, optimizer: nil, position: end, configuration: configuration,
                                                 to: folder.appending(path: "best.safetensors"))
                 }
-                print(String(format: "epoch %d: train loss %.4f acc %.2f%% | %@ loss %.4f acc %.2f%% | lr %.3g | %.0f img/s",
-                             epochMetrics.epoch, epochMetrics.trainLoss, 100 * epochMetrics.trainAccuracy,
-                             valSplit > 0 ? "val" : "test", epochMetrics.validationLoss ?? .nan,
-                             100 * (epochMetrics.validationAccuracy ?? .nan), epochMetrics.learningRate, epochMetrics.imagesPerSecond))
+                if task.measuresAccuracy {
+                    print(String(format: "epoch %d: train loss %.4f acc %.2f%% | %@ loss %.4f acc %.2f%% | lr %.3g | %.0f img/s",
+                                 epochMetrics.epoch, epochMetrics.trainLoss, 100 * epochMetrics.trainAccuracy,
+                                 valSplit > 0 ? "val" : "test", epochMetrics.validationLoss ?? .nan,
+                                 100 * (epochMetrics.validationAccuracy ?? .nan), epochMetrics.learningRate, epochMetrics.imagesPerSecond))
+                } else {
+                    print(String(format: "epoch %d: train reconstruction MSE %.5f | %@ MSE %.5f | lr %.3g | %.0f img/s",
+                                 epochMetrics.epoch, epochMetrics.trainLoss, valSplit > 0 ? "val" : "test",
+                                 epochMetrics.validationLoss ?? .nan, epochMetrics.learningRate, epochMetrics.imagesPerSecond))
+                }
                 fflush(nil)
             }
         } catch let error as TrainingError {
@@ -174,7 +180,11 @@ struct TrainOptions: Codable {
             break
         }
         let test = try trainer.evaluate(DataLoader(dataset: testSet, batchSize: 256, shuffle: false, device: device).batches(epoch: 0))
-        print(String(format: "test: loss %.4f, accuracy %.2f%% (%d images)", test.loss, 100 * test.accuracy, test.samples))
+        if task.measuresAccuracy {
+            print(String(format: "test: loss %.4f, accuracy %.2f%% (%d images)", test.loss, 100 * test.accuracy, test.samples))
+        } else {
+            print(String(format: "test: reconstruction MSE %.5f (%d images)", test.loss, test.samples))
+        }
         print("run folder: \(folder.path)")
     }
 

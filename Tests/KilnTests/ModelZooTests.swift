@@ -65,4 +65,77 @@ final class ModelZooTests: XCTestCase {
             XCTAssertLessThan(error, 1e-3 * norm, "\(name) gradient of \(probe): relative L2 error \(error / norm)")
         }
     }
+
+    /// `kiln train --model NAME` on Fashion-MNIST and CIFAR-10: every zoo model builds for both image shapes
+    /// and maps a batch of two to two rows of 10 scores (the autoencoder: to the batch itself).
+    func testEveryZooModelTakesFashionMNISTAndCIFAR10Images() throws {
+        for name in ModelZoo.names {
+            for shape in [[1, 28, 28], [3, 32, 32]] {
+                let model = try ModelZoo.make(name, inputShape: shape, classes: 10)
+                let expected = try ModelZoo.entry(name).task == .reconstruction ? [2] + shape : [2, 10]
+                XCTAssertEqual(try model.outputShape(for: [2] + shape), expected, "\(name) on \(shape)")
+            }
+        }
+        // The smaller images are adapted where the architecture needs it, without renaming its parameters.
+        let alexnet = try ModelZoo.make("alexnet", inputShape: [1, 28, 28], classes: 10)
+        XCTAssertEqual(alexnet.layers.first?.name, "upsample")
+        XCTAssertEqual(try alexnet.summary(inputShape: [1, 28, 28]).rows.first?.outputShape, [1, 1, 84, 84])
+        XCTAssertEqual(alexnet.namedParameters.first?.name, "features.0.weight")
+        let vgg = try ModelZoo.make("vgg11", inputShape: [1, 28, 28], classes: 10).summary(inputShape: [1, 28, 28])
+        XCTAssertEqual(vgg.rows.first?.outputShape, [1, 64, 32, 32], "28×28 zero-padded to 32×32 by the first convolution")
+        XCTAssertEqual(ModelZoo.names.count, Set(ModelZoo.names).count)
+        XCTAssertEqual(try ModelZoo.entry("LeNet-5").name, "lenet5")
+    }
+
+    /// Where an input is too small, the error names the layer (by its dotted path) whose output would be
+    /// empty: VGG-16 built for 32×32 images, given 16×16 ones, runs out at its fifth pooling.
+    func testAnInputTooSmallNamesTheLayerWhereTheSizeReachesZero() throws {
+        let vgg = try VGG(depth: 16, inputSize: 32, classes: 10)
+        XCTAssertEqual(try vgg.outputShape(for: [1, 3, 32, 32]), [1, 10])
+        for attempt in [{ _ = try vgg.outputShape(for: [1, 3, 16, 16]) }, { _ = try vgg.summary(inputShape: [3, 16, 16]) }] {
+            XCTAssertThrowsError(try attempt()) { error in
+                guard case let KilnError.shapeMismatch(operation, _, got) = error else { return XCTFail("\(error)") }
+                XCTAssertTrue(operation.hasPrefix("features.30 (MaxPool2D"), operation)
+                XCTAssertTrue(got.contains("[1, 512, 1, 1]"), got)
+            }
+        }
+        XCTAssertThrowsError(try ModelZoo.make("resnet18", inputShape: [3, 0, 0], classes: 10))
+        XCTAssertThrowsError(try ModelZoo.make("alexnet", inputShape: [3, 32, 32], classes: 10).outputShape(for: [1, 3, 8, 8])) { error in
+            XCTAssertTrue("\(error)".contains("features."), "\(error)")
+        }
+    }
+
+    func testTheAutoencoderReconstructsItsInputShapeAndLearns() throws {
+        XCTAssertEqual(try ModelZoo.entry("autoencoder").task, .reconstruction)
+        let model = try ModelZoo.make("autoencoder", inputShape: [1, 28, 28], classes: 10)
+        let summary = try model.summary(inputShape: [1, 28, 28])
+        XCTAssertEqual(summary.rows.map(\.name), ["encoder.0", "encoder.1", "encoder.2", "encoder.3",
+                                                  "decoder.0", "decoder.1", "decoder.2", "decoder.3"])
+        XCTAssertEqual(summary.rows.map { $0.outputShape[2] }, [14, 14, 7, 7, 14, 14, 28, 28])
+        XCTAssertEqual(summary.trainableParameters, (9 + 1) * 16 + (16 * 9 + 1) * 32 + (32 * 16 * 9 + 16) + (16 * 9 + 1))
+        XCTAssertEqual(try model.namedParameters.map(\.name),
+                       ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias",
+                        "decoder.0.weight", "decoder.0.bias", "decoder.2.weight", "decoder.2.bias"])
+        XCTAssertThrowsError(try ModelZoo.make("autoencoder", inputShape: [1, 30, 30], classes: 10)) { error in
+            XCTAssertTrue("\(error)".contains("autoencoder") && "\(error)".contains("30×30") && "\(error)".contains("divisible by 4"), "\(error)")
+        }
+
+        // A few Adam steps on one batch of images in [0, 1] lower the reconstruction loss, which the trainer
+        // reports without an accuracy.
+        try model.reset(seed: 3)
+        var random = TestRandom(seed: 8)
+        let images = try Tensor(random.floats(8 * 28 * 28, 0, 1), shape: [8, 1, 28, 28])
+        let batch = Batch(inputs: images, targets: try Tensor(Array(repeating: 0, count: 8), shape: [8]), labels: Array(repeating: 0, count: 8))
+        let task = ModelTask.reconstruction
+        let trainer = Trainer(model: model, optimizer: Optimizer(model: model, rule: .adam(), learningRate: 1e-2), loss: task.loss,
+                              seed: 1, measuresAccuracy: task.measuresAccuracy)
+        let before = try trainer.evaluate([batch])
+        XCTAssertTrue(before.accuracy.isNaN)
+        XCTAssertTrue(before.confusion.isEmpty)
+        let expectedLoss = try meanSquaredError(prediction: model.forward(images, .inference), target: images).loss.item()
+        XCTAssertEqual(before.loss, Double(expectedLoss), accuracy: 1e-6)
+        let pass = try trainer.trainPass(Array(repeating: batch, count: 30))
+        XCTAssertTrue(pass.accuracy.isNaN)
+        XCTAssertLessThan(try trainer.evaluate([batch]).loss, 0.8 * before.loss)
+    }
 }

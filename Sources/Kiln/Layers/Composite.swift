@@ -31,8 +31,11 @@ public final class Residual: Layer {
 
     public func summarize(path: String, input: [Int], into rows: inout [SummaryRow]) throws -> [Int] {
         let main = try summarizeChain(body.layers, path: path, input: input, into: &rows)
-        if let shortcut {
-            _ = try shortcut.summarize(path: path.isEmpty ? shortcutName : "\(path).\(shortcutName)", input: input, into: &rows)
+        let side = try shortcut.map {
+            try $0.summarize(path: path.isEmpty ? shortcutName : "\(path).\(shortcutName)", input: input, into: &rows)
+        } ?? input
+        guard main == side else {
+            throw layerShapeError("Residual", expected: "body output \(describe(main)) equal to the shortcut's", got: side).at(path)
         }
         return main
     }
@@ -85,7 +88,7 @@ public final class Concat: Layer {
         let shapes = try branches.map { branch in
             try branch.layer.summarize(path: path.isEmpty ? branch.name : "\(path).\(branch.name)", input: input, into: &rows)
         }
-        return try concatenatedShape(shapes)
+        return try naming(path) { try concatenatedShape(shapes) }
     }
 
     private func concatenatedShape(_ shapes: [[Int]]) throws -> [Int] {

@@ -83,14 +83,16 @@ extension Layer {
     public func multiplyAccumulates(for inputShape: [Int]) throws -> Int { 0 }
 
     public func summarize(path: String, input: [Int], into rows: inout [SummaryRow]) throws -> [Int] {
-        let output = try outputShape(for: input)
-        let parameters = ownParameters.map(\.parameter)
-        rows.append(SummaryRow(
-            name: path, type: typeName, outputShape: output,
-            trainableParameters: parameters.filter { !$0.isBuffer }.map(\.value.count).reduce(0, +),
-            bufferElements: parameters.filter(\.isBuffer).map(\.value.count).reduce(0, +),
-            multiplyAccumulates: try multiplyAccumulates(for: input)))
-        return output
+        try naming(path) {
+            let output = try outputShape(for: input)
+            let parameters = ownParameters.map(\.parameter)
+            rows.append(SummaryRow(
+                name: path, type: typeName, outputShape: output,
+                trainableParameters: parameters.filter { !$0.isBuffer }.map(\.value.count).reduce(0, +),
+                bufferElements: parameters.filter(\.isBuffer).map(\.value.count).reduce(0, +),
+                multiplyAccumulates: try multiplyAccumulates(for: input)))
+            return output
+        }
     }
 
     /// Every parameter and buffer of the layer tree, named as PyTorch's state dict names them
@@ -146,4 +148,29 @@ extension Layer {
 /// Raised by layers when an input does not fit; names the layer and both shapes.
 func layerShapeError(_ layer: String, expected: String, got shape: [Int]) -> KilnError {
     .shapeMismatch(operation: layer, expected: expected, got: describe(shape))
+}
+
+/// Runs `body`, putting the dotted path of the layer it concerns in front of any `KilnError` it throws, so
+/// that a shape error deep inside a model says where: "features.30 (MaxPool2D(...)): shapes do not match: ...".
+func naming<T>(_ path: String, _ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as KilnError {
+        throw error.at(path)
+    }
+}
+
+extension KilnError {
+    /// This error with a layer's dotted path in front of the operation it names (unchanged for an empty path).
+    func at(_ path: String) -> KilnError {
+        guard !path.isEmpty else { return self }
+        switch self {
+        case let .shapeMismatch(operation, expected, got):
+            return .shapeMismatch(operation: "\(path) (\(operation))", expected: expected, got: got)
+        case let .invalidArgument(message):
+            return .invalidArgument("\(path): \(message)")
+        default:
+            return self
+        }
+    }
 }

@@ -42,8 +42,11 @@ public final class Sequential: Layer {
 
     public var children: [(name: String, layer: any Layer)] { layers }
 
+    /// The output shape; an input that does not fit raises an error naming the innermost layer, by its
+    /// dotted path ("features.30"), where it stops fitting (a spatial size reaching zero, say).
     public func outputShape(for inputShape: [Int]) throws -> [Int] {
-        try layers.reduce(inputShape) { shape, entry in try entry.layer.outputShape(for: shape) }
+        var rows: [SummaryRow] = []
+        return try summarize(path: "", input: inputShape, into: &rows)
     }
 
     public func summarize(path: String, input: [Int], into rows: inout [SummaryRow]) throws -> [Int] {

@@ -1,6 +1,10 @@
 /// VGG (Simonyan & Zisserman 2014) with torchvision's names: `features.N` and `classifier.N`. The first
 /// classifier layer takes whatever the features leave (512·7·7 at 224×224, as torchvision, whose adaptive
 /// pooling is then the identity; 512·1·1 at 32×32).
+///
+/// Below 32×32 the fifth pooling would get a 1×1 map, so the first convolution zero-pads the image up to
+/// 32×32 (as LeNet-5 pads 28×28 digits to 32×32): the same as padding the input, with every weight's shape
+/// unchanged.
 public func VGG(depth: Int, batchNorm: Bool = false, inputChannels: Int = 3, inputSize: Int = 224, classes: Int = 1000) throws -> Sequential {
     let configurations: [Int: [Int]] = [  // output channels of each 3×3 convolution; 0 is a 2×2 max pooling
         11: [64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
@@ -11,21 +15,28 @@ public func VGG(depth: Int, batchNorm: Bool = false, inputChannels: Int = 3, inp
     guard let configuration = configurations[depth] else {
         throw KilnError.invalidArgument("VGG-\(depth) does not exist; depths are 11, 13, 16 and 19")
     }
+    guard inputSize > 0 else { throw KilnError.invalidArgument("VGG-\(depth): input size \(inputSize) is not positive") }
+    let smallImagePadding = Swift.max(0, 32 - inputSize)
     var features: [NamedLayer] = []
-    var channels = inputChannels, size = inputSize
+    var channels = inputChannels, size = inputSize + smallImagePadding
     for width in configuration {
         if width == 0 {
             features.append(NamedLayer(name: nil, layer: try MaxPool2D(window: 2)))
             size /= 2
         } else {
-            features.append(NamedLayer(name: nil, layer: try Conv2D(inputChannels: channels, outputChannels: width, kernelSize: 3, padding: 1)))
+            var geometry = try Conv2DGeometry(kernelSize: 3, padding: 1)
+            if features.isEmpty {
+                // An odd difference puts the extra row and column at the bottom and right.
+                geometry.padTop += smallImagePadding / 2
+                geometry.padLeft += smallImagePadding / 2
+                geometry.padBottom += smallImagePadding - smallImagePadding / 2
+                geometry.padRight += smallImagePadding - smallImagePadding / 2
+            }
+            features.append(NamedLayer(name: nil, layer: try Conv2D(inputChannels: channels, outputChannels: width, geometry: geometry)))
             if batchNorm { features.append(NamedLayer(name: nil, layer: try BatchNorm(features: width))) }
             features.append(NamedLayer(name: nil, layer: ReLU()))
             channels = width
         }
-    }
-    guard size > 0 else {
-        throw KilnError.invalidArgument("VGG-\(depth): a \(inputSize)×\(inputSize) input is too small for its five poolings (at least 32×32)")
     }
     return try Sequential {
         Sequential(features).named("features")
@@ -44,6 +55,7 @@ public func VGG(depth: Int, batchNorm: Bool = false, inputChannels: Int = 3, inp
 
 /// AlexNet (Krizhevsky et al. 2012) as one tower with local response normalisation, on 227×227 inputs:
 /// 62,378,344 parameters for 1000 classes. Names follow torchvision's layout (`features.N`, `classifier.N`).
+/// The features need at least `alexNetMinimumInputSize` pixels a side; the classifier takes what they leave.
 public func AlexNet(inputChannels: Int = 3, inputSize: Int = 227, classes: Int = 1000) throws -> Sequential {
     let lrn = LRNSettings(size: 5, alpha: 1e-4, beta: 0.75, k: 2)
     let features = try Sequential {
@@ -78,3 +90,7 @@ public func AlexNet(inputChannels: Int = 3, inputSize: Int = 227, classes: Int =
         }.named("classifier")
     }
 }
+
+/// The smallest input side AlexNet's features accept: the last pooling (3×3, stride 2) needs a 3×3 map, so
+/// the second needs 7×7 and the first 15×15, which the 11×11 stride-4 convolution makes from 4·14 + 11 = 67.
+public let alexNetMinimumInputSize = 67

@@ -96,3 +96,10 @@ public func crossEntropyLoss(_ output: Tensor, _ batch: Batch) throws -> (loss: 
     let result = try crossEntropy(logits: output, targets: batch.targets)
     return (result.loss, result.gradient)
 }
+
+/// The loss for models that reconstruct their input (autoencoders): mean squared error against the batch's
+/// inputs.
+public func reconstructionLoss(_ output: Tensor, _ batch: Batch) throws -> (loss: Tensor, gradient: Tensor) {
+    let result = try meanSquaredError(prediction: output, target: batch.inputs)
+    return (result.loss, result.gradient)
+}

@@ -52,6 +52,9 @@ public final class Trainer {
     public let model: any Layer
     public let optimizer: Optimizer
     public let lossFunction: LossFunction
+    /// Whether the model is a classifier whose argmax is compared with the labels; false for models whose
+    /// output is not class scores (an autoencoder), whose passes then report an accuracy of NaN.
+    public let measuresAccuracy: Bool
     public let seed: UInt64
     /// Steps taken so far over the whole run; keys the dropout masks.
     public private(set) var step: Int
@@ -59,10 +62,12 @@ public final class Trainer {
     public var readInterval = 20
     private let stopFlag = Atomic<Bool>(false)
 
-    public init(model: any Layer, optimizer: Optimizer, loss: @escaping LossFunction, seed: UInt64, step: Int = 0) {
+    public init(model: any Layer, optimizer: Optimizer, loss: @escaping LossFunction, seed: UInt64, step: Int = 0,
+                measuresAccuracy: Bool = true) {
         self.model = model
         self.optimizer = optimizer
         lossFunction = loss
+        self.measuresAccuracy = measuresAccuracy
         self.seed = seed
         self.step = step
     }
@@ -109,20 +114,22 @@ public final class Trainer {
             let stepNumber = step
             let (loss, output) = try trainStep(batch)
             pending.append((stepNumber, loss))
-            if tracker == nil { tracker = try AccuracyTracker(on: output.device) }
-            try tracker?.add(output: output, targets: batch.targets)
+            if measuresAccuracy {
+                if tracker == nil { tracker = try AccuracyTracker(on: output.device) }
+                try tracker?.add(output: output, targets: batch.targets)
+            }
             images += batch.labels.count
             stepsInPass += 1
             if pending.count >= readInterval {
                 try readPending()
-                (shownLoss, shownAccuracy) = (mean(stepLosses), try tracker?.accuracy() ?? 0)
+                (shownLoss, shownAccuracy) = (mean(stepLosses), try tracker?.accuracy() ?? .nan)
             }
             // Every step moves the bar; the loss and accuracy shown are those of the last read.
             progress?(stepsInPass, shownLoss, shownAccuracy, images)
             if stopRequested { interrupted = true; break }
         }
         try readPending()
-        let accuracy = try tracker?.accuracy() ?? 0
+        let accuracy = measuresAccuracy ? try tracker?.accuracy() ?? 0 : .nan
         progress?(stepsInPass, mean(stepLosses), accuracy, images)
         return PassResult(loss: mean(stepLosses), accuracy: accuracy, images: images,
                           seconds: seconds(ContinuousClock.now - start), stepLosses: stepLosses, interrupted: interrupted)
@@ -130,7 +137,7 @@ public final class Trainer {
 
     /// Loss and accuracy of the model in inference mode over `batches` (the mean over samples).
     public func evaluate<Batches: Sequence<Batch>>(_ batches: Batches) throws -> Evaluation {
-        try Evaluation(model: model, batches: batches, loss: lossFunction)
+        try Evaluation(model: model, batches: batches, loss: lossFunction, measuresAccuracy: measuresAccuracy)
     }
 
     private func mean(_ values: [Float]) -> Double {
@@ -174,27 +181,29 @@ public struct Evaluation: Sendable {
         }
     }
 
-    /// Runs `model` in inference mode over `batches`.
-    public init<Batches: Sequence<Batch>>(model: any Layer, batches: Batches, loss: LossFunction) throws {
+    /// Runs `model` in inference mode over `batches`. Without `measuresAccuracy` (a model whose output is not
+    /// class scores) only the loss is computed: accuracy is NaN and the confusion matrix empty.
+    public init<Batches: Sequence<Batch>>(model: any Layer, batches: Batches, loss: LossFunction, measuresAccuracy: Bool = true) throws {
         var totalLoss = 0.0
         var samples = 0
         var confusion: [[Int]] = []
         for batch in batches {
             let output = try model.forward(batch.inputs, .inference)
-            let classes = output.shape[1]
-            if confusion.isEmpty { confusion = Array(repeating: Array(repeating: 0, count: classes), count: classes) }
             let (batchLoss, _) = try loss(output, batch)
             totalLoss += Double(try batchLoss.item()) * Double(batch.labels.count)
+            samples += batch.labels.count
+            guard measuresAccuracy else { continue }
+            let classes = output.shape[1]
+            if confusion.isEmpty { confusion = Array(repeating: Array(repeating: 0, count: classes), count: classes) }
             let predicted = try output.argmax(axis: 1).toArray()
             for (label, prediction) in zip(batch.labels, predicted) where confusion.indices.contains(label) {
                 confusion[label][Int(prediction)] += 1
             }
-            samples += batch.labels.count
         }
         self.samples = samples
         self.confusion = confusion
         self.loss = samples == 0 ? .nan : totalLoss / Double(samples)
         let correct = confusion.indices.map { confusion[$0][$0] }.reduce(0, +)
-        accuracy = samples == 0 ? 0 : Double(correct) / Double(samples)
+        accuracy = !measuresAccuracy ? .nan : samples == 0 ? 0 : Double(correct) / Double(samples)
     }
 }
