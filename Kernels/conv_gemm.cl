@@ -40,6 +40,9 @@
 // +1: the loaders write down columns of these tiles; the padding keeps those stores off one bank.
 #define LOCAL_A __local float As[TILE_K][TILE_M + 1]
 #define LOCAL_B __local float Bs[TILE_K][TILE_N + 1]
+// Per reduction step of the gathering kernels: where entry k starts in the gathered tensor (-1 past the
+// end) and its kernel row and column offsets.
+#define LOCAL_K_TABLE __local int k_offset[TILE_K], k_row[TILE_K], k_col[TILE_K]
 
 // acc += As[k][rows of this work-item] ⊗ Bs[k][columns of this work-item] over the staged tile. Rows and
 // columns are strided by RM and RN so that neighbouring work-items read neighbouring local words.
@@ -71,6 +74,7 @@ void conv_gemm_forward(__global const float *x, const uint x_offset,
                        const uint dh, const uint dw, const uint out_height, const uint out_width) {
     LOCAL_A;
     LOCAL_B;
+    LOCAL_K_TABLE;
     const uint tx = get_local_id(0), ty = get_local_id(1), lid = ty * RN + tx;
     const uint g = get_group_id(2);
     const uint m0 = get_group_id(1) * TILE_M, q0 = get_group_id(0) * TILE_N;
@@ -90,19 +94,24 @@ void conv_gemm_forward(__global const float *x, const uint x_offset,
 
     CLEAR_ACC();
     for (uint k0 = 0; k0 < patch; k0 += TILE_K) {
+        // Resolve this step's patch entries (c, i, j) once per work-group rather than once per element.
+        if (lid < TILE_K) {
+            const uint k = k0 + lid, ij = k % window;
+            k_offset[lid] = k < patch ? (int)((k / window) * height * width) : -1;
+            k_row[lid] = (int)((ij / kw) * dh);
+            k_col[lid] = (int)((ij % kw) * dw);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
         for (uint r = 0; r < TILE_M * TILE_K / WG; ++r) {
             const uint m = am + r * (WG / TILE_K), k = k0 + ak;
             As[ak][m] = (m0 + m < og && k < patch) ? filters[(m0 + m) * patch + k] : 0.0f;
         }
         for (uint r = 0; r < TILE_N * TILE_K / WG; ++r) {
-            const uint kk = bk + r * (WG / TILE_N), k = k0 + kk;
+            const uint kk = bk + r * (WG / TILE_N);
+            const int ih = ih0 + k_row[kk], iw = iw0 + k_col[kk];
             float value = 0.0f;
-            if (q_valid && k < patch) {
-                const uint c = k / window, ij = k % window;
-                const int ih = ih0 + (int)((ij / kw) * dh), iw = iw0 + (int)((ij % kw) * dw);
-                if (ih >= 0 && ih < (int)height && iw >= 0 && iw < (int)width)
-                    value = image[(c * height + ih) * width + iw];
-            }
+            if (q_valid && k_offset[kk] >= 0 && ih >= 0 && ih < (int)height && iw >= 0 && iw < (int)width)
+                value = image[k_offset[kk] + ih * (int)width + iw];
             Bs[kk][bq] = value;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -135,6 +144,7 @@ void conv_gemm_backward_data(__global const float *dy, const uint dy_offset,
                              const uint dh, const uint dw, const uint out_height, const uint out_width) {
     LOCAL_A;
     LOCAL_B;
+    LOCAL_K_TABLE;
     const uint tx = get_local_id(0), ty = get_local_id(1), lid = ty * RN + tx;
     const uint g = get_group_id(2);
     const uint m0 = get_group_id(1) * TILE_M, q0 = get_group_id(0) * TILE_N;
@@ -151,26 +161,36 @@ void conv_gemm_backward_data(__global const float *dy, const uint dy_offset,
     // Left operand: wᵀ[c, (o,i,j)] = w[o, c, i, j], read along (i, j).
     const uint ak = lid % TILE_K, am = lid / TILE_K;
     __global const float *filters = weight + w_offset + g * og * cg * window;
+    const bool unit_stride = sh == 1 && sw == 1;
 
     CLEAR_ACC();
     for (uint k0 = 0; k0 < reduction; k0 += TILE_K) {
+        // Resolve this step's entries (o, i, j) once per work-group rather than once per element.
+        if (lid < TILE_K) {
+            const uint k = k0 + lid, ij = k % window;
+            k_offset[lid] = k < reduction ? (int)((k / window) * pixels) : -1;
+            k_row[lid] = (int)((ij / kw) * dh);
+            k_col[lid] = (int)((ij % kw) * dw);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
         for (uint r = 0; r < TILE_M * TILE_K / WG; ++r) {
             const uint m = am + r * (WG / TILE_K), k = k0 + ak;
             As[ak][m] = (m0 + m < cg && k < reduction) ? filters[((k / window) * cg + m0 + m) * window + k % window] : 0.0f;
         }
         for (uint r = 0; r < TILE_N * TILE_K / WG; ++r) {
-            const uint kk = bk + r * (WG / TILE_N), k = k0 + kk;
-            float value = 0.0f;
-            if (q_valid && k < reduction) {
-                const uint o = k / window, ij = k % window;
-                // Output row oh reads input row h through kernel row i when oh·sh + i·dh = h + pad_top.
-                const int top = top0 - (int)((ij / kw) * dh), left = left0 - (int)((ij % kw) * dw);
-                if (top >= 0 && left >= 0 && top % (int)sh == 0 && left % (int)sw == 0) {
-                    const uint oh = (uint)top / sh, ow = (uint)left / sw;
-                    if (oh < out_height && ow < out_width) value = gradient[o * pixels + oh * out_width + ow];
-                }
+            const uint kk = bk + r * (WG / TILE_N);
+            // Output row oh reads input row h through kernel row i when oh·sh + i·dh = h + pad_top.
+            int oh = top0 - k_row[kk], ow = left0 - k_col[kk];
+            bool hit = q_valid && k_offset[kk] >= 0 && oh >= 0 && ow >= 0;
+            if (unit_stride) {
+                hit = hit && oh < (int)out_height && ow < (int)out_width;
+            } else if (hit) {
+                hit = oh % (int)sh == 0 && ow % (int)sw == 0;
+                oh /= (int)sh;
+                ow /= (int)sw;
+                hit = hit && oh < (int)out_height && ow < (int)out_width;
             }
-            Bs[kk][bq] = value;
+            Bs[kk][bq] = hit ? gradient[k_offset[kk] + oh * (int)out_width + ow] : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         MULTIPLY_TILE();

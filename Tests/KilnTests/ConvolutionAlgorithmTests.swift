@@ -83,6 +83,43 @@ final class ConvolutionAlgorithmTests: XCTestCase {
         XCTAssertEqual(covered, Set(ConvolutionAlgorithm.allCases), "some algorithm was never exercised")
     }
 
+    /// Each tile configuration of the implicit GEMM (the device picks one by its limits and the row count)
+    /// on shapes with partial tiles in every dimension, every pass.
+    func testEveryImplicitGEMMTileConfiguration() throws {
+        let (gpu, backend) = try openCLBackend()
+        backend.forcedConvolutionAlgorithm = .implicitGEMM
+        defer {
+            backend.forcedConvolutionAlgorithm = nil
+            OpenCLBackend.implicitGEMMTilesOverride.withLock { $0 = nil }
+        }
+        let cases = [
+            ConvolutionCase(input: [2, 3, 9, 11], weight: [70, 3, 3, 3], geometry: try Conv2DGeometry(kernelSize: 3, padding: 1)),
+            ConvolutionCase(input: [3, 20, 16, 13], weight: [6, 10, 3, 3], geometry: try Conv2DGeometry(kernelSize: 3, padding: 1, groups: 2)),
+            ConvolutionCase(input: [1, 34, 9, 8], weight: [3, 34, 2, 3],
+                            geometry: try Conv2DGeometry(kernelSize: (2, 3), stride: (2, 1), padding: .explicit(height: 1, width: 2), dilation: (2, 1))),
+        ]
+        for tiles in [ImplicitGEMMTiles.large, .narrow, .small] {
+            OpenCLBackend.implicitGEMMTilesOverride.withLock { $0 = tiles }
+            for c in cases {
+                let s = try Conv2DShape(input: c.input, weight: c.weight, geometry: c.geometry)
+                let x = try Tensor(random.floats(c.input.reduce(1, *)), shape: c.input)
+                let w = try Tensor(random.floats(c.weight.reduce(1, *)), shape: c.weight)
+                let b = try Tensor(random.floats(s.outputChannels), shape: [s.outputChannels])
+                let dy = try Tensor(random.floats(s.outputShape.reduce(1, *)), shape: s.outputShape)
+                let label = "tiles \(tiles.options) \(c)"
+                let window = Float(c.geometry.kernelHeight * c.geometry.kernelWidth)
+                assertClose(try conv2d(x.to(gpu), weight: w.to(gpu), bias: b.to(gpu), geometry: c.geometry).toArray(),
+                            try conv2d(x, weight: w, bias: b, geometry: c.geometry).toArray(), atol: 1e-6 * Float(s.patchSize), "\(label) forward")
+                assertClose(try conv2dBackwardData(dy.to(gpu), weight: w.to(gpu), inputShape: c.input, geometry: c.geometry).toArray(),
+                            try conv2dBackwardData(dy, weight: w, inputShape: c.input, geometry: c.geometry).toArray(),
+                            atol: 1e-6 * Float(s.groupOutputChannels) * window, "\(label) backward data")
+                assertClose(try conv2dBackwardFilter(x.to(gpu), dy.to(gpu), weightShape: c.weight, geometry: c.geometry).toArray(),
+                            try conv2dBackwardFilter(x, dy, weightShape: c.weight, geometry: c.geometry).toArray(),
+                            atol: 1e-6 * Float(s.batch * s.outputPixels), "\(label) backward filter")
+            }
+        }
+    }
+
     /// Winograd F(2x2, 3x3) on padding 0, 1 and 2, odd sizes (partial edge tiles), a single tile and wide
     /// channels. Its transforms add and subtract up to 16 terms before the products, so its rounding error
     /// grows a few times faster than a direct sum's: 4e-6 per term is that, and no more.

@@ -92,19 +92,15 @@ extension OpenCLBackend {
     /// Choices made by force or by the heuristic are not listed.
     public var convolutionChoices: [ConvolutionChoice] { convolutionTuner.choices }
 
-    /// The algorithm the heuristic picks when tuning is off.
+    /// The algorithm the heuristic picks when tuning is off: the direct kernels where they apply, Winograd
+    /// from 32 channels on (below, its transforms cost more than the multiplies they save), then the
+    /// implicit GEMM on GPUs (one launch, no workspace) and im2col + CLBlast on CPUs (POCL), where CLBlast's
+    /// GEMM beats local-memory tiles that map poorly onto CPU cores (see BENCHMARKS.md).
     public func defaultConvolutionAlgorithm(for shape: Conv2DShape, pass: ConvolutionPass) -> ConvolutionAlgorithm {
         let applicable = applicableConvolutionAlgorithms(for: shape, pass: pass)
-        let preferred: [ConvolutionAlgorithm]
-        if context.device.info.type == .cpu {
-            // POCL: CLBlast's tuned GEMM beats the local-memory tiles, which map poorly onto CPU cores.
-            preferred = [.depthwiseDirect, .pointwiseGEMM, .im2colGEMM, .implicitGEMM]
-        } else if min(shape.groupInputChannels, shape.groupOutputChannels) >= 16 {
-            preferred = [.depthwiseDirect, .pointwiseGEMM, .winograd, .implicitGEMM, .im2colGEMM]
-        } else {
-            // Few channels: Winograd's transforms cost more than the multiplies they save.
-            preferred = [.depthwiseDirect, .pointwiseGEMM, .implicitGEMM, .im2colGEMM]
-        }
+        var preferred: [ConvolutionAlgorithm] = [.depthwiseDirect, .pointwiseGEMM]
+        if min(shape.groupInputChannels, shape.groupOutputChannels) >= 32 { preferred.append(.winograd) }
+        preferred += context.device.info.type == .cpu ? [.im2colGEMM, .implicitGEMM] : [.implicitGEMM, .im2colGEMM]
         return preferred.first(where: applicable.contains) ?? applicable[0]
     }
 }

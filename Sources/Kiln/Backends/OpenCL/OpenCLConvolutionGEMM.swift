@@ -1,4 +1,5 @@
 import KilnCL
+import Synchronization
 
 /// Tile sizes of the implicit-GEMM kernels (Kernels/conv_gemm.cl), passed to the compiler as -D settings.
 struct ImplicitGEMMTiles: Sendable {
@@ -9,6 +10,9 @@ struct ImplicitGEMMTiles: Sendable {
 
     /// 64x64 tiles, 4x4 outputs per work-item: 256 work-items, 8.5 KiB of local memory.
     static let large = ImplicitGEMMTiles(m: 64, n: 64, k: 16, rowsPerItem: 4, columnsPerItem: 4)
+    /// 16x128 tiles, 2x4 outputs per work-item, for passes with few rows (the first layers' channels), where
+    /// most of a 64-row tile would be padding.
+    static let narrow = ImplicitGEMMTiles(m: 16, n: 128, k: 16, rowsPerItem: 2, columnsPerItem: 4)
     /// 32x32 tiles for devices whose work-groups stop below 256 work-items: 64 work-items.
     static let small = ImplicitGEMMTiles(m: 32, n: 32, k: 16, rowsPerItem: 4, columnsPerItem: 4)
 
@@ -23,9 +27,11 @@ struct ImplicitGEMMTiles: Sendable {
         [(columns + n - 1) / n * local[0], (rows + m - 1) / m * local[1], depth]
     }
 
-    /// The largest tiles the device can run, or nil when it cannot run even the small ones.
-    static func fitting(_ info: CLDeviceInfo) -> ImplicitGEMMTiles? {
-        [large, small].first { $0.workGroupSize <= info.maxWorkGroupSize && $0.localMemoryBytes <= info.localMemoryBytes }
+    /// The tiles for an output of `rows` rows per group on this device, or nil when it cannot run even the
+    /// small ones.
+    static func fitting(_ info: CLDeviceInfo, rows: Int = .max) -> ImplicitGEMMTiles? {
+        (rows <= narrow.m ? [narrow, large, small] : [large, small])
+            .first { $0.workGroupSize <= info.maxWorkGroupSize && $0.localMemoryBytes <= info.localMemoryBytes }
     }
 }
 
@@ -34,14 +40,15 @@ struct ImplicitGEMMTiles: Sendable {
 extension OpenCLBackend {
     /// Smallest slice of the filter-gradient reduction worth a work-group of its own, in (image, pixel) pairs.
     static let minimumFilterSlice = 256
+    /// Tiles to use instead of the chosen ones, so that tests run every configuration on one device.
+    static let implicitGEMMTilesOverride = Mutex<ImplicitGEMMTiles?>(nil)
 
-    private var gemmTiles: ImplicitGEMMTiles {
-        get throws {
-            guard let tiles = ImplicitGEMMTiles.fitting(context.device.info) else {
-                throw KilnError.invalidArgument("conv2d: \(name) cannot run the implicit-GEMM kernels (work-group or local memory too small)")
-            }
-            return tiles
+    private func gemmTiles(rows: Int) throws -> ImplicitGEMMTiles {
+        if let tiles = Self.implicitGEMMTilesOverride.withLock({ $0 }) { return tiles }
+        guard let tiles = ImplicitGEMMTiles.fitting(context.device.info, rows: rows) else {
+            throw KilnError.invalidArgument("conv2d: \(name) cannot run the implicit-GEMM kernels (work-group or local memory too small)")
         }
+        return tiles
     }
 
     private func gemmKernel(_ name: String, _ tiles: ImplicitGEMMTiles) throws -> CLKernel {
@@ -49,7 +56,7 @@ extension OpenCLBackend {
     }
 
     func implicitGEMMForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
-        let tiles = try gemmTiles
+        let tiles = try gemmTiles(rows: s.groupOutputChannels)
         let biasArguments: [CLKernelArgument] = bias.map { $0.clArguments + [.uint(1)] } ?? (weight.clArguments + [.uint(0)])
         try context.launch(try gemmKernel("conv_gemm_forward", tiles),
                            global: tiles.global(rows: s.groupOutputChannels, columns: s.batch * s.outputPixels, depth: s.geometry.groups),
@@ -58,7 +65,7 @@ extension OpenCLBackend {
     }
 
     func implicitGEMMBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
-        let tiles = try gemmTiles
+        let tiles = try gemmTiles(rows: s.groupInputChannels)
         try context.launch(try gemmKernel("conv_gemm_backward_data", tiles),
                            global: tiles.global(rows: s.groupInputChannels, columns: s.batch * s.inputHeight * s.inputWidth,
                                                 depth: s.geometry.groups),
@@ -67,7 +74,7 @@ extension OpenCLBackend {
     }
 
     func implicitGEMMBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
-        let tiles = try gemmTiles
+        let tiles = try gemmTiles(rows: s.groupOutputChannels)
         let splits = filterSplits(s, tiles)
         let partials = splits > 1 ? try Tensor.empty([splits * dw.count], on: device) : dw
         try context.launch(try gemmKernel("conv_gemm_backward_filter", tiles),
