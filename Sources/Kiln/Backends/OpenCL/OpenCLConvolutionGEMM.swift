@@ -19,7 +19,7 @@ struct ImplicitGEMMTiles: Sendable {
     /// The work-group: columns along dimension 0, rows along dimension 1.
     var local: [Int] { [n / columnsPerItem, m / rowsPerItem, 1] }
     var workGroupSize: Int { (n / columnsPerItem) * (m / rowsPerItem) }
-    var localMemoryBytes: Int { 4 * k * (m + 1 + n + 1) }
+    var localMemoryBytes: Int { 4 * k * (m + 1 + n + 1 + 3) }
     var options: String { "-DTILE_M=\(m) -DTILE_N=\(n) -DTILE_K=\(k) -DWPT_M=\(rowsPerItem) -DWPT_N=\(columnsPerItem)" }
 
     /// The ND-range covering an output of `rows` x `columns` per group, `depth` groups (or group slices).
