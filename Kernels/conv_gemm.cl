@@ -133,7 +133,11 @@ void conv_gemm_forward(__global const float *x, const uint x_offset,
 }
 
 // dx = wᵀ ⋆ dy as a gather (each input pixel sums what its windows received), so no atomics and dx is
-// overwritten. Range: (input-pixel tiles · RN, input-channel tiles · RM, groups).
+// overwritten. With stride s, input row h is reached only by the kernel rows i with h + pad_top − i·dh a
+// multiple of s, and which rows those are depends only on h mod s: the input pixels are split into the
+// s_h·s_w phases (h mod s_h, w mod s_w), and each phase reduces over its own taps only, which spares the
+// s_h·s_w-fold work of zeros a plain gather would multiply. Range: (phase-pixel tiles · RN, input-channel
+// tiles · RM, groups · phases).
 __kernel __attribute__((reqd_work_group_size(RN, RM, 1)))
 void conv_gemm_backward_data(__global const float *dy, const uint dy_offset,
                              __global const float *weight, const uint w_offset,
@@ -145,51 +149,61 @@ void conv_gemm_backward_data(__global const float *dy, const uint dy_offset,
     LOCAL_A;
     LOCAL_B;
     LOCAL_K_TABLE;
+    __local int k_weight[TILE_K];
     const uint tx = get_local_id(0), ty = get_local_id(1), lid = ty * RN + tx;
-    const uint g = get_group_id(2);
+    const uint phases = sh * sw;
+    const uint g = get_group_id(2) / phases, phase = get_group_id(2) % phases;
+    const uint ph = phase / sw, pw = phase % sw;
+    // This phase's input pixels: rows ph, ph + sh, ... and columns pw, pw + sw, ...
+    const uint phase_height = ph < height ? (height - ph + sh - 1) / sh : 0;
+    const uint phase_width = pw < width ? (width - pw + sw - 1) / sw : 0;
+    const uint phase_plane = phase_height * phase_width, columns = batch * phase_plane;
     const uint m0 = get_group_id(1) * TILE_M, q0 = get_group_id(0) * TILE_N;
-    const uint plane = height * width, columns = batch * plane, pixels = out_height * out_width;
-    const uint window = kh * kw, reduction = og * window;
+    if (q0 >= columns) return;   // the whole work-group: smaller phases need fewer tiles
+    const uint plane = height * width, pixels = out_height * out_width, window = kh * kw;
+    // Kernel rows i that reach this phase: ph + pad_top − i·dh ≡ 0 (mod sh); likewise columns.
+    uint taps_h = 0, taps_w = 0;
+    for (uint i = 0; i < kh; ++i) taps_h += ((int)ph + pad_top - (int)(i * dh)) % (int)sh == 0;
+    for (uint j = 0; j < kw; ++j) taps_w += ((int)pw + pad_left - (int)(j * dw)) % (int)sw == 0;
+    const uint taps = taps_h * taps_w, reduction = og * taps;
 
-    // Right operand: this work-item's column is input pixel (h, w) of image n.
+    // Right operand: this work-item's column is input pixel (h'·sh + ph, w'·sw + pw) of image n.
     const uint bq = lid % TILE_N, bk = lid / TILE_N;
     const uint q = q0 + bq;
     const bool q_valid = q < columns;
-    const uint n = q_valid ? q / plane : 0, hw = q_valid ? q % plane : 0;
-    const int top0 = (int)(hw / width) + pad_top, left0 = (int)(hw % width) + pad_left;
+    const uint n = q_valid ? q / phase_plane : 0, hw = q_valid ? q % phase_plane : 0;
+    const int row0 = (int)(hw / phase_width), col0 = (int)(hw % phase_width);
     __global const float *gradient = dy + dy_offset + (n * out_channels + g * og) * pixels;
-    // Left operand: wᵀ[c, (o,i,j)] = w[o, c, i, j], read along (i, j).
+    // Left operand: wᵀ[c, (o,i,j)] = w[o, c, i, j].
     const uint ak = lid % TILE_K, am = lid / TILE_K;
     __global const float *filters = weight + w_offset + g * og * cg * window;
-    const bool unit_stride = sh == 1 && sw == 1;
 
     CLEAR_ACC();
     for (uint k0 = 0; k0 < reduction; k0 += TILE_K) {
-        // Resolve this step's entries (o, i, j) once per work-group rather than once per element.
+        // Resolve this step's entries (o, a-th reaching row, b-th reaching column) once per work-group:
+        // where they start in dy and w, and the output row and column offsets they add (h + pad_top − i·dh
+        // is (h' + k_row)·sh exactly).
         if (lid < TILE_K) {
-            const uint k = k0 + lid, ij = k % window;
-            k_offset[lid] = k < reduction ? (int)((k / window) * pixels) : -1;
-            k_row[lid] = (int)((ij / kw) * dh);
-            k_col[lid] = (int)((ij % kw) * dw);
+            const uint k = k0 + lid, tap = k % taps;
+            uint a = tap / taps_w, b = tap % taps_w, i = 0, j = 0;
+            for (uint t = 0; t < kh; ++t)
+                if (((int)ph + pad_top - (int)(t * dh)) % (int)sh == 0) { if (a == 0) { i = t; break; } --a; }
+            for (uint t = 0; t < kw; ++t)
+                if (((int)pw + pad_left - (int)(t * dw)) % (int)sw == 0) { if (b == 0) { j = t; break; } --b; }
+            k_offset[lid] = k < reduction ? (int)((k / taps) * pixels) : -1;
+            k_weight[lid] = (int)((k / taps) * cg * window + i * kw + j);
+            k_row[lid] = ((int)ph + pad_top - (int)(i * dh)) / (int)sh;
+            k_col[lid] = ((int)pw + pad_left - (int)(j * dw)) / (int)sw;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint r = 0; r < TILE_M * TILE_K / WG; ++r) {
-            const uint m = am + r * (WG / TILE_K), k = k0 + ak;
-            As[ak][m] = (m0 + m < cg && k < reduction) ? filters[((k / window) * cg + m0 + m) * window + k % window] : 0.0f;
+            const uint m = am + r * (WG / TILE_K);
+            As[ak][m] = (m0 + m < cg && k_offset[ak] >= 0) ? filters[k_weight[ak] + (m0 + m) * window] : 0.0f;
         }
         for (uint r = 0; r < TILE_N * TILE_K / WG; ++r) {
             const uint kk = bk + r * (WG / TILE_N);
-            // Output row oh reads input row h through kernel row i when oh·sh + i·dh = h + pad_top.
-            int oh = top0 - k_row[kk], ow = left0 - k_col[kk];
-            bool hit = q_valid && k_offset[kk] >= 0 && oh >= 0 && ow >= 0;
-            if (unit_stride) {
-                hit = hit && oh < (int)out_height && ow < (int)out_width;
-            } else if (hit) {
-                hit = oh % (int)sh == 0 && ow % (int)sw == 0;
-                oh /= (int)sh;
-                ow /= (int)sw;
-                hit = hit && oh < (int)out_height && ow < (int)out_width;
-            }
+            const int oh = row0 + k_row[kk], ow = col0 + k_col[kk];
+            const bool hit = q_valid && k_offset[kk] >= 0 && oh >= 0 && ow >= 0 && oh < (int)out_height && ow < (int)out_width;
             Bs[kk][bq] = hit ? gradient[k_offset[kk] + oh * (int)out_width + ow] : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -197,10 +211,12 @@ void conv_gemm_backward_data(__global const float *dy, const uint dy_offset,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 
+    // A phase no kernel tap reaches (stride beyond the kernel's span) has an empty sum: zeros.
     for (uint wn = 0; wn < WPT_N; ++wn) {
         const uint column = q0 + tx + wn * RN;
         if (column >= columns) continue;
-        const uint image_index = column / plane, pixel = column % plane;
+        const uint image_index = column / phase_plane, within = column % phase_plane;
+        const uint pixel = ((within / phase_width) * sh + ph) * width + (within % phase_width) * sw + pw;
         for (uint wm = 0; wm < WPT_M; ++wm) {
             const uint m = m0 + ty + wm * RM;
             if (m < cg) dx[dx_offset + (image_index * channels + g * cg + m) * plane + pixel] = acc[wm][wn];

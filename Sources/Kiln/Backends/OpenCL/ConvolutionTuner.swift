@@ -19,13 +19,21 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
 
 /// One of the three passes of a convolution.
 public enum ConvolutionPass: String, CaseIterable, Sendable {
-    case forward, backwardData, backwardFilter
+    /// y = x ⋆ w (+ bias).
+    case forward
+    /// dx from dy and w.
+    case backwardData
+    /// dw from x and dy.
+    case backwardFilter
 }
 
 /// The algorithm the tuner keeps for one (pass, shape), and what it measured.
 public struct ConvolutionChoice: Sendable {
+    /// The pass timed.
     public var pass: ConvolutionPass
+    /// The convolution's sizes (batch included: the fastest algorithm depends on it).
     public var shape: Conv2DShape
+    /// The fastest algorithm, used from then on for this pass and shape.
     public var algorithm: ConvolutionAlgorithm
     /// Best time of each algorithm tried, in seconds; algorithms the device failed to run are absent.
     public var seconds: [ConvolutionAlgorithm: Double]

@@ -66,9 +66,13 @@ extension OpenCLBackend {
 
     func implicitGEMMBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
         let tiles = try gemmTiles(rows: s.groupInputChannels)
+        // One slice of the range per stride phase (h mod s_h, w mod s_w), sized for the largest, phase (0, 0).
+        let g = s.geometry
+        let phaseRows = (s.inputHeight + g.strideHeight - 1) / g.strideHeight
+        let phaseColumns = (s.inputWidth + g.strideWidth - 1) / g.strideWidth
         try context.launch(try gemmKernel("conv_gemm_backward_data", tiles),
-                           global: tiles.global(rows: s.groupInputChannels, columns: s.batch * s.inputHeight * s.inputWidth,
-                                                depth: s.geometry.groups),
+                           global: tiles.global(rows: s.groupInputChannels, columns: s.batch * phaseRows * phaseColumns,
+                                                depth: s.geometry.groups * g.strideHeight * g.strideWidth),
                            local: tiles.local,
                            arguments: dy.clArguments + weight.clArguments + dx.clArguments + gemmGeometry(s))
     }
