@@ -8,8 +8,10 @@
 //   backward filter  dw[o, (c,i,j)]  = Σ_(n,p)    dy[o, (n,p)] · x̂[(c,i,j), (n,p)]
 //
 // x̂ gathers input pixels under each window (zero in the padding); dŷ gathers, for an input pixel, the
-// output pixels whose window covers it (zero where the stride skips it). The third range dimension is the
-// group (and, for the filter gradient, the slice of the reduction). Tensors are NCHW; weights OIHW.
+// output pixels whose window covers it, one stride phase at a time. The third range dimension is the
+// group (and the stride phase for backward data, the slice of the reduction for the filter gradient).
+// Tensors are NCHW; weights OIHW. Products accumulate as a * b + c, which compilers contract to FMA
+// where the device has one (mad() may trade accuracy for speed).
 
 #ifndef TILE_M
 #define TILE_M 64   // rows of the output tile (output channels; input channels for backward data)
@@ -53,7 +55,7 @@
         for (uint wn = 0; wn < WPT_N; ++wn) b[wn] = Bs[kk][tx + wn * RN];    \
         for (uint wm = 0; wm < WPT_M; ++wm)                                  \
             for (uint wn = 0; wn < WPT_N; ++wn)                              \
-                acc[wm][wn] = mad(a[wm], b[wn], acc[wm][wn]);                \
+                acc[wm][wn] += a[wm] * b[wn];                                \
     }
 
 #define CLEAR_ACC()                                                          \
