@@ -32,27 +32,40 @@ final class ModelZooTests: XCTestCase {
         XCTAssertEqual(try ModelZoo.make("vgg11-bn", inputShape: [3, 32, 32], classes: 10).outputShape(for: [2, 3, 32, 32]), [2, 10])
     }
 
-    /// Residual, Inception and depthwise-separable networks: forward and backward agree between the OpenCL
-    /// backend and the host on two small images. (MobileNet gets 64×64 inputs: at 32×32 its last batch norms
-    /// see two values per channel, where normalising amplifies last-bit differences beyond any tolerance.)
+    /// Every architecture of the zoo: forward and backward agree between the OpenCL backend and the host on
+    /// two small images (ResNet-50: forward only, see the next test). The builders have no width option except
+    /// MobileNet's, so the others run at full width on the smallest input the zoo gives them (AlexNet and VGG
+    /// as `kiln train` builds them for Fashion-MNIST: AlexNet behind its ×3 upsampling, VGG zero-padded to
+    /// 32×32 by its first convolution). (MobileNet gets 64×64 inputs: at 32×32 its last batch norms see two
+    /// values per channel, where normalising amplifies last-bit differences beyond any tolerance.)
     func testZooModelsRunOnBothBackends() throws {
         var random = TestRandom(seed: 19)
         let gpu = try openCLDevice()
-        let builders: [(String, String, Int, () throws -> Sequential)] = [
-            ("ResNet-18", "layer1.0.conv1.weight", 32, { try ResNet18(classes: 10, stem: .smallImage) }),
-            ("GoogLeNet", "inception3a.branch3.conv.weight", 32, { try GoogLeNet(classes: 10) }),
-            ("MobileNet", "features.1.0.weight", 64, { try MobileNet(classes: 10, widthMultiplier: 0.25) }),
+        let fashion = [1, 28, 28]
+        // The inputs are fixed by the seed. A whole network's gradients are compared here, and a ReLU input
+        // within rounding of zero (0 on one backend, 1e-5 on the other) would change them by far more than any
+        // rounding tolerance (see the ResNet-50 test below); these inputs have none.
+        let builders: [(String, String, [Int], () throws -> Sequential)] = [
+            ("ResNet-18", "layer1.0.conv1.weight", [3, 32, 32], { try ResNet18(classes: 10, stem: .smallImage) }),
+            ("GoogLeNet", "inception3a.branch3.conv.weight", [3, 32, 32], { try GoogLeNet(classes: 10) }),
+            ("MobileNet", "features.1.0.weight", [3, 64, 64], { try MobileNet(classes: 10, widthMultiplier: 0.25) }),
+            ("LeNet-5", "conv1.weight", fashion, { try ModelZoo.make("lenet5", inputShape: fashion, classes: 10) }),
+            ("LeNet-BN", "conv1.weight", fashion, { try ModelZoo.make("lenet-bn", inputShape: fashion, classes: 10) }),
+            ("AlexNet", "features.0.weight", fashion, { try ModelZoo.make("alexnet", inputShape: fashion, classes: 10) }),
+            ("VGG-11", "features.0.weight", fashion, { try ModelZoo.make("vgg11", inputShape: fashion, classes: 10) }),
+            ("VGG-11-BN", "features.0.weight", fashion, { try ModelZoo.make("vgg11-bn", inputShape: fashion, classes: 10) }),
+            ("autoencoder", "encoder.0.weight", fashion, { try ModelZoo.make("autoencoder", inputShape: fashion, classes: 10) }),
         ]
-        for (name, probe, size, build) in builders {
+        for (name, probe, shape, build) in builders {
             let host = try build(), device = try build()
             try host.reset(seed: 4)
             try device.reset(seed: 4)
             try device.move(to: gpu)
-            let x = try Tensor(random.floats(2 * 3 * size * size), shape: [2, 3, size, size])
+            let x = try Tensor(random.floats(2 * shape.reduce(1, *)), shape: [2] + shape)
             let context = ForwardContext(training: true, step: 0, seed: 1)
             let y = try host.forward(x, context)
             assertClose(try device.forward(x.to(gpu), context).toArray(), try y.toArray(), atol: 1e-3, rtol: 1e-3, "\(name) forward")
-            let dy = try Tensor(random.floats(20), shape: [2, 10])
+            let dy = try Tensor(random.floats(y.count), shape: y.shape)
             assertClose(try device.backward(dy.to(gpu)).toArray(), try host.backward(dy).toArray(), atol: 1e-3, rtol: 1e-3,
                         "\(name) input gradient")
             let hostGradient = try XCTUnwrap(host.namedParameters.first { $0.name == probe }?.parameter.gradient, probe)
@@ -62,8 +75,31 @@ final class ModelZooTests: XCTestCase {
             let (a, r) = (try deviceGradient.toArray(), try hostGradient.toArray())
             let error = zip(a, r).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
             let norm = r.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
+            XCTAssertGreaterThan(norm, 0, "\(name): the gradient of \(probe) is zero, which compares nothing")
             XCTAssertLessThan(error, 1e-3 * norm, "\(name) gradient of \(probe): relative L2 error \(error / norm)")
         }
+    }
+
+    /// ResNet-50's forward pass agrees between the backends; its backward is not compared. Its 16 bottlenecks
+    /// leave float32 rounding differences of about 5e-5 (relative) at the last block, enough for a ReLU input
+    /// at the kink to come out 0 on one backend and 3e-5 on the other (measured: 1 of its 65,536 outputs on
+    /// these inputs). That one element changes the output gradient by 1/√65,536 ≈ 0.4 %, and the batch norms
+    /// spread it to every earlier gradient (≈ 1.6 % relative L2 at layer1): a property of the network at a
+    /// kink, not of either backend, so no tolerance would make that comparison meaningful. The bottleneck's
+    /// layers (1×1 and strided 3×3 convolutions, batch norm, residual sums) are each compared in their own
+    /// tests and, backward included, in ResNet-18 and MobileNet above.
+    func testResNet50ForwardAgreesOnBothBackends() throws {
+        var random = TestRandom(seed: 23)
+        let gpu = try openCLDevice()
+        let host = try ResNet50(classes: 10, stem: .smallImage), device = try ResNet50(classes: 10, stem: .smallImage)
+        try host.reset(seed: 4)
+        try device.reset(seed: 4)
+        try device.move(to: gpu)
+        // 16×16 is the smallest input that leaves the last stage a 2×2 map rather than 1×1.
+        let x = try Tensor(random.floats(2 * 3 * 16 * 16), shape: [2, 3, 16, 16])
+        let context = ForwardContext(training: true, step: 0, seed: 1)
+        assertClose(try device.forward(x.to(gpu), context).toArray(), try host.forward(x, context).toArray(), atol: 1e-3, rtol: 1e-3,
+                    "ResNet-50 forward")
     }
 
     /// `kiln train --model NAME` on Fashion-MNIST and CIFAR-10: every zoo model builds for both image shapes
