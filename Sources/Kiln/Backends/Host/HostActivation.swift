@@ -34,13 +34,26 @@ extension HostBackend: ActivationBackend {
     }
 
     public func activationForward(_ activation: Activation, _ x: Tensor, into y: Tensor) throws {
-        let (x, y) = (x.hostBuffer, y.hostBuffer)
-        for i in y.indices { y[i] = Self.activate(activation, x[i]) }
+        let (x, y) = (x.hostBuffer.baseAddress!, y.hostBuffer)
+        parallelRanges(y.count, grain: Self.elementGrain) { range in
+            // ReLU, the common case, as a loop the compiler vectorises.
+            if case .relu = activation {
+                for i in range { y[i] = Swift.max(x[i], 0) }
+            } else {
+                for i in range { y[i] = Self.activate(activation, x[i]) }
+            }
+        }
     }
 
     public func activationBackward(_ activation: Activation, x: Tensor, dy: Tensor, into dx: Tensor) throws {
-        let (x, dy, dx) = (x.hostBuffer, dy.hostBuffer, dx.hostBuffer)
-        for i in dx.indices { dx[i] = Self.derivative(activation, x[i]) * dy[i] }
+        let (x, dy, dx) = (x.hostBuffer.baseAddress!, dy.hostBuffer.baseAddress!, dx.hostBuffer)
+        parallelRanges(dx.count, grain: Self.elementGrain) { range in
+            if case .relu = activation {
+                for i in range { dx[i] = (x[i] > 0 ? 1 : 0) * dy[i] }
+            } else {
+                for i in range { dx[i] = Self.derivative(activation, x[i]) * dy[i] }
+            }
+        }
     }
 
     public func preluForward(_ x: Tensor, slopes: Tensor, into y: Tensor) throws {

@@ -1,33 +1,31 @@
-import CBLAS
 import Foundation
-
-/// Host memory for a tensor.
-final class HostStorage: TensorStorage, @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Float>
-
-    init(count: Int, backend: HostBackend) {
-        pointer = .allocate(capacity: Swift.max(count, 1))
-        super.init(count: count, backend: backend)
-    }
-
-    deinit { pointer.deallocate() }
-}
-
-extension Tensor {
-    /// The tensor's elements in host memory (host backend only).
-    var hostBuffer: UnsafeMutableBufferPointer<Float> {
-        guard let host = storage as? HostStorage else { preconditionFailure("\(self) is not on the host") }
-        return UnsafeMutableBufferPointer(start: host.pointer + offset, count: count)
-    }
-}
+import Synchronization
 
 /// The reference backend: plain Swift loops with shape comments, OpenBLAS for GEMM. Every OpenCL kernel is
 /// tested against it, and it is the fallback when no OpenCL device exists.
+///
+/// It runs its own threads: each op splits its work (the batch of a convolution, the columns of a GEMM,
+/// the elements of a map) across `threads`, and OpenBLAS runs single-threaded inside each part, so that
+/// small GEMMs are not split again and no idle OpenBLAS thread spins between ops.
 public final class HostBackend: Backend {
     public static let shared = HostBackend()
 
     public let device = Device.host
-    public var name: String { "host (Swift + OpenBLAS, \(openblas_get_num_threads()) threads)" }
+    private let threadCount: Atomic<Int>
+
+    init() {
+        let requested = ProcessInfo.processInfo.environment["KILN_HOST_THREADS"].flatMap { Int($0) }
+        threadCount = Atomic(Swift.max(1, requested ?? ProcessInfo.processInfo.activeProcessorCount))
+        if (try? BLAS.load()) != nil { BLAS.setThreads(1) }
+    }
+
+    /// Threads the host ops use (default: every core, or `KILN_HOST_THREADS`).
+    public var threads: Int {
+        get { threadCount.load(ordering: .relaxed) }
+        set { threadCount.store(Swift.max(1, newValue), ordering: .relaxed) }
+    }
+
+    public var name: String { "host (Swift + OpenBLAS \(BLAS.core), \(threads) threads)" }
 
     // MARK: Memory
 
@@ -92,29 +90,72 @@ public final class HostBackend: Backend {
     }
 
     public func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) throws {
-        let (a, b, out) = (a.hostBuffer, b.hostBuffer, out.hostBuffer)
-        for i in out.indices { out[i] = Self.apply(op, a[i], b[i]) }
+        let (a, b, out) = (a.hostBuffer.baseAddress!, b.hostBuffer.baseAddress!, out.hostBuffer)
+        map(out) { range in
+            switch op {
+            case .add: for i in range { out[i] = a[i] + b[i] }
+            case .sub: for i in range { out[i] = a[i] - b[i] }
+            case .mul: for i in range { out[i] = a[i] * b[i] }
+            case .div: for i in range { out[i] = a[i] / b[i] }
+            case .max, .min: for i in range { out[i] = Self.apply(op, a[i], b[i]) }
+            }
+        }
     }
 
     public func binary(_ op: BinaryOp, _ a: Tensor, scalar: Float, into out: Tensor) throws {
-        let (a, out) = (a.hostBuffer, out.hostBuffer)
-        for i in out.indices { out[i] = Self.apply(op, a[i], scalar) }
+        let (a, out) = (a.hostBuffer.baseAddress!, out.hostBuffer)
+        map(out) { range in
+            switch op {
+            case .add: for i in range { out[i] = a[i] + scalar }
+            case .sub: for i in range { out[i] = a[i] - scalar }
+            case .mul: for i in range { out[i] = a[i] * scalar }
+            case .div: for i in range { out[i] = a[i] / scalar }
+            case .max, .min: for i in range { out[i] = Self.apply(op, a[i], scalar) }
+            }
+        }
     }
 
     public func binaryPerChannel(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, channels: Int, inner: Int, into out: Tensor) throws {
-        // a, out: [outer, channels, inner]; b: [channels]
-        let (a, b, out) = (a.hostBuffer, b.hostBuffer, out.hostBuffer)
-        for i in out.indices { out[i] = Self.apply(op, a[i], b[(i / inner) % channels]) }
+        // a, out: [outer, channels, inner]; b: [channels]. Work on whole rows of `inner` so b[c] is loaded once.
+        let rows = out.count / Swift.max(inner, 1)
+        let (a, b, out) = (a.hostBuffer.baseAddress!, b.hostBuffer, out.hostBuffer.baseAddress!)
+        parallelRanges(rows, grain: Self.elementGrain / Swift.max(inner, 1)) { range in
+            for row in range {
+                let value = b[row % channels], start = row * inner
+                switch op {
+                case .add: for i in start..<(start + inner) { out[i] = a[i] + value }
+                case .sub: for i in start..<(start + inner) { out[i] = a[i] - value }
+                case .mul: for i in start..<(start + inner) { out[i] = a[i] * value }
+                case .div: for i in start..<(start + inner) { out[i] = a[i] / value }
+                case .max, .min: for i in start..<(start + inner) { out[i] = Self.apply(op, a[i], value) }
+                }
+            }
+        }
     }
 
     public func axpby(alpha: Float, _ x: Tensor, beta: Float, _ y: Tensor) throws {
-        let (x, y) = (x.hostBuffer, y.hostBuffer)
-        for i in y.indices { y[i] = alpha * x[i] + beta * y[i] }
+        let (x, y) = (x.hostBuffer.baseAddress!, y.hostBuffer)
+        map(y) { range in for i in range { y[i] = alpha * x[i] + beta * y[i] } }
     }
 
     public func unary(_ op: UnaryOp, _ a: Tensor, into out: Tensor) throws {
-        let (a, out) = (a.hostBuffer, out.hostBuffer)
-        for i in out.indices { out[i] = Self.apply(op, a[i]) }
+        let (a, out) = (a.hostBuffer.baseAddress!, out.hostBuffer)
+        map(out) { range in
+            switch op {
+            case .neg: for i in range { out[i] = -a[i] }
+            case .square: for i in range { out[i] = a[i] * a[i] }
+            case .relu: for i in range { out[i] = Swift.max(a[i], 0) }
+            default: for i in range { out[i] = Self.apply(op, a[i]) }
+            }
+        }
+    }
+
+    /// Elements per thread below which a map is not worth splitting.
+    static let elementGrain = 1 << 15
+
+    /// Runs `body` over the indices of `out`, split across threads when there are enough of them.
+    private func map(_ out: UnsafeMutableBufferPointer<Float>, _ body: (Range<Int>) -> Void) {
+        parallelRanges(out.count, grain: Self.elementGrain, body)
     }
 
     // MARK: Reductions, layout, GEMM
@@ -122,6 +163,17 @@ public final class HostBackend: Backend {
     public func reduce(_ op: ReduceOp, _ a: Tensor, as shape: ReductionShape, into out: Tensor) throws {
         // a: [outer, axis, inner] -> out: [outer, inner]
         let (a, out) = (a.hostBuffer, out.hostBuffer)
+        if op == .sum || op == .mean, shape.inner == 1 {
+            // Contiguous rows (bias gradients, per-image sums): sixteen Float lanes per row.
+            let base = a.baseAddress!
+            parallelRanges(shape.outer, grain: Swift.max(1, Self.elementGrain / Swift.max(shape.axis, 1))) { rows in
+                for o in rows {
+                    let total = Self.moments(base + o * shape.axis, shape.axis, shift: 0).sum
+                    out[o] = op == .mean ? total / Float(shape.axis) : total
+                }
+            }
+            return
+        }
         for o in 0..<shape.outer {
             for j in 0..<shape.inner {
                 let base = o * shape.axis * shape.inner + j
@@ -153,12 +205,19 @@ public final class HostBackend: Backend {
             try axpby(alpha: 0, c, beta: beta, c)
             return
         }
-        cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha,
-                    a.hostBuffer.baseAddress, Int32(transposeA ? m : k),
-                    b.hostBuffer.baseAddress, Int32(transposeB ? k : n),
-                    beta, c.hostBuffer.baseAddress, Int32(n))
+        try BLAS.load()
+        let (a, b, c) = (a.hostBuffer.baseAddress!, b.hostBuffer.baseAddress!, c.hostBuffer.baseAddress!)
+        let (lda, ldb) = (transposeA ? m : k, transposeB ? k : n)
+        // Each thread takes a block of C's columns: op(b)'s columns start at b + j (b + j·ldb when transposed).
+        parallelRanges(n, grain: Swift.max(16, Self.gemmGrain / Swift.max(m * k, 1))) { columns in
+            BLAS.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: columns.count, k: k, alpha: alpha,
+                       a: a, lda: lda, b: b + columns.lowerBound * (transposeB ? ldb : 1), ldb: ldb,
+                       beta: beta, c: c + columns.lowerBound, ldc: n)
+        }
     }
+
+    /// Multiply-adds per thread below which a GEMM is not worth splitting.
+    static let gemmGrain = 1 << 18
 
     public func transpose(_ a: Tensor, rows: Int, cols: Int, into out: Tensor) throws {
         // a: [rows, cols] -> out: [cols, rows]

@@ -1,32 +1,48 @@
+/// Pooling on the host, the (sample, channel) planes split across threads. Each output's window is clipped
+/// to the image once, so the inner loops carry no bounds checks.
 extension HostBackend: PoolingBackend {
     public func pool2dForward(_ kind: PoolKind, _ x: Tensor, geometry g: Pool2DGeometry, into y: Tensor, argmax: Tensor?) throws {
-        // x: [N, C, H, W] -> y: [N, C, OH, OW]
+        // x: [N, C, H, W] -> y: [N, C, OH, OW]; argmax holds the winner's index h·W + w within its plane
         let (height, width) = (x.shape[2], x.shape[3])
         let (outHeight, outWidth) = (y.shape[2], y.shape[3])
-        let planes = x.shape[0] * x.shape[1]
-        let (x, y, argmax) = (x.hostBuffer, y.hostBuffer, argmax?.hostBuffer)
-        for plane in 0..<planes {
-            for oh in 0..<outHeight {
-                for ow in 0..<outWidth {
-                    var best = -Float.infinity, bestIndex = -1, sum: Float = 0
-                    for i in 0..<g.windowHeight {
-                        let h = oh * g.strideHeight - g.padHeight + i
-                        guard h >= 0, h < height else { continue }
-                        for j in 0..<g.windowWidth {
-                            let w = ow * g.strideWidth - g.padWidth + j
-                            guard w >= 0, w < width else { continue }
-                            let value = x[plane * height * width + h * width + w]
-                            sum += value
-                            if bestIndex < 0 || value > best { (best, bestIndex) = (value, h * width + w) }
+        let planeCount = x.shape[0] * x.shape[1]
+        let (x, y, argmax) = (x.hostBuffer.baseAddress!, y.hostBuffer.baseAddress!, argmax?.hostBuffer.baseAddress)
+        let windowSize = Float(g.windowHeight * g.windowWidth)
+        let halving = kind == .max && g == (try? Pool2DGeometry(window: 2))
+        parallelRanges(planeCount, grain: Self.elementGrain / Swift.max(height * width, 1)) { planes in
+            for plane in planes {
+                let input = x + plane * height * width
+                if halving {
+                    Self.maxPoolHalving(input, width: width, into: y + plane * outHeight * outWidth,
+                                        argmax: argmax.map { $0 + plane * outHeight * outWidth }, outHeight: outHeight, outWidth: outWidth)
+                    continue
+                }
+                for oh in 0..<outHeight {
+                    let rows = window(oh, stride: g.strideHeight, pad: g.padHeight, size: g.windowHeight, limit: height)
+                    for ow in 0..<outWidth {
+                        let columns = window(ow, stride: g.strideWidth, pad: g.padWidth, size: g.windowWidth, limit: width)
+                        let out = (plane * outHeight + oh) * outWidth + ow
+                        switch kind {
+                        case .max:
+                            // Row-major scan with a strict ">": ties keep the first maximum.
+                            var best = -Float.infinity, bestIndex = -1
+                            var h = rows.lowerBound
+                            while h < rows.upperBound {
+                                var w = columns.lowerBound
+                                while w < columns.upperBound {
+                                    let value = input[h * width + w]
+                                    if value > best || bestIndex < 0 { best = value; bestIndex = h * width + w }
+                                    w += 1
+                                }
+                                h += 1
+                            }
+                            y[out] = best
+                            argmax?[out] = Float(bestIndex)
+                        case .average:
+                            var sum: Float = 0
+                            for h in rows { for w in columns { sum += input[h * width + w] } }
+                            y[out] = sum / windowSize
                         }
-                    }
-                    let out = (plane * outHeight + oh) * outWidth + ow
-                    switch kind {
-                    case .max:
-                        y[out] = best
-                        argmax?[out] = Float(bestIndex)
-                    case .average:
-                        y[out] = sum / Float(g.windowHeight * g.windowWidth)
                     }
                 }
             }
@@ -37,31 +53,53 @@ extension HostBackend: PoolingBackend {
         // dy: [N, C, OH, OW] -> dx: [N, C, H, W]
         let (height, width) = (dx.shape[2], dx.shape[3])
         let (outHeight, outWidth) = (dy.shape[2], dy.shape[3])
-        let planes = dx.shape[0] * dx.shape[1]
-        let (dy, dx) = (dy.hostBuffer, dx.hostBuffer)
-        let argmax = argmax?.hostBuffer
+        let planeCount = dx.shape[0] * dx.shape[1]
+        let (dy, dx) = (dy.hostBuffer.baseAddress!, dx.hostBuffer.baseAddress!)
+        let argmax = argmax?.hostBuffer.baseAddress
         let windowSize = Float(g.windowHeight * g.windowWidth)
-        dx.update(repeating: 0)
-        for plane in 0..<planes {
-            for oh in 0..<outHeight {
-                for ow in 0..<outWidth {
-                    let out = (plane * outHeight + oh) * outWidth + ow
-                    switch kind {
-                    case .max:
-                        guard let index = argmax.map({ Int($0[out]) }), index >= 0 else { continue }
-                        dx[plane * height * width + index] += dy[out]
-                    case .average:
-                        for i in 0..<g.windowHeight {
-                            let h = oh * g.strideHeight - g.padHeight + i
-                            guard h >= 0, h < height else { continue }
-                            for j in 0..<g.windowWidth {
-                                let w = ow * g.strideWidth - g.padWidth + j
-                                if w >= 0, w < width { dx[plane * height * width + h * width + w] += dy[out] / windowSize }
-                            }
+        parallelRanges(planeCount, grain: Self.elementGrain / Swift.max(height * width, 1)) { planes in
+            for plane in planes {
+                let gradient = dx + plane * height * width
+                gradient.update(repeating: 0, count: height * width)
+                for oh in 0..<outHeight {
+                    let rows = window(oh, stride: g.strideHeight, pad: g.padHeight, size: g.windowHeight, limit: height)
+                    for ow in 0..<outWidth {
+                        let out = (plane * outHeight + oh) * outWidth + ow
+                        switch kind {
+                        case .max:
+                            guard let index = argmax.map({ Int($0[out]) }), index >= 0 else { continue }
+                            gradient[index] += dy[out]
+                        case .average:
+                            let columns = window(ow, stride: g.strideWidth, pad: g.padWidth, size: g.windowWidth, limit: width)
+                            let share = dy[out] / windowSize
+                            for h in rows { for w in columns { gradient[h * width + w] += share } }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// 2x2 windows with stride 2, the pooling of most networks: the four candidates compared without loops,
+    /// in the same row-major order (ties keep the first).
+    private static func maxPoolHalving(_ input: UnsafeMutablePointer<Float>, width: Int, into y: UnsafeMutablePointer<Float>,
+                                       argmax: UnsafeMutablePointer<Float>?, outHeight: Int, outWidth: Int) {
+        for oh in 0..<outHeight {
+            for ow in 0..<outWidth {
+                let topLeft = 2 * oh * width + 2 * ow
+                var (best, index) = (input[topLeft], topLeft)
+                if input[topLeft + 1] > best { (best, index) = (input[topLeft + 1], topLeft + 1) }
+                if input[topLeft + width] > best { (best, index) = (input[topLeft + width], topLeft + width) }
+                if input[topLeft + width + 1] > best { (best, index) = (input[topLeft + width + 1], topLeft + width + 1) }
+                y[oh * outWidth + ow] = best
+                argmax?[oh * outWidth + ow] = Float(index)
+            }
+        }
+    }
+
+    /// The input rows (or columns) of output position `o`'s window that lie inside the image.
+    private func window(_ o: Int, stride: Int, pad: Int, size: Int, limit: Int) -> Range<Int> {
+        let start = o * stride - pad
+        return Swift.max(start, 0)..<Swift.min(start + size, limit)
     }
 }
