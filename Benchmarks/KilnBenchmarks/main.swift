@@ -23,9 +23,7 @@ for device in chosen.isEmpty ? Device.available : chosen {
 }
 records = BenchmarkSuite.compare(records)
 if arguments.contains("--json") {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try encoder.encode(records), as: UTF8.self))
+    print(try BenchmarkTable.json(records))
 } else {
     print(BenchmarkTable.markdown(records))
 }

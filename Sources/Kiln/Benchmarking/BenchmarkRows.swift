@@ -121,13 +121,30 @@ extension BenchmarkSuite {
         }
         let time = try perStep(run)
         let flops = 2 * Double(batch * shape.outputChannels * shape.outputPixels * shape.patchSize)
-        return record(op: "conv2d", shape: c.label, batch: batch, mode: pass, seconds: time, flops: flops,
-                      algorithm: algorithmName(for: shape, pass: pass))
+        let chosen = algorithm(for: shape, pass: pass)
+        var row = record(op: "conv2d", shape: c.label, batch: batch, mode: pass, seconds: time, flops: flops, algorithm: chosen.name)
+        row.algorithmSeconds = chosen.timings
+        return row
     }
 
-    /// The convolution algorithm the backend runs for `shape`.
-    func algorithmName(for shape: Conv2DShape, pass: String) -> String {
-        shape.isPointwise ? "pointwise GEMM" : (shape.isDepthwise ? "depthwise direct" : "im2col + GEMM")
+    /// The convolution algorithm the backend runs for `shape`, and on OpenCL the tuner's time for each
+    /// algorithm it tried.
+    func algorithm(for shape: Conv2DShape, pass: String) -> (name: String, timings: [String: Double]?) {
+        guard let device = backend as? OpenCLBackend,
+              let pass = ConvolutionPass.allCases.first(where: { Self.passName($0) == pass }) else {
+            return (shape.isPointwise ? "pointwiseGEMM" : "im2colGEMM", nil)
+        }
+        let choice = device.convolutionChoices.last { $0.pass == pass && $0.shape == shape }
+        return (device.currentConvolutionAlgorithm(for: shape, pass: pass).rawValue,
+                choice.map { Dictionary(uniqueKeysWithValues: $0.seconds.map { ($0.key.rawValue, $0.value) }) })
+    }
+
+    static func passName(_ pass: ConvolutionPass) -> String {
+        switch pass {
+        case .forward: return "forward"
+        case .backwardData: return "backward-data"
+        case .backwardFilter: return "backward-filter"
+        }
     }
 
     /// Max pooling 2x2/2 on LeNet-BN's first feature map, forward and backward.

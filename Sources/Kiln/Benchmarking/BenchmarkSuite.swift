@@ -27,11 +27,14 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var deviceHostRatio: Double?
     /// The convolution algorithm the backend chose, where it chooses one.
     public var algorithm: String?
+    /// The tuner's best time for each convolution algorithm it tried on this shape (OpenCL).
+    public var algorithmSeconds: [String: Double]?
     /// Median seconds per timed iteration.
     public var seconds: Double
 
     enum CodingKeys: String, CodingKey {
         case backend, device, model, op, shape, batch, mode, algorithm, seconds, gflops
+        case algorithmSeconds = "algorithm_seconds"
         case imagesPerSecond = "images_per_second", fractionOfPeak = "fraction_of_peak", deviceHostRatio = "device_host_ratio"
     }
 
@@ -47,6 +50,9 @@ public struct BenchmarkOptions: Sendable {
     public var batches: [String: [Int]] = ["lenet-bn": [64, 256], "resnet18": [64, 128]]
     /// Whether to run the per-op rows.
     public var ops = true
+    /// Whether the OpenCL backend times every convolution algorithm per shape and keeps the fastest (its
+    /// choice is reported); otherwise its heuristic picks.
+    public var tuneConvolutions = true
     /// Timed repeats (the median is reported).
     public var repeats = 5
     /// Training steps (or inference passes) per timed repeat of a model.
@@ -71,6 +77,7 @@ public struct BenchmarkSuite {
 
     /// Every row for this backend; `progress` is told what runs next.
     public mutating func run(progress: (String) -> Void = { _ in }) throws -> [BenchmarkRecord] {
+        if let device = backend as? OpenCLBackend, options.tuneConvolutions { device.convolutionTuning = true }
         progress("GEMM peak")
         var records = [try gemm(size: 1024)]
         peakGflops = records[0].gflops ?? .nan
@@ -146,7 +153,7 @@ public struct BenchmarkSuite {
         return BenchmarkRecord(backend: backendKind, device: backend.name, model: model, op: op, shape: shape, batch: batch,
                                mode: mode, imagesPerSecond: images.map { Double($0) / seconds }, gflops: gflops,
                                fractionOfPeak: peakGflops.isNaN ? nil : gflops / peakGflops, deviceHostRatio: nil,
-                               algorithm: algorithm, seconds: seconds)
+                               algorithm: algorithm, algorithmSeconds: nil, seconds: seconds)
     }
 
     // MARK: GEMM

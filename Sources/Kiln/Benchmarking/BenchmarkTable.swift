@@ -33,6 +33,13 @@ public enum BenchmarkTable {
         return lines.joined(separator: "\n")
     }
 
+    /// A JSON array of the records, one object per measurement.
+    public static func json(_ records: [BenchmarkRecord]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(records), as: UTF8.self)
+    }
+
     /// Images/s for model rows, GFLOP/s for op rows.
     static func value(_ record: BenchmarkRecord) -> String {
         if let images = record.imagesPerSecond { return String(format: "%.0f img/s", images) }

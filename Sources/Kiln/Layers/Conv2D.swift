@@ -6,6 +6,7 @@ public final class Conv2D: Layer {
     public let bias: Parameter?
     private var input: Tensor?
     private var shape: Conv2DShape?
+    private var needsInputGradient = true
 
     public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 dilation: Int = 1, groups: Int = 1, bias: Bool = true,
@@ -55,6 +56,7 @@ public final class Conv2D: Layer {
         let s = try convolutionShape(x.shape)
         input = x
         shape = s
+        needsInputGradient = context.needsInputGradient
         let y = try Tensor.empty(s.outputShape, on: x.device)
         try x.backend.conv2dForward(x, weight: weight.value, bias: bias?.value, shape: s, into: y)
         return y
@@ -70,7 +72,7 @@ public final class Conv2D: Layer {
             try backend.conv2dBackwardBias(dy, into: bias.gradientForAccumulation(), accumulate: true)
         }
         let dx = try Tensor.empty(s.inputShape, on: dy.device)
-        try backend.conv2dBackwardData(dy, weight: weight.value, shape: s, into: dx)
+        if needsInputGradient { try backend.conv2dBackwardData(dy, weight: weight.value, shape: s, into: dx) }
         return dx
     }
 }

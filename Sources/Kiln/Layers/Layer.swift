@@ -46,11 +46,17 @@ public struct ForwardContext: Sendable {
     public var step: Int
     /// The run's seed.
     public var seed: UInt64
+    /// Whether backward must return the gradient with respect to this input. A training step sets it to
+    /// false for the network's input, which nothing reads, so the first layer skips its most expensive
+    /// backward product; its backward then returns a tensor of the input's shape with unspecified values.
+    /// Containers pass it to the layers that see their input and set it for the layers after them.
+    public var needsInputGradient: Bool
 
-    public init(training: Bool, step: Int = 0, seed: UInt64 = 0) {
+    public init(training: Bool, step: Int = 0, seed: UInt64 = 0, needsInputGradient: Bool = true) {
         self.training = training
         self.step = step
         self.seed = seed
+        self.needsInputGradient = needsInputGradient
     }
 
     public static let inference = ForwardContext(training: false)

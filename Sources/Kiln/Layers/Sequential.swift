@@ -55,10 +55,11 @@ public final class Sequential: Layer {
 
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         outputs.removeAll(keepingCapacity: true)
-        var current = x
+        var current = x, context = context
         for (_, layer) in layers {
             current = try layer.forward(current, context)
             outputs.append(current)
+            context.needsInputGradient = true  // later layers' inputs are activations
         }
         return current
     }

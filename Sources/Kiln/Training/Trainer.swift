@@ -80,7 +80,7 @@ public final class Trainer {
     @discardableResult
     public func trainStep(_ batch: Batch) throws -> (loss: Tensor, output: Tensor) {
         try model.zeroGradients()
-        let output = try model.forward(batch.inputs, ForwardContext(training: true, step: step, seed: seed))
+        let output = try model.forward(batch.inputs, ForwardContext(training: true, step: step, seed: seed, needsInputGradient: false))
         let (loss, gradient) = try lossFunction(output, batch)
         _ = try model.backward(gradient)
         try optimizer.step()

@@ -100,6 +100,16 @@ extension OpenCLBackend {
     /// Choices made by force or by the heuristic are not listed.
     public var convolutionChoices: [ConvolutionChoice] { convolutionTuner.choices }
 
+    /// The algorithm a call of `pass` on `shape` runs now: the forced one where it applies, else the one
+    /// the tuner remembers, else the heuristic's (a shape the tuner has not met yet is timed on its first
+    /// call, and may then change).
+    public func currentConvolutionAlgorithm(for shape: Conv2DShape, pass: ConvolutionPass) -> ConvolutionAlgorithm {
+        let applicable = applicableConvolutionAlgorithms(for: shape, pass: pass)
+        if let forced = convolutionTuner.forced, applicable.contains(forced) { return forced }
+        if let known = convolutionTuner.algorithm(for: ConvolutionTuner.key(pass, shape)), applicable.contains(known) { return known }
+        return defaultConvolutionAlgorithm(for: shape, pass: pass)
+    }
+
     /// The algorithm the heuristic picks when tuning is off: the direct kernels where they apply, Winograd
     /// from 32 channels on (below, its transforms cost more than the multiplies they save), then the
     /// implicit GEMM on GPUs (one launch, no workspace). On CPUs (POCL) im2col + CLBlast stays ahead where its
