@@ -36,6 +36,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print a JSON array of records instead of the table.")
     var json = false
 
+    @Option(help: "Also write the JSON records to this file.")
+    var save: String?
+
     func run() throws {
         guard repeats > 0 else { throw ValidationError("--repeats must be positive") }
         var options = BenchmarkOptions()
@@ -63,6 +66,7 @@ struct BenchCommand: ParsableCommand {
             }
         }
         records = BenchmarkSuite.compare(records)
+        if let save { try BenchmarkTable.json(records).write(toFile: save, atomically: true, encoding: .utf8) }
         if json {
             print(try BenchmarkTable.json(records))
         } else {

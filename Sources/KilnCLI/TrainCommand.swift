@@ -43,11 +43,14 @@ struct TrainCommand: ParsableCommand {
     var out: String?
     @Option(help: "Continue the run in this folder from its last checkpoint.")
     var resume: String?
-    @Option(help: "Host threads for OpenBLAS (default: all cores).")
+    @Option(help: "Threads of the host backend (default: all cores).")
     var threads: Int?
 
     func run() throws {
-        if let threads { setenv("OPENBLAS_NUM_THREADS", String(threads), 1) }
+        if let threads {
+            guard threads > 0 else { throw ValidationError("--threads must be positive") }
+            HostBackend.shared.threads = threads
+        }
         if let resume {
             let folder = URL(fileURLWithPath: resume)
             try TrainOptions.saved(in: folder).train(in: folder, resuming: true)

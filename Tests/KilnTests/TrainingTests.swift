@@ -60,3 +60,25 @@ final class TrainingTests: XCTestCase {
         }
     }
 }
+
+/// The steady state of a training step on a device: after the first steps every buffer comes from the
+/// caching allocator, so the driver is never asked for memory again.
+final class SteadyStateTests: XCTestCase {
+    func testTrainingStepsAllocateNothingFromTheDriverAfterWarmUp() throws {
+        let device = try openCLDevice()
+        let model = try LeNetBN()
+        try model.reset(seed: 3)
+        try model.move(to: device)
+        let optimizer = Optimizer(model: model, rule: .sgd(momentum: 0.9, nesterov: true), learningRate: 0.01)
+        let trainer = Trainer(model: model, optimizer: optimizer, loss: crossEntropyLoss, seed: 3)
+        let labels = (0..<16).map { $0 % 10 }
+        let batch = Batch(inputs: try Tensor.uniform([16, 1, 28, 28], seed: 4, on: device),
+                          targets: try Tensor(labels.map(Float.init), shape: [16], on: device), labels: labels)
+        for _ in 0..<2 { try trainer.trainStep(batch) }
+        try device.backend().synchronize()
+        guard let backend = try device.backend() as? OpenCLBackend else { return XCTFail("\(device) is not an OpenCL device") }
+        let before = backend.context.allocator.statistics.driverAllocations
+        for _ in 0..<3 { _ = try trainer.trainStep(batch).loss.item() }
+        XCTAssertEqual(backend.context.allocator.statistics.driverAllocations, before, "driver allocations in the steady state")
+    }
+}

@@ -5,6 +5,23 @@ extension HostBackend: OptimizerBackend {
                             step: Int, regularization: Regularization) throws {
         let (p, gradient) = (parameter.hostBuffer, gradient.hostBuffer)
         let s0 = state[0].hostBuffer, s1 = state.count > 1 ? state[1].hostBuffer : s0
+        if case let .sgd(momentum, nesterov) = rule, momentum > 0, regularization.l1 == 0 {
+            // The default rule, as loops without a switch per element, which the compiler vectorises.
+            let decay = regularization.weightDecay
+            if nesterov {
+                for i in p.indices {
+                    let g = gradient[i] + decay * p[i]
+                    s0[i] = momentum * s0[i] + g
+                    p[i] -= lr * (g + momentum * s0[i])
+                }
+            } else {
+                for i in p.indices {
+                    s0[i] = momentum * s0[i] + gradient[i] + decay * p[i]
+                    p[i] -= lr * s0[i]
+                }
+            }
+            return
+        }
         let decoupled: Bool
         if case .adam(_, _, _, true) = rule { decoupled = true } else { decoupled = false }
         for i in p.indices {
