@@ -77,9 +77,8 @@ extension BenchmarkSuite {
         try backend.synchronize()
         let first = Self.seconds(ContinuousClock.now - start)
         let steps = Swift.max(1, Swift.min(options.stepsPerRepeat, Int(0.5 / Swift.max(first, 1e-6))))
-        var suite = self
-        if first > 2 { suite.options.repeats = Swift.min(options.repeats, 3) }
-        return try suite.median { for _ in 0..<steps { try step() } } / Double(steps)
+        let repeats = first > 2 ? Swift.min(options.repeats, 3) : options.repeats
+        return try median(repeats: repeats) { for _ in 0..<steps { try step() } } / Double(steps)
     }
 
     // MARK: Ops

@@ -119,13 +119,13 @@ public struct BenchmarkSuite {
 
     // MARK: Timing
 
-    /// Median (or with `best`, the least) seconds of `repeats` runs of `body` after one warm-up, each
-    /// ending with a device sync.
-    func median(best: Bool = false, _ body: () throws -> Void) throws -> Double {
+    /// Median (or with `best`, the least) seconds of `repeats` runs (default: the options') of `body` after
+    /// one warm-up, each ending with a device sync.
+    func median(repeats: Int? = nil, best: Bool = false, _ body: () throws -> Void) throws -> Double {
         try body()
         try backend.synchronize()
         var times: [Double] = []
-        for _ in 0..<options.repeats {
+        for _ in 0..<(repeats ?? options.repeats) {
             let start = ContinuousClock.now
             try body()
             try backend.synchronize()
