@@ -1,49 +1,64 @@
-// Activations, forward and backward, selected by a code at run time so one program serves them all:
-// 0 ReLU, 1 leaky ReLU (p = slope), 2 ELU (p = alpha), 3 sigmoid, 4 tanh, 5 softplus, 6 swish, 7 ReLU6.
+// Activations, forward and backward, selected by a kind at run time so one program serves them all.
 // PReLU has its own kernels: a per-channel slope and a gather reduction for the slope gradient.
 
 #ifndef REDUCE_WG
 #define REDUCE_WG 64
 #endif
 
+// The kinds, shared with Swift (generated there as ActivationKind). p is the slope of leaky ReLU and the
+// alpha of ELU. An unknown kind gives NaN rather than some other activation.
+enum activation_kind {
+    ACTIVATION_RELU = 0,
+    ACTIVATION_LEAKY_RELU = 1,
+    ACTIVATION_ELU = 2,
+    ACTIVATION_SIGMOID = 3,
+    ACTIVATION_TANH = 4,
+    ACTIVATION_SOFTPLUS = 5,
+    ACTIVATION_SWISH = 6,
+    ACTIVATION_RELU6 = 7,
+};
+typedef int activation_kind;
+
 inline float sigmoid_of(float x) { return 1.0f / (1.0f + exp(-x)); }
 
-inline float activate(int code, float p, float x) {
-    switch (code) {
-    case 0: return fmax(x, 0.0f);
-    case 1: return x > 0.0f ? x : p * x;
-    case 2: return x > 0.0f ? x : p * expm1(x);
-    case 3: return sigmoid_of(x);
-    case 4: return tanh(x);
-    case 5: return fmax(x, 0.0f) + log1p(exp(-fabs(x)));
-    case 6: return x * sigmoid_of(x);
-    default: return fmin(fmax(x, 0.0f), 6.0f);
+inline float activate(activation_kind kind, float p, float x) {
+    switch (kind) {
+    case ACTIVATION_RELU: return fmax(x, 0.0f);
+    case ACTIVATION_LEAKY_RELU: return x > 0.0f ? x : p * x;
+    case ACTIVATION_ELU: return x > 0.0f ? x : p * expm1(x);
+    case ACTIVATION_SIGMOID: return sigmoid_of(x);
+    case ACTIVATION_TANH: return tanh(x);
+    case ACTIVATION_SOFTPLUS: return fmax(x, 0.0f) + log1p(exp(-fabs(x)));
+    case ACTIVATION_SWISH: return x * sigmoid_of(x);
+    case ACTIVATION_RELU6: return fmin(fmax(x, 0.0f), 6.0f);
+    default: return NAN;
     }
 }
 
-inline float derivative(int code, float p, float x) {
-    switch (code) {
-    case 0: return x > 0.0f ? 1.0f : 0.0f;
-    case 1: return x > 0.0f ? 1.0f : p;
-    case 2: return x > 0.0f ? 1.0f : p * exp(x);
-    case 3: { const float s = sigmoid_of(x); return s * (1.0f - s); }
-    case 4: { const float t = tanh(x); return 1.0f - t * t; }
-    case 5: return sigmoid_of(x);
-    case 6: { const float s = sigmoid_of(x); return s * (1.0f + x * (1.0f - s)); }
-    default: return (x > 0.0f && x < 6.0f) ? 1.0f : 0.0f;
+inline float derivative(activation_kind kind, float p, float x) {
+    switch (kind) {
+    case ACTIVATION_RELU: return x > 0.0f ? 1.0f : 0.0f;
+    case ACTIVATION_LEAKY_RELU: return x > 0.0f ? 1.0f : p;
+    case ACTIVATION_ELU: return x > 0.0f ? 1.0f : p * exp(x);
+    case ACTIVATION_SIGMOID: { const float s = sigmoid_of(x); return s * (1.0f - s); }
+    case ACTIVATION_TANH: { const float t = tanh(x); return 1.0f - t * t; }
+    case ACTIVATION_SOFTPLUS: return sigmoid_of(x);
+    case ACTIVATION_SWISH: { const float s = sigmoid_of(x); return s * (1.0f + x * (1.0f - s)); }
+    case ACTIVATION_RELU6: return (x > 0.0f && x < 6.0f) ? 1.0f : 0.0f;
+    default: return NAN;
     }
 }
 
 __kernel void activation_forward(__global const float *x, const uint x_offset, __global float *y, const uint y_offset,
-                                 const uint n, const int code, const float p) {
+                                 const uint n, const activation_kind kind, const float p) {
     const uint i = get_global_id(0);
-    if (i < n) y[y_offset + i] = activate(code, p, x[x_offset + i]);
+    if (i < n) y[y_offset + i] = activate(kind, p, x[x_offset + i]);
 }
 
 __kernel void activation_backward(__global const float *x, const uint x_offset, __global const float *dy, const uint dy_offset,
-                                  __global float *dx, const uint dx_offset, const uint n, const int code, const float p) {
+                                  __global float *dx, const uint dx_offset, const uint n, const activation_kind kind, const float p) {
     const uint i = get_global_id(0);
-    if (i < n) dx[dx_offset + i] = derivative(code, p, x[x_offset + i]) * dy[dy_offset + i];
+    if (i < n) dx[dx_offset + i] = derivative(kind, p, x[x_offset + i]) * dy[dy_offset + i];
 }
 
 // x, y: [N, C, inner]; slopes: [C].

@@ -7,13 +7,20 @@
 #define REDUCE_WG 64   // work-group size of the weight-gradient reduction, a power of two
 #endif
 
+// The window of a convolution (kernel, stride, padding, dilation) and its output size.
+#define CONV_WINDOW const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left, \
+                    const uint dh, const uint dw, const uint out_height, const uint out_width
+// The input seen by one group of im2col/col2im: its channels, size, first channel and channels per group.
+#define IM2COL_SHAPE const uint channels, const uint height, const uint width, const uint c0, const uint cg
+// A depthwise convolution's input; each input channel has `multiplier` outputs.
+#define DEPTHWISE_SHAPE const uint batch, const uint in_channels, const uint height, const uint width, const uint multiplier
+
 // cols[b][k][p] for the images n0 .. n0+batch of x and the channels c0 .. c0+cg (one group), where
 // k = (c·kh + i)·kw + j and p = oh·ow_size + ow.
 __kernel void im2col(__global const float *x, const uint x_offset,
                      __global float *cols, const uint batch,
-                     const uint channels, const uint height, const uint width, const uint c0, const uint cg,
-                     const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left,
-                     const uint dh, const uint dw, const uint out_height, const uint out_width) {
+                     IM2COL_SHAPE,
+                     CONV_WINDOW) {
     const uint index = get_global_id(0);
     const uint pixels = out_height * out_width;
     const uint patch = cg * kh * kw;
@@ -33,9 +40,8 @@ __kernel void im2col(__global const float *x, const uint x_offset,
 // The adjoint of im2col as a gather: each input pixel of the group sums the patch entries read from it.
 // Overwrites dx for the channels c0 .. c0+cg of the images of the chunk.
 __kernel void col2im(__global const float *cols, __global float *dx, const uint dx_offset, const uint batch,
-                     const uint channels, const uint height, const uint width, const uint c0, const uint cg,
-                     const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left,
-                     const uint dh, const uint dw, const uint out_height, const uint out_width) {
+                     IM2COL_SHAPE,
+                     CONV_WINDOW) {
     const uint index = get_global_id(0);
     if (index >= batch * cg * height * width) return;
     const uint w = index % width;
@@ -64,10 +70,8 @@ __kernel void col2im(__global const float *cols, __global float *dx, const uint 
 // Depthwise forward: output channel o reads input channel o / multiplier, where multiplier = C_out / C_in.
 __kernel void depthwise_forward(__global const float *x, const uint x_offset,
                                 __global const float *weight, const uint w_offset,
-                                __global float *y, const uint y_offset, const uint batch,
-                                const uint in_channels, const uint height, const uint width, const uint multiplier,
-                                const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left,
-                                const uint dh, const uint dw, const uint out_height, const uint out_width) {
+                                __global float *y, const uint y_offset, DEPTHWISE_SHAPE,
+                                CONV_WINDOW) {
     const uint index = get_global_id(0);
     const uint out_channels = in_channels * multiplier;
     if (index >= batch * out_channels * out_height * out_width) return;
@@ -93,10 +97,8 @@ __kernel void depthwise_forward(__global const float *x, const uint x_offset,
 // of c and the kernel taps that read it.
 __kernel void depthwise_backward_data(__global const float *dy, const uint dy_offset,
                                       __global const float *weight, const uint w_offset,
-                                      __global float *dx, const uint dx_offset, const uint batch,
-                                      const uint in_channels, const uint height, const uint width, const uint multiplier,
-                                      const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left,
-                                      const uint dh, const uint dw, const uint out_height, const uint out_width) {
+                                      __global float *dx, const uint dx_offset, DEPTHWISE_SHAPE,
+                                      CONV_WINDOW) {
     const uint index = get_global_id(0);
     if (index >= batch * in_channels * height * width) return;
     const uint w = index % width;
@@ -126,10 +128,8 @@ __kernel void depthwise_backward_data(__global const float *dy, const uint dy_of
 __kernel __attribute__((reqd_work_group_size(REDUCE_WG, 1, 1)))
 void depthwise_backward_filter(__global const float *x, const uint x_offset,
                                __global const float *dy, const uint dy_offset,
-                               __global float *dweight, const uint dw_offset, const uint accumulate, const uint batch,
-                               const uint in_channels, const uint height, const uint width, const uint multiplier,
-                               const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left,
-                               const uint dh, const uint dw, const uint out_height, const uint out_width) {
+                               __global float *dweight, const uint dw_offset, const uint accumulate, DEPTHWISE_SHAPE,
+                               CONV_WINDOW) {
     __local float partial[REDUCE_WG];
     const uint weight_index = get_group_id(0);
     const uint lid = get_local_id(0);

@@ -63,17 +63,21 @@
     for (uint wm = 0; wm < WPT_M; ++wm)                                      \
         for (uint wn = 0; wn < WPT_N; ++wn) acc[wm][wn] = 0.0f;
 
+// The window of a convolution (kernel, stride, padding, dilation) and its output size.
+#define CONV_WINDOW const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left, \
+                    const uint dh, const uint dw, const uint out_height, const uint out_width
+// The input, its channels per group, the output channels and output channels per group.
+#define CONV_GEMM_SHAPE const uint batch, const uint channels, const uint height, const uint width, const uint cg, \
+                        const uint out_channels, const uint og
+
 // y = w ⋆ x (+ bias). Range: (column tiles · RN, row tiles · RM, groups); channels and out_channels are
 // totals, cg and og per group.
 __kernel __attribute__((reqd_work_group_size(RN, RM, 1)))
 void conv_gemm_forward(__global const float *x, const uint x_offset,
                        __global const float *weight, const uint w_offset,
                        __global const float *bias, const uint bias_offset, const uint has_bias,
-                       __global float *y, const uint y_offset, const uint batch,
-                       const uint channels, const uint height, const uint width, const uint cg,
-                       const uint out_channels, const uint og,
-                       const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left,
-                       const uint dh, const uint dw, const uint out_height, const uint out_width) {
+                       __global float *y, const uint y_offset, CONV_GEMM_SHAPE,
+                       CONV_WINDOW) {
     LOCAL_A;
     LOCAL_B;
     LOCAL_K_TABLE;
@@ -143,11 +147,8 @@ void conv_gemm_forward(__global const float *x, const uint x_offset,
 __kernel __attribute__((reqd_work_group_size(RN, RM, 1)))
 void conv_gemm_backward_data(__global const float *dy, const uint dy_offset,
                              __global const float *weight, const uint w_offset,
-                             __global float *dx, const uint dx_offset, const uint batch,
-                             const uint channels, const uint height, const uint width, const uint cg,
-                             const uint out_channels, const uint og,
-                             const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left,
-                             const uint dh, const uint dw, const uint out_height, const uint out_width) {
+                             __global float *dx, const uint dx_offset, CONV_GEMM_SHAPE,
+                             CONV_WINDOW) {
     LOCAL_A;
     LOCAL_B;
     LOCAL_K_TABLE;
@@ -234,11 +235,8 @@ __kernel __attribute__((reqd_work_group_size(RN, RM, 1)))
 void conv_gemm_backward_filter(__global const float *x, const uint x_offset,
                                __global const float *dy, const uint dy_offset,
                                __global float *dweight, const uint dw_offset, const uint accumulate,
-                               __global float *partials, const uint splits, const uint batch,
-                               const uint channels, const uint height, const uint width, const uint cg,
-                               const uint out_channels, const uint og,
-                               const uint kh, const uint kw, const uint sh, const uint sw, const int pad_top, const int pad_left,
-                               const uint dh, const uint dw, const uint out_height, const uint out_width) {
+                               __global float *partials, const uint splits, CONV_GEMM_SHAPE,
+                               CONV_WINDOW) {
     LOCAL_A;
     LOCAL_B;
     const uint tx = get_local_id(0), ty = get_local_id(1), lid = ty * RN + tx;

@@ -74,18 +74,31 @@ __kernel void nll_loss(__global const float *lp, const uint lp_offset, __global 
     row_loss[r] = valid ? -lp[lp_offset + r * classes + (uint)label] : NAN;
 }
 
-// Elementwise losses: mode 0 squared error, mode 1 binary cross-entropy with logits.
+// Elementwise losses, shared with Swift (generated there as ElementwiseLossKind).
+enum elementwise_loss_kind {
+    ELEMENTWISE_LOSS_SQUARED_ERROR = 0,
+    ELEMENTWISE_LOSS_BINARY_CROSS_ENTROPY_WITH_LOGITS = 1,
+};
+typedef int elementwise_loss_kind;
+
 __kernel void elementwise_loss(__global const float *p, const uint p_offset, __global const float *t, const uint t_offset,
                                __global float *element_loss, __global float *gradient, const uint g_offset,
-                               const uint n, const uint mode) {
+                               const uint n, const elementwise_loss_kind kind) {
     const uint i = get_global_id(0);
     if (i >= n) return;
     const float x = p[p_offset + i], y = t[t_offset + i];
-    if (mode == 0) {
+    switch (kind) {
+    case ELEMENTWISE_LOSS_SQUARED_ERROR:
         element_loss[i] = (x - y) * (x - y);
         gradient[g_offset + i] = 2.0f * (x - y) / (float)n;
-    } else {
+        break;
+    case ELEMENTWISE_LOSS_BINARY_CROSS_ENTROPY_WITH_LOGITS:
         element_loss[i] = fmax(x, 0.0f) - x * y + log1p(exp(-fabs(x)));
         gradient[g_offset + i] = (1.0f / (1.0f + exp(-x)) - y) / (float)n;
+        break;
+    default:
+        element_loss[i] = NAN;
+        gradient[g_offset + i] = NAN;
+        break;
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
 import PackagePlugin
 
-/// Embeds every `Kernels/*.cl` file of the package into the target as a generated Swift source.
+/// Embeds every `Kernels/*.cl` file of the package into the target as a generated Swift source, with typed
+/// launch methods generated from the kernels' signatures.
 @main
 struct EmbedKernels: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
@@ -10,14 +11,15 @@ struct EmbedKernels: BuildToolPlugin {
             .contentsOfDirectory(at: kernelsDirectory, includingPropertiesForKeys: nil)
             .filter { $0.pathExtension == "cl" }
             .sorted { $0.lastPathComponent < $1.lastPathComponent }
-        let output = context.pluginWorkDirectoryURL.appending(path: "EmbeddedKernels.swift")
+        let embedded = context.pluginWorkDirectoryURL.appending(path: "EmbeddedKernels.swift")
+        let wrappers = context.pluginWorkDirectoryURL.appending(path: "KernelWrappers.swift")
         return [
             .buildCommand(
-                displayName: "Embedding \(kernelFiles.count) OpenCL kernel files",
+                displayName: "Embedding \(kernelFiles.count) OpenCL kernel files and their typed launches",
                 executable: try context.tool(named: "KernelEmbedder").url,
-                arguments: [output.path] + kernelFiles.map(\.path),
+                arguments: [embedded.path, wrappers.path] + kernelFiles.map(\.path),
                 inputFiles: kernelFiles,
-                outputFiles: [output])
+                outputFiles: [embedded, wrappers])
         ]
     }
 }

@@ -61,6 +61,25 @@ public final class CLKernel: @unchecked Sendable {
     func withExclusiveAccess<R>(_ body: (cl_kernel) throws -> R) throws -> R {
         try lock.withLock { _ in try body(handle) }
     }
+
+    /// The number of parameters the compiled kernel takes (CL_KERNEL_NUM_ARGS).
+    public func argumentCount() throws -> Int {
+        var count: cl_uint = 0
+        try check(clGetKernelInfo(handle, cl_kernel_info(CL_KERNEL_NUM_ARGS), MemoryLayout<cl_uint>.size, &count, nil),
+                  "clGetKernelInfo(\(name), CL_KERNEL_NUM_ARGS)")
+        return Int(count)
+    }
+
+    /// The type of parameter `index` as the compiler spells it (CL_KERNEL_ARG_TYPE_NAME, e.g. "float*");
+    /// the program must have been built with `-cl-kernel-arg-info`.
+    public func argumentTypeName(at index: Int) throws -> String {
+        let call = "clGetKernelArgInfo(\(name), \(index), CL_KERNEL_ARG_TYPE_NAME)"
+        var size = 0
+        try check(clGetKernelArgInfo(handle, cl_uint(index), cl_kernel_arg_info(CL_KERNEL_ARG_TYPE_NAME), 0, nil, &size), call)
+        var bytes = [CChar](repeating: 0, count: Swift.max(size, 1))
+        try check(clGetKernelArgInfo(handle, cl_uint(index), cl_kernel_arg_info(CL_KERNEL_ARG_TYPE_NAME), bytes.count, &bytes, nil), call)
+        return String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }
 
 /// The in-memory program cache of a context, backed by an optional on-disk binary cache.

@@ -1,7 +1,8 @@
 /// An elementwise activation as a layer: `ActivationLayer(.relu)`, or the shorthands `ReLU()`, ...
 public final class ActivationLayer: Layer {
     public let activation: Activation
-    private var input: Tensor?
+    /// The input of the last forward pass, kept for backward.
+    private(set) var input: Tensor?
 
     public init(_ activation: Activation) { self.activation = activation }
 

@@ -15,17 +15,17 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
     /// min(max(x, 0), 6).
     case relu6
 
-    /// The code and parameter the kernels take (activation.cl's ACT_* constants).
-    var kernelCode: (code: Int32, parameter: Float) {
+    /// The kind and parameter the kernels take (activation.cl's `activation_kind`).
+    var kernelCode: (kind: ActivationKind, parameter: Float) {
         switch self {
-        case .relu: return (0, 0)
-        case let .leakyReLU(slope): return (1, slope)
-        case let .elu(alpha): return (2, alpha)
-        case .sigmoid: return (3, 0)
-        case .tanh: return (4, 0)
-        case .softplus: return (5, 0)
-        case .swish: return (6, 0)
-        case .relu6: return (7, 0)
+        case .relu: return (.relu, 0)
+        case let .leakyReLU(slope): return (.leakyRelu, slope)
+        case let .elu(alpha): return (.elu, alpha)
+        case .sigmoid: return (.sigmoid, 0)
+        case .tanh: return (.tanh, 0)
+        case .softplus: return (.softplus, 0)
+        case .swish: return (.swish, 0)
+        case .relu6: return (.relu6, 0)
         }
     }
 

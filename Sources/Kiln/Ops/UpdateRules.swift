@@ -33,14 +33,14 @@ public enum UpdateRule: Equatable, Sendable {
         }
     }
 
-    /// The kernel's rule code and its four hyper-parameters (optimizer.cl).
-    var kernelCode: (code: Int32, h: (Float, Float, Float, Float)) {
+    /// The kernel's rule and its three hyper-parameters (optimizer.cl).
+    var kernelCode: (kind: UpdateRuleKind, h: (Float, Float, Float)) {
         switch self {
-        case let .sgd(momentum, nesterov): return (0, (momentum, nesterov ? 1 : 0, 0, 0))
-        case let .adagrad(epsilon): return (1, (epsilon, 0, 0, 0))
-        case let .adadelta(rho, epsilon): return (2, (rho, epsilon, 0, 0))
-        case let .rmsprop(alpha, epsilon, momentum): return (3, (alpha, epsilon, momentum, 0))
-        case let .adam(beta1, beta2, epsilon, decoupled): return (decoupled ? 5 : 4, (beta1, beta2, epsilon, 0))
+        case let .sgd(momentum, nesterov): return (.sgd, (momentum, nesterov ? 1 : 0, 0))
+        case let .adagrad(epsilon): return (.adagrad, (epsilon, 0, 0))
+        case let .adadelta(rho, epsilon): return (.adadelta, (rho, epsilon, 0))
+        case let .rmsprop(alpha, epsilon, momentum): return (.rmsprop, (alpha, epsilon, momentum))
+        case let .adam(beta1, beta2, epsilon, decoupled): return (decoupled ? .adamw : .adam, (beta1, beta2, epsilon))
         }
     }
 }

@@ -2,31 +2,6 @@ import Foundation
 import KilnCL
 import Synchronization
 
-/// A way the OpenCL backend computes a convolution pass.
-public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
-    /// im2col into a workspace, then one CLBlast strided-batched GEMM per group (col2im for backward data).
-    case im2colGEMM
-    /// Tiled GEMM that gathers the patches as it goes (Kernels/conv_gemm.cl): no workspace, bias fused.
-    case implicitGEMM
-    /// Winograd F(2x2, 3x3) (Kernels/winograd.cl): 3x3, stride 1, dilation 1, one group; forward and
-    /// backward data.
-    case winograd
-    /// A 1x1, stride-1, unpadded convolution as a plain CLBlast GEMM on the input itself.
-    case pointwiseGEMM
-    /// Direct kernels for depthwise convolutions (one input channel per output channel).
-    case depthwiseDirect
-}
-
-/// One of the three passes of a convolution.
-public enum ConvolutionPass: String, CaseIterable, Sendable {
-    /// y = x ⋆ w (+ bias).
-    case forward
-    /// dx from dy and w.
-    case backwardData
-    /// dw from x and dy.
-    case backwardFilter
-}
-
 /// The algorithm the tuner keeps for one (pass, shape), and what it measured.
 public struct ConvolutionChoice: Sendable {
     /// The pass timed.
@@ -62,17 +37,6 @@ struct ConvolutionCall {
 // MARK: - Public controls
 
 extension OpenCLBackend {
-    /// The algorithms that can compute `pass` of a convolution of shape `shape` on this device.
-    public func applicableConvolutionAlgorithms(for shape: Conv2DShape, pass: ConvolutionPass) -> [ConvolutionAlgorithm] {
-        var algorithms: [ConvolutionAlgorithm] = []
-        if shape.isPointwise { algorithms.append(.pointwiseGEMM) }
-        if !shape.isPointwise && !shape.isDepthwise { algorithms.append(.im2colGEMM) }
-        if ImplicitGEMMTiles.fitting(context.device.info) != nil { algorithms.append(.implicitGEMM) }
-        if pass != .backwardFilter && Self.winogradApplies(to: shape) { algorithms.append(.winograd) }
-        if shape.isDepthwise { algorithms.append(.depthwiseDirect) }
-        return algorithms
-    }
-
     /// An algorithm every convolution uses where it applies, bypassing the tuner (tests, benchmarks); nil
     /// lets the tuner or the heuristic choose. Starts from `KILN_CONV_ALGORITHM` (an algorithm's name).
     public var forcedConvolutionAlgorithm: ConvolutionAlgorithm? {
@@ -104,33 +68,10 @@ extension OpenCLBackend {
     /// the tuner remembers, else the heuristic's (a shape the tuner has not met yet is timed on its first
     /// call, and may then change).
     public func currentConvolutionAlgorithm(for shape: Conv2DShape, pass: ConvolutionPass) -> ConvolutionAlgorithm {
-        let applicable = applicableConvolutionAlgorithms(for: shape, pass: pass)
-        if let forced = convolutionTuner.forced, applicable.contains(forced) { return forced }
-        if let known = convolutionTuner.algorithm(for: ConvolutionTuner.key(pass, shape)), applicable.contains(known) { return known }
-        return defaultConvolutionAlgorithm(for: shape, pass: pass)
-    }
-
-    /// The algorithm the heuristic picks when tuning is off: the direct kernels where they apply, Winograd
-    /// from 32 channels on (below, its transforms cost more than the multiplies they save), then the
-    /// implicit GEMM on GPUs (one launch, no workspace). On CPUs (POCL) im2col + CLBlast stays ahead where its
-    /// GEMM is large, but a short patch (the first layers) or many output channels to reduce the filter
-    /// gradient into favour the implicit GEMM (measured on POCL, 2 cores).
-    public func defaultConvolutionAlgorithm(for shape: Conv2DShape, pass: ConvolutionPass) -> ConvolutionAlgorithm {
-        let applicable = applicableConvolutionAlgorithms(for: shape, pass: pass)
-        var preferred: [ConvolutionAlgorithm] = [.depthwiseDirect, .pointwiseGEMM]
-        if min(shape.groupInputChannels, shape.groupOutputChannels) >= 32 { preferred.append(.winograd) }
-        if context.device.info.type != .cpu {
-            preferred += [.implicitGEMM, .im2colGEMM]
-        } else {
-            let implicitFirst: Bool
-            switch pass {
-            case .forward: implicitFirst = shape.patchSize <= 160
-            case .backwardData: implicitFirst = false
-            case .backwardFilter: implicitFirst = shape.groupOutputChannels >= 16
-            }
-            preferred += implicitFirst ? [.implicitGEMM, .im2colGEMM] : [.im2colGEMM, .implicitGEMM]
+        switch convolutionDecision(for: shape, pass: pass) {
+        case let .decided(algorithm): return algorithm
+        case .tune: return defaultConvolutionAlgorithm(for: shape, pass: pass)
         }
-        return preferred.first(where: applicable.contains) ?? applicable[0]
     }
 }
 
@@ -141,16 +82,30 @@ extension OpenCLBackend {
     static let tuningRuns = 3
     static let tuningBudgetSeconds = 0.5
 
-    /// The algorithm for `call`: the forced one where it applies, else the tuner's (timing every applicable
-    /// algorithm on first use of the shape when tuning is on), else the heuristic's.
+    /// What decides a (pass, shape), in this order: a forced algorithm where it applies, the only
+    /// applicable one, the tuner's memory, then either the tuner (when on) or the heuristic.
+    enum ConvolutionDecision {
+        case decided(ConvolutionAlgorithm)
+        /// Time every applicable algorithm on the first call.
+        case tune([ConvolutionAlgorithm])
+    }
+
+    func convolutionDecision(for shape: Conv2DShape, pass: ConvolutionPass) -> ConvolutionDecision {
+        let applicable = applicableConvolutionAlgorithms(for: shape, pass: pass)
+        if let forced = convolutionTuner.forced, applicable.contains(forced) { return .decided(forced) }
+        if applicable.count == 1 { return .decided(applicable[0]) }
+        if let known = convolutionTuner.algorithm(for: ConvolutionTuner.key(pass, shape)), applicable.contains(known) {
+            return .decided(known)
+        }
+        return convolutionTuner.enabled ? .tune(applicable) : .decided(defaultConvolutionAlgorithm(for: shape, pass: pass))
+    }
+
+    /// The algorithm for `call`, timing the applicable ones first if the decision is to tune.
     func convolutionAlgorithm(for call: ConvolutionCall) throws -> ConvolutionAlgorithm {
-        let applicable = applicableConvolutionAlgorithms(for: call.shape, pass: call.pass)
-        if let forced = convolutionTuner.forced, applicable.contains(forced) { return forced }
-        if applicable.count == 1 { return applicable[0] }
-        let key = ConvolutionTuner.key(call.pass, call.shape)
-        if let known = convolutionTuner.algorithm(for: key), applicable.contains(known) { return known }
-        guard convolutionTuner.enabled else { return defaultConvolutionAlgorithm(for: call.shape, pass: call.pass) }
-        return try tune(call, applicable, key: key)
+        switch convolutionDecision(for: call.shape, pass: call.pass) {
+        case let .decided(algorithm): return algorithm
+        case let .tune(applicable): return try tune(call, applicable, key: ConvolutionTuner.key(call.pass, call.shape))
+        }
     }
 
     /// Times each algorithm into a scratch result (the caller's result and its accumulation stay
@@ -193,7 +148,7 @@ extension OpenCLBackend {
 /// The tuner's state for one device: the choices in memory and the file that keeps them between processes
 /// (one per device name and driver version, since either changes the timings).
 final class ConvolutionTuner: Sendable {
-    fileprivate struct State {
+    struct State {
         var choices: [String: ConvolutionChoice] = [:]
         var order: [String] = []
         var forced: ConvolutionAlgorithm?
@@ -203,7 +158,7 @@ final class ConvolutionTuner: Sendable {
 
     let deviceName: String
     let driverVersion: String
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     /// `directory` defaults to the program cache's folder (`$KILN_CACHE_DIR` or ~/.cache/kiln); the
     /// environment gives the forced algorithm and the tuning switch.
@@ -219,7 +174,7 @@ final class ConvolutionTuner: Sendable {
         }
         var forced: ConvolutionAlgorithm?
         if let name = environment["KILN_CONV_ALGORITHM"], !name.isEmpty, name.lowercased() != "auto" {
-            forced = ConvolutionAlgorithm.allCases.first { $0.rawValue.lowercased() == name.lowercased() }
+            forced = ConvolutionAlgorithm(named: name)
             if forced == nil {
                 let names = ConvolutionAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")
                 FileHandle.standardError.write(Data("kiln: ignoring KILN_CONV_ALGORITHM=\(name): not one of auto, \(names)\n".utf8))
@@ -269,91 +224,9 @@ final class ConvolutionTuner: Sendable {
         }
         save()
     }
-
-    // MARK: File
-
-    /// The tuner's file: `conv-algorithms-<device>-<driver>.txt` with unsafe characters replaced.
-    var fileURL: URL? {
-        guard let directory else { return nil }
-        let safe = { (text: String) in
-            String(text.unicodeScalars.map { scalar -> Character in
-                CharacterSet.alphanumerics.contains(scalar) && scalar.isASCII || scalar == "." || scalar == "_" ? Character(scalar) : "-"
-            }.prefix(80))
-        }
-        return directory.appending(path: "conv-algorithms-\(safe(deviceName))-\(safe(driverVersion)).txt")
-    }
-
-    private static let header = "kiln-conv-algorithms 1"
-
-    /// A (pass, shape) as one line's key: pass, then N C H W, C_out, kh kw, sh sw, pads (top bottom left
-    /// right), dh dw, groups.
-    static func key(_ pass: ConvolutionPass, _ s: Conv2DShape) -> String {
-        let g = s.geometry
-        let numbers = [s.batch, s.inputChannels, s.inputHeight, s.inputWidth, s.outputChannels, g.kernelHeight, g.kernelWidth,
-                       g.strideHeight, g.strideWidth, g.padTop, g.padBottom, g.padLeft, g.padRight, g.dilationHeight, g.dilationWidth,
-                       g.groups]
-        return pass.rawValue + " " + numbers.map(String.init).joined(separator: ",")
-    }
-
-    private static func shape(fromKey numbers: Substring) -> Conv2DShape? {
-        let n = numbers.split(separator: ",").compactMap { Int($0) }
-        guard n.count == 16, n[15] > 0,
-              var geometry = try? Conv2DGeometry(kernelSize: (n[5], n[6]), stride: (n[7], n[8]), dilation: (n[13], n[14]), groups: n[15])
-        else { return nil }
-        (geometry.padTop, geometry.padBottom, geometry.padLeft, geometry.padRight) = (n[9], n[10], n[11], n[12])
-        return try? Conv2DShape(input: [n[0], n[1], n[2], n[3]], weight: [n[4], n[1] / n[15], n[5], n[6]], geometry: geometry)
-    }
-
-    /// Lines after the header: `<pass> <shape numbers> <algorithm> <algorithm>=<seconds> ...`.
-    private func load() -> [(key: String, choice: ConvolutionChoice)] {
-        guard let url = fileURL, let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-        let lines = text.split(separator: "\n")
-        guard lines.first == Substring(Self.header) else { return [] }
-        return lines.dropFirst().compactMap { line in
-            let fields = line.split(separator: " ")
-            guard fields.count >= 3, let pass = ConvolutionPass(rawValue: String(fields[0])),
-                  let shape = Self.shape(fromKey: fields[1]),
-                  let algorithm = ConvolutionAlgorithm(rawValue: String(fields[2])) else { return nil }
-            var seconds: [ConvolutionAlgorithm: Double] = [:]
-            for field in fields.dropFirst(3) {
-                let parts = field.split(separator: "=")
-                if parts.count == 2, let timed = ConvolutionAlgorithm(rawValue: String(parts[0])), let value = Double(parts[1]) {
-                    seconds[timed] = value
-                }
-            }
-            return (Self.key(pass, shape), ConvolutionChoice(pass: pass, shape: shape, algorithm: algorithm, seconds: seconds))
-        }
-    }
-
-    /// Writes every choice to a temporary file and renames it over the old one, so a reader never sees half
-    /// a file; a read-only or full disk costs only the next process its timings.
-    private func save() {
-        guard let url = fileURL else { return }
-        let stored = load()
-        let lines: [String] = state.withLock { state in
-            state.merge(stored, keepingOwn: true)
-            return state.order.compactMap { key in
-                guard let choice = state.choices[key] else { return nil }
-                let times = choice.seconds.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }
-                return ([key, choice.algorithm.rawValue] + times).joined(separator: " ")
-            }
-        }
-        let text = ([Self.header] + lines).joined(separator: "\n") + "\n"
-        let temporary = url.deletingLastPathComponent().appending(path: ".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
-        do {
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try Data(text.utf8).write(to: temporary)
-            guard rename(temporary.path, url.path) == 0 else {
-                try? FileManager.default.removeItem(at: temporary)
-                return
-            }
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-        }
-    }
 }
 
-private extension ConvolutionTuner.State {
+extension ConvolutionTuner.State {
     /// Adds stored choices; with `keepingOwn`, a key already in memory keeps its own choice.
     mutating func merge(_ stored: [(key: String, choice: ConvolutionChoice)], keepingOwn: Bool = false) {
         for (key, choice) in stored {

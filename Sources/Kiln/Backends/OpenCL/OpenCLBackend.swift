@@ -17,9 +17,6 @@ extension Tensor {
         guard let storage = storage as? CLStorage else { preconditionFailure("\(self) is not on an OpenCL device") }
         return storage.buffer
     }
-
-    /// Kernel arguments for the tensor: its buffer and its offset in elements.
-    var clArguments: [CLKernelArgument] { [.buffer(clBuffer), .uint(UInt32(offset))] }
 }
 
 /// Runs every op with the kernels of Kernels/*.cl (embedded in the binary) and CLBlast, on one device's
@@ -46,7 +43,8 @@ public final class OpenCLBackend: Backend {
 
     /// The kernel `name` of the kernel file `file` (e.g. "elementwise.cl"), building the program on first use.
     /// Files listed in `prelude` are compiled in front of it (shared helpers such as random.cl). Every
-    /// program gets the device's reduction work-group size as REDUCE_WG.
+    /// program gets the device's reduction work-group size as REDUCE_WG. Ops launch kernels through the
+    /// typed wrappers generated from the kernels' signatures (KernelLaunch.swift), not by name.
     func kernel(_ name: String, in file: String, prelude: [String] = [], options extraOptions: String = "") throws -> CLKernel {
         let options = "-DREDUCE_WG=\(reduceGroupSize)" + (extraOptions.isEmpty ? "" : " " + extraOptions)
         let key = ([file] + prelude).joined(separator: "+") + " " + options
@@ -64,13 +62,6 @@ public final class OpenCLBackend: Backend {
             return program
         }
         return try program.kernel(name)
-    }
-
-    /// Launches a one-dimensional kernel over `count` items (it must ignore ids from `count` on). The
-    /// work-group size is fixed: left to the driver, POCL compiles a new variant for every global size.
-    func launch(_ name: String, in file: String, prelude: [String] = [], count: Int, _ arguments: [CLKernelArgument]) throws {
-        guard count > 0 else { return }
-        try context.launch(try kernel(name, in: file, prelude: prelude), global: [count], local: [reduceGroupSize], arguments: arguments)
     }
 
     // MARK: Memory
@@ -100,64 +91,63 @@ public final class OpenCLBackend: Backend {
     // MARK: Creation
 
     public func fill(_ tensor: Tensor, value: Float) throws {
-        try launch("fill", in: "elementwise.cl", count: tensor.count,
-                   tensor.clArguments + [.uint(UInt32(tensor.count)), .float(value)])
+        try elementwiseKernels.fill(items: tensor.count, out: tensor, n: tensor.count, value: value)
     }
 
     public func fillUniform(_ tensor: Tensor, seed: UInt64, offset: UInt64, low: Float, high: Float) throws {
-        try launch("random_uniform", in: "random.cl", count: tensor.count,
-                   tensor.clArguments + [.uint(UInt32(tensor.count))] + Self.streamArguments(seed, offset) + [.float(low), .float(high)])
+        let (seed, offset) = (Self.words(seed), Self.words(offset))
+        try randomKernels.randomUniform(items: tensor.count, out: tensor, n: tensor.count, seedLo: seed.low, seedHi: seed.high,
+                                        offsetLo: offset.low, offsetHi: offset.high, low: low, high: high)
     }
 
     public func fillNormal(_ tensor: Tensor, seed: UInt64, offset: UInt64, mean: Float, std: Float) throws {
-        try launch("random_normal", in: "random.cl", count: tensor.count,
-                   tensor.clArguments + [.uint(UInt32(tensor.count))] + Self.streamArguments(seed, offset) + [.float(mean), .float(std)])
+        let (seed, offset) = (Self.words(seed), Self.words(offset))
+        try randomKernels.randomNormal(items: tensor.count, out: tensor, n: tensor.count, seedLo: seed.low, seedHi: seed.high,
+                                       offsetLo: offset.low, offsetHi: offset.high, mean: mean, std: std)
     }
 
-    static func streamArguments(_ seed: UInt64, _ offset: UInt64) -> [CLKernelArgument] {
-        [.uint(UInt32(truncatingIfNeeded: seed)), .uint(UInt32(truncatingIfNeeded: seed >> 32)),
-         .uint(UInt32(truncatingIfNeeded: offset)), .uint(UInt32(truncatingIfNeeded: offset >> 32))]
+    /// A 64-bit seed or stream position as the two 32-bit words the kernels take (OpenCL C 1.2 has no
+    /// portable 64-bit kernel arguments on every driver).
+    static func words(_ value: UInt64) -> (low: Int, high: Int) {
+        (Int(value & 0xFFFF_FFFF), Int(value >> 32))
     }
 
     // MARK: Elementwise
 
     public func binary(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, into out: Tensor) throws {
-        try launch("binary_\(op.rawValue)", in: "elementwise.cl", count: out.count,
-                   a.clArguments + b.clArguments + out.clArguments + [.uint(UInt32(out.count))])
+        try elementwiseKernels.binary(op.kernel, items: out.count, a: a, b: b, out: out, n: out.count)
     }
 
     public func binary(_ op: BinaryOp, _ a: Tensor, scalar: Float, into out: Tensor) throws {
-        try launch("scalar_\(op.rawValue)", in: "elementwise.cl", count: out.count,
-                   a.clArguments + [.float(scalar)] + out.clArguments + [.uint(UInt32(out.count))])
+        try elementwiseKernels.scalar(op.kernel, items: out.count, a: a, y: scalar, out: out, n: out.count)
     }
 
     public func binaryPerChannel(_ op: BinaryOp, _ a: Tensor, _ b: Tensor, channels: Int, inner: Int, into out: Tensor) throws {
-        try launch("channel_\(op.rawValue)", in: "elementwise.cl", count: out.count,
-                   a.clArguments + b.clArguments + out.clArguments
-                   + [.uint(UInt32(out.count)), .uint(UInt32(channels)), .uint(UInt32(Swift.max(inner, 1)))])
+        try elementwiseKernels.channel(op.kernel, items: out.count, a: a, b: b, out: out, n: out.count, channels: channels,
+                                       inner: Swift.max(inner, 1))
     }
 
     public func axpby(alpha: Float, _ x: Tensor, beta: Float, _ y: Tensor) throws {
-        try launch("axpby", in: "elementwise.cl", count: y.count,
-                   [.float(alpha)] + x.clArguments + [.float(beta)] + y.clArguments + [.uint(UInt32(y.count))])
+        try elementwiseKernels.axpby(items: y.count, alpha: alpha, x: x, beta: beta, y: y, n: y.count)
     }
 
     public func unary(_ op: UnaryOp, _ a: Tensor, into out: Tensor) throws {
-        try launch("unary_\(op.rawValue)", in: "elementwise.cl", count: out.count,
-                   a.clArguments + out.clArguments + [.uint(UInt32(out.count))])
+        try elementwiseKernels.unary(op.kernel, items: out.count, a: a, out: out, n: out.count)
     }
 
     // MARK: Reductions, layout, GEMM
 
     public func reduce(_ op: ReduceOp, _ a: Tensor, as shape: ReductionShape, into out: Tensor) throws {
         let outputs = shape.outer * shape.inner
-        guard outputs > 0 else { return }
-        let kernelName = op == .mean ? "reduce_sum" : "reduce_\(op.rawValue)"
-        let scale: Float = op == .mean ? 1 / Float(shape.axis) : 1
-        let kernel = try kernel(kernelName, in: "reduce.cl")
-        try context.launch(kernel, global: [outputs * reduceGroupSize], local: [reduceGroupSize],
-                           arguments: a.clArguments + out.clArguments
-                           + [.uint(UInt32(shape.axis)), .uint(UInt32(Swift.max(shape.inner, 1))), .float(scale)])
+        let inner = Swift.max(shape.inner, 1)
+        let kernels = reduceKernels
+        switch op {
+        case .sum: try kernels.reduce(.sum, groups: outputs, a: a, out: out, axis: shape.axis, inner: inner, scale: 1)
+        case .mean: try kernels.reduce(.sum, groups: outputs, a: a, out: out, axis: shape.axis, inner: inner, scale: 1 / Float(shape.axis))
+        case .max: try kernels.reduce(.max, groups: outputs, a: a, out: out, axis: shape.axis, inner: inner, scale: 1)
+        case .min: try kernels.reduce(.min, groups: outputs, a: a, out: out, axis: shape.axis, inner: inner, scale: 1)
+        case .argmax: try kernels.reduceArgmax(groups: outputs, a: a, out: out, axis: shape.axis, inner: inner, unused: 0)
+        }
     }
 
     public func matmul(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
@@ -177,8 +167,41 @@ public final class OpenCLBackend: Backend {
 
     public func transpose(_ a: Tensor, rows: Int, cols: Int, into out: Tensor) throws {
         let tile = 16
-        try context.launch(try kernel("transpose2d", in: "transpose.cl", options: "-DTILE=\(tile)"),
-                           global: [cols, rows], local: [tile, tile],
-                           arguments: a.clArguments + out.clArguments + [.uint(UInt32(rows)), .uint(UInt32(cols))])
+        try TransposeKernels(self, options: "-DTILE=\(tile)")
+            .transpose2d(global: [cols, rows], local: [tile, tile], a: a, out: out, rows: rows, cols: cols)
+    }
+}
+
+extension BinaryOp {
+    /// The elementwise.cl kernels of this op.
+    var kernel: ElementwiseKernels.BinaryKernels {
+        switch self {
+        case .add: return .add
+        case .sub: return .sub
+        case .mul: return .mul
+        case .div: return .div
+        case .max: return .max
+        case .min: return .min
+        }
+    }
+}
+
+extension UnaryOp {
+    /// The elementwise.cl kernel of this map.
+    var kernel: ElementwiseKernels.UnaryKernel {
+        switch self {
+        case .neg: return .neg
+        case .abs: return .abs
+        case .square: return .square
+        case .sqrt: return .sqrt
+        case .rsqrt: return .rsqrt
+        case .exp: return .exp
+        case .log: return .log
+        case .reciprocal: return .reciprocal
+        case .relu: return .relu
+        case .sigmoid: return .sigmoid
+        case .tanh: return .tanh
+        case .sign: return .sign
+        }
     }
 }

@@ -1,8 +1,9 @@
 import KilnCL
 
-/// Convolution on an OpenCL device. This file dispatches each pass to an algorithm (ConvolutionTuner.swift
-/// picks one per shape: by measurement, by force, or by heuristic) and holds the im2col + GEMM, pointwise and
-/// depthwise algorithms. The implicit GEMM (conv_gemm.cl) and Winograd (winograd.cl) live in their own files.
+/// Convolution on an OpenCL device. This file hands each pass to an algorithm (ConvolutionAlgorithms.swift
+/// describes them; ConvolutionTuner.swift picks one per shape: by force, by measurement or by heuristic) and
+/// holds the im2col + GEMM, pointwise and depthwise algorithms. The implicit GEMM (conv_gemm.cl) and
+/// Winograd (winograd.cl) live in their own files.
 ///
 /// im2col + GEMM works over a chunk of the batch at once: im2col writes the patches of B images as B
 /// matrices [K, P], and one strided-batched CLBlast GEMM per group multiplies all of them (the weight
@@ -27,48 +28,35 @@ extension OpenCLBackend: ConvolutionBackend {
         try runConvolution(try convolutionAlgorithm(for: call), call, into: dw)
     }
 
-    /// Runs one pass with `algorithm`, which must be applicable to the call's shape and pass.
-    func runConvolution(_ algorithm: ConvolutionAlgorithm, _ call: ConvolutionCall, into output: Tensor) throws {
-        let s = call.shape
-        switch (algorithm, call.pass) {
-        case (.im2colGEMM, .forward), (.pointwiseGEMM, .forward):
-            try im2colForward(call.first, weight: call.second, bias: call.bias, shape: s, into: output)
-        case (.im2colGEMM, .backwardData), (.pointwiseGEMM, .backwardData):
-            try im2colBackwardData(call.first, weight: call.second, shape: s, into: output)
-        case (.im2colGEMM, .backwardFilter), (.pointwiseGEMM, .backwardFilter):
-            try im2colBackwardFilter(call.first, call.second, shape: s, into: output, accumulate: call.accumulate)
-        case (.implicitGEMM, .forward):
-            try implicitGEMMForward(call.first, weight: call.second, bias: call.bias, shape: s, into: output)
-        case (.implicitGEMM, .backwardData):
-            try implicitGEMMBackwardData(call.first, weight: call.second, shape: s, into: output)
-        case (.implicitGEMM, .backwardFilter):
-            try implicitGEMMBackwardFilter(call.first, call.second, shape: s, into: output, accumulate: call.accumulate)
-        case (.winograd, .forward):
-            try winogradForward(call.first, weight: call.second, bias: call.bias, shape: s, into: output)
-        case (.winograd, .backwardData):
-            try winogradBackwardData(call.first, weight: call.second, shape: s, into: output)
-        case (.depthwiseDirect, .forward):
-            try depthwiseForward(call.first, weight: call.second, bias: call.bias, shape: s, into: output)
-        case (.depthwiseDirect, .backwardData):
-            try launch("depthwise_backward_data", in: "conv.cl", count: output.count,
-                       call.first.clArguments + call.second.clArguments + output.clArguments + depthwiseArguments(s))
-        case (.depthwiseDirect, .backwardFilter):
-            let kernel = try kernel("depthwise_backward_filter", in: "conv.cl")
-            try context.launch(kernel, global: [output.count * reduceGroupSize], local: [reduceGroupSize],
-                               arguments: call.first.clArguments + call.second.clArguments + output.clArguments
-                               + [.uint(call.accumulate ? 1 : 0)] + depthwiseArguments(s))
-        case (.winograd, .backwardFilter):
-            throw KilnError.invalidArgument("conv2d: Winograd has no backward-filter pass")
+    /// im2col + GEMM (and the pointwise GEMM, which skips im2col), each pass.
+    func im2colGEMM(_ call: ConvolutionCall, into output: Tensor) throws {
+        switch call.pass {
+        case .forward: try im2colForward(call.first, weight: call.second, bias: call.bias, shape: call.shape, into: output)
+        case .backwardData: try im2colBackwardData(call.first, weight: call.second, shape: call.shape, into: output)
+        case .backwardFilter:
+            try im2colBackwardFilter(call.first, call.second, shape: call.shape, into: output, accumulate: call.accumulate)
         }
     }
 
     // MARK: Depthwise
 
-    private func depthwiseForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
-        try launch("depthwise_forward", in: "conv.cl", count: y.count,
-                   x.clArguments + weight.clArguments + y.clArguments + depthwiseArguments(s))
-        if let bias {
-            try binaryPerChannel(.add, y, bias, channels: s.outputChannels, inner: s.outputPixels, into: y)
+    /// The direct depthwise kernels, each pass.
+    func depthwise(_ call: ConvolutionCall, into output: Tensor) throws {
+        let s = call.shape
+        switch call.pass {
+        case .forward:
+            try convKernels.depthwiseForward(items: output.count, x: call.first, weight: call.second, y: output,
+                                             depthwiseShape: DepthwiseShape(s), convWindow: ConvWindow(s))
+            if let bias = call.bias {
+                try binaryPerChannel(.add, output, bias, channels: s.outputChannels, inner: s.outputPixels, into: output)
+            }
+        case .backwardData:
+            try convKernels.depthwiseBackwardData(items: output.count, dy: call.first, weight: call.second, dx: output,
+                                                  depthwiseShape: DepthwiseShape(s), convWindow: ConvWindow(s))
+        case .backwardFilter:
+            try convKernels.depthwiseBackwardFilter(groups: output.count, x: call.first, dy: call.second, dweight: output,
+                                                    accumulate: call.accumulate ? 1 : 0, depthwiseShape: DepthwiseShape(s),
+                                                    convWindow: ConvWindow(s))
         }
     }
 
@@ -106,10 +94,9 @@ extension OpenCLBackend: ConvolutionBackend {
                                 leadingDimension: s.outputPixels, batchStride: s.outputChannels * s.outputPixels),
                     c: target)
                 if s.isPointwise { continue }
-                let imageOffset = dx.offset + first * s.inputChannels * s.inputHeight * s.inputWidth
-                try launch("col2im", in: "conv.cl", count: count * s.groupInputChannels * s.inputHeight * s.inputWidth,
-                           [.buffer(dcols.clBuffer), .buffer(dx.clBuffer), .uint(UInt32(imageOffset)), .uint(UInt32(count))]
-                           + geometryArguments(s, group: g))
+                try convKernels.col2im(items: count * s.groupInputChannels * s.inputHeight * s.inputWidth, cols: dcols,
+                                       dx: images(dx, from: first, shape: s), batch: count,
+                                       im2colShape: Im2colShape(s, group: g), convWindow: ConvWindow(s))
             }
         }
     }
@@ -167,29 +154,37 @@ extension OpenCLBackend: ConvolutionBackend {
     }
 
     private func im2col(_ x: Tensor, images first: Int, count: Int, group g: Int, shape s: Conv2DShape, into cols: Tensor) throws {
-        let imageOffset = x.offset + first * s.inputChannels * s.inputHeight * s.inputWidth
-        try launch("im2col", in: "conv.cl", count: count * s.patchSize * s.outputPixels,
-                   [.buffer(x.clBuffer), .uint(UInt32(imageOffset)), .buffer(cols.clBuffer), .uint(UInt32(count))]
-                   + geometryArguments(s, group: g))
+        try convKernels.im2col(items: count * s.patchSize * s.outputPixels, x: images(x, from: first, shape: s), cols: cols,
+                               batch: count, im2colShape: Im2colShape(s, group: g), convWindow: ConvWindow(s))
     }
 
-    /// channels, height, width, c0, cg, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_height, out_width.
-    private func geometryArguments(_ s: Conv2DShape, group g: Int) -> [CLKernelArgument] {
-        [.uint(UInt32(s.inputChannels)), .uint(UInt32(s.inputHeight)), .uint(UInt32(s.inputWidth)),
-         .uint(UInt32(g * s.groupInputChannels)), .uint(UInt32(s.groupInputChannels))] + windowArguments(s)
+    /// An input-shaped tensor from image `first` on.
+    private func images(_ t: Tensor, from first: Int, shape s: Conv2DShape) -> Tensor {
+        let image = s.inputChannels * s.inputHeight * s.inputWidth
+        return Tensor(storage: t.storage, offset: t.offset + first * image, shape: [(s.batch - first) * image])
     }
+}
 
-    /// batch, in_channels, height, width, multiplier, then the window.
-    private func depthwiseArguments(_ s: Conv2DShape) -> [CLKernelArgument] {
-        [.uint(UInt32(s.batch)), .uint(UInt32(s.inputChannels)), .uint(UInt32(s.inputHeight)), .uint(UInt32(s.inputWidth)),
-         .uint(UInt32(s.outputChannels / s.inputChannels))] + windowArguments(s)
-    }
-
-    /// kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_height, out_width.
-    func windowArguments(_ s: Conv2DShape) -> [CLKernelArgument] {
+extension ConvWindow {
+    /// The window and output size of a convolution, as the kernels take them.
+    init(_ s: Conv2DShape) {
         let g = s.geometry
-        return [.uint(UInt32(g.kernelHeight)), .uint(UInt32(g.kernelWidth)), .uint(UInt32(g.strideHeight)), .uint(UInt32(g.strideWidth)),
-                .int(Int32(g.padTop)), .int(Int32(g.padLeft)), .uint(UInt32(g.dilationHeight)), .uint(UInt32(g.dilationWidth)),
-                .uint(UInt32(s.outputHeight)), .uint(UInt32(s.outputWidth))]
+        self.init(kh: g.kernelHeight, kw: g.kernelWidth, sh: g.strideHeight, sw: g.strideWidth, padTop: g.padTop,
+                  padLeft: g.padLeft, dh: g.dilationHeight, dw: g.dilationWidth, outHeight: s.outputHeight, outWidth: s.outputWidth)
+    }
+}
+
+extension Im2colShape {
+    /// The input channels of group `group`.
+    init(_ s: Conv2DShape, group: Int) {
+        self.init(channels: s.inputChannels, height: s.inputHeight, width: s.inputWidth, c0: group * s.groupInputChannels,
+                  cg: s.groupInputChannels)
+    }
+}
+
+extension DepthwiseShape {
+    init(_ s: Conv2DShape) {
+        self.init(batch: s.batch, inChannels: s.inputChannels, height: s.inputHeight, width: s.inputWidth,
+                  multiplier: s.outputChannels / s.inputChannels)
     }
 }

@@ -51,45 +51,53 @@ extension OpenCLBackend {
         return tiles
     }
 
-    private func gemmKernel(_ name: String, _ tiles: ImplicitGEMMTiles) throws -> CLKernel {
-        try kernel(name, in: "conv_gemm.cl", options: tiles.options)
+    private func gemmKernels(_ tiles: ImplicitGEMMTiles) -> ConvGemmKernels {
+        ConvGemmKernels(self, options: tiles.options)
     }
 
-    func implicitGEMMForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+    /// The implicit GEMM, each pass.
+    func implicitGEMM(_ call: ConvolutionCall, into output: Tensor) throws {
+        switch call.pass {
+        case .forward: try implicitGEMMForward(call.first, weight: call.second, bias: call.bias, shape: call.shape, into: output)
+        case .backwardData: try implicitGEMMBackwardData(call.first, weight: call.second, shape: call.shape, into: output)
+        case .backwardFilter:
+            try implicitGEMMBackwardFilter(call.first, call.second, shape: call.shape, into: output, accumulate: call.accumulate)
+        }
+    }
+
+    private func implicitGEMMForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
         let tiles = try gemmTiles(rows: s.groupOutputChannels)
-        let biasArguments: [CLKernelArgument] = bias.map { $0.clArguments + [.uint(1)] } ?? (weight.clArguments + [.uint(0)])
-        try context.launch(try gemmKernel("conv_gemm_forward", tiles),
-                           global: tiles.global(rows: s.groupOutputChannels, columns: s.batch * s.outputPixels, depth: s.geometry.groups),
-                           local: tiles.local,
-                           arguments: x.clArguments + weight.clArguments + biasArguments + y.clArguments + gemmGeometry(s))
+        // Without a bias the weight stands in for the unused argument.
+        try gemmKernels(tiles).convGemmForward(
+            global: tiles.global(rows: s.groupOutputChannels, columns: s.batch * s.outputPixels, depth: s.geometry.groups),
+            local: tiles.local, x: x, weight: weight, bias: bias ?? weight, hasBias: bias == nil ? 0 : 1, y: y,
+            convGemmShape: ConvGemmShape(s), convWindow: ConvWindow(s))
     }
 
-    func implicitGEMMBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
+    private func implicitGEMMBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
         let tiles = try gemmTiles(rows: s.groupInputChannels)
         // One slice of the range per stride phase (h mod s_h, w mod s_w), sized for the largest, phase (0, 0).
         let g = s.geometry
         let phaseRows = (s.inputHeight + g.strideHeight - 1) / g.strideHeight
         let phaseColumns = (s.inputWidth + g.strideWidth - 1) / g.strideWidth
-        try context.launch(try gemmKernel("conv_gemm_backward_data", tiles),
-                           global: tiles.global(rows: s.groupInputChannels, columns: s.batch * phaseRows * phaseColumns,
-                                                depth: s.geometry.groups * g.strideHeight * g.strideWidth),
-                           local: tiles.local,
-                           arguments: dy.clArguments + weight.clArguments + dx.clArguments + gemmGeometry(s))
+        try gemmKernels(tiles).convGemmBackwardData(
+            global: tiles.global(rows: s.groupInputChannels, columns: s.batch * phaseRows * phaseColumns,
+                                 depth: s.geometry.groups * g.strideHeight * g.strideWidth),
+            local: tiles.local, dy: dy, weight: weight, dx: dx, convGemmShape: ConvGemmShape(s), convWindow: ConvWindow(s))
     }
 
-    func implicitGEMMBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
+    private func implicitGEMMBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
         let tiles = try gemmTiles(rows: s.groupOutputChannels)
         let splits = filterSplits(s, tiles)
-        let partials = splits > 1 ? try Tensor.empty([splits * dw.count], on: device) : dw
-        try context.launch(try gemmKernel("conv_gemm_backward_filter", tiles),
-                           global: tiles.global(rows: s.groupOutputChannels, columns: s.patchSize, depth: s.geometry.groups * splits),
-                           local: tiles.local,
-                           arguments: x.clArguments + dy.clArguments + dw.clArguments
-                           + [.uint(accumulate ? 1 : 0), .buffer(partials.clBuffer), .uint(UInt32(splits))] + gemmGeometry(s))
+        // With one slice the kernel writes dw itself and never touches the partials: dw's buffer stands in.
+        let partials = splits > 1 ? try Tensor.empty([splits * dw.count], on: device) : Tensor(storage: dw.storage, offset: 0, shape: [1])
+        try gemmKernels(tiles).convGemmBackwardFilter(
+            global: tiles.global(rows: s.groupOutputChannels, columns: s.patchSize, depth: s.geometry.groups * splits),
+            local: tiles.local, x: x, dy: dy, dweight: dw, accumulate: accumulate ? 1 : 0, partials: partials, splits: splits,
+            convGemmShape: ConvGemmShape(s), convWindow: ConvWindow(s))
         if splits > 1 {
-            try launch("conv_gemm_sum_splits", in: "conv_gemm.cl", count: dw.count,
-                       [.buffer(partials.clBuffer)] + dw.clArguments
-                       + [.uint(UInt32(dw.count)), .uint(UInt32(splits)), .uint(accumulate ? 1 : 0)])
+            try gemmKernels(tiles).convGemmSumSplits(items: dw.count, partials: partials, dweight: dw, count: dw.count, splits: splits,
+                                                     accumulate: accumulate ? 1 : 0)
         }
     }
 
@@ -104,10 +112,11 @@ extension OpenCLBackend {
         return Swift.max(1, Swift.min(wanted, longest, fitting))
     }
 
-    /// batch, channels, height, width, cg, out_channels, og, then the window.
-    private func gemmGeometry(_ s: Conv2DShape) -> [CLKernelArgument] {
-        [.uint(UInt32(s.batch)), .uint(UInt32(s.inputChannels)), .uint(UInt32(s.inputHeight)), .uint(UInt32(s.inputWidth)),
-         .uint(UInt32(s.groupInputChannels)), .uint(UInt32(s.outputChannels)), .uint(UInt32(s.groupOutputChannels))]
-            + windowArguments(s)
+}
+
+extension ConvGemmShape {
+    init(_ s: Conv2DShape) {
+        self.init(batch: s.batch, channels: s.inputChannels, height: s.inputHeight, width: s.inputWidth, cg: s.groupInputChannels,
+                  outChannels: s.outputChannels, og: s.groupOutputChannels)
     }
 }

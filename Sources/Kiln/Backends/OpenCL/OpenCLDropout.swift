@@ -2,8 +2,8 @@ import KilnCL
 
 extension OpenCLBackend: DropoutBackend {
     public func dropoutMask(probability p: Float, key: DropoutKey, into mask: Tensor) throws {
-        try launch("dropout_mask", in: "dropout.cl", prelude: ["random.cl"], count: mask.count,
-                   mask.clArguments + [.uint(UInt32(mask.count))] + Self.streamArguments(key.stream, key.offset(units: mask.count))
-                   + [.float(p), .float(p < 1 ? 1 / (1 - p) : 0)])
+        let (seed, offset) = (Self.words(key.stream), Self.words(key.offset(units: mask.count)))
+        try dropoutKernels.dropoutMask(items: mask.count, mask: mask, n: mask.count, seedLo: seed.low, seedHi: seed.high,
+                                       offsetLo: offset.low, offsetHi: offset.high, p: p, scale: p < 1 ? 1 / (1 - p) : 0)
     }
 }

@@ -4,12 +4,9 @@ extension OpenCLBackend: NormalizationBackend {
     public func batchNormTrainingForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVariance: Tensor,
                                          settings: BatchNormSettings, into y: Tensor, savedMean: Tensor, savedInverseStd: Tensor) throws {
         let (batch, channels, inner) = batchNormLayout(x)
-        try context.launch(try kernel("batchnorm_statistics", in: "batchnorm.cl"),
-                           global: [channels * reduceGroupSize], local: [reduceGroupSize],
-                           arguments: x.clArguments + savedMean.clArguments + savedInverseStd.clArguments
-                           + runningMean.clArguments + runningVariance.clArguments
-                           + [.uint(UInt32(batch)), .uint(UInt32(channels)), .uint(UInt32(inner)),
-                              .float(settings.epsilon), .float(settings.momentum)])
+        try batchnormKernels.batchnormStatistics(groups: channels, x: x, savedMean: savedMean, savedInvStd: savedInverseStd,
+                                                 runningMean: runningMean, runningVar: runningVariance, batch: batch,
+                                                 channels: channels, inner: inner, eps: settings.epsilon, momentum: settings.momentum)
         try apply(x, gamma: gamma, beta: beta, mean: savedMean, scale: savedInverseStd, scaleIsVariance: false,
                   epsilon: settings.epsilon, into: y)
     }
@@ -23,38 +20,36 @@ extension OpenCLBackend: NormalizationBackend {
     private func apply(_ x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, scale: Tensor, scaleIsVariance: Bool,
                        epsilon: Float, into y: Tensor) throws {
         let (_, channels, inner) = batchNormLayout(x)
-        try launch("batchnorm_apply", in: "batchnorm.cl", count: y.count,
-                   x.clArguments + y.clArguments + gamma.clArguments + beta.clArguments + mean.clArguments + scale.clArguments
-                   + [.uint(scaleIsVariance ? 1 : 0), .float(epsilon), .uint(UInt32(y.count)), .uint(UInt32(channels)), .uint(UInt32(inner))])
+        try batchnormKernels.batchnormApply(items: y.count, x: x, y: y, gamma: gamma, beta: beta, mean: mean, scale: scale,
+                                            scaleIsVariance: scaleIsVariance ? 1 : 0, eps: epsilon, n: y.count,
+                                            channels: channels, inner: inner)
     }
 
     public func batchNormBackward(_ x: Tensor, dy: Tensor, gamma: Tensor, savedMean: Tensor, savedInverseStd: Tensor,
                                   into dx: Tensor, gammaGradient: Tensor, betaGradient: Tensor, accumulate: Bool) throws {
         let (batch, channels, inner) = batchNormLayout(x)
         let sums = try Tensor.empty([2 * channels], on: device)
-        let layout: [CLKernelArgument] = [.uint(UInt32(batch)), .uint(UInt32(channels)), .uint(UInt32(inner))]
-        try context.launch(try kernel("batchnorm_backward_reduce", in: "batchnorm.cl"),
-                           global: [channels * reduceGroupSize], local: [reduceGroupSize],
-                           arguments: x.clArguments + dy.clArguments + savedMean.clArguments + savedInverseStd.clArguments
-                           + [.buffer(sums.clBuffer)] + gammaGradient.clArguments + betaGradient.clArguments
-                           + [.uint(accumulate ? 1 : 0)] + layout)
-        try launch("batchnorm_backward_data", in: "batchnorm.cl", count: dx.count,
-                   x.clArguments + dy.clArguments + gamma.clArguments + savedMean.clArguments + savedInverseStd.clArguments
-                   + [.buffer(sums.clBuffer)] + dx.clArguments + [.uint(UInt32(dx.count))] + layout)
+        try batchnormKernels.batchnormBackwardReduce(groups: channels, x: x, dy: dy, mean: savedMean, invStd: savedInverseStd,
+                                                     sums: sums, dgamma: gammaGradient, dbeta: betaGradient,
+                                                     accumulate: accumulate ? 1 : 0, batch: batch, channels: channels, inner: inner)
+        try batchnormKernels.batchnormBackwardData(items: dx.count, x: x, dy: dy, gamma: gamma, mean: savedMean, invStd: savedInverseStd,
+                                                   sums: sums, dx: dx, n: dx.count, batch: batch, channels: channels, inner: inner)
     }
 
-    public func lrnForward(_ x: Tensor, settings: LRNSettings, into y: Tensor) throws {
-        try launch("lrn_forward", in: "lrn.cl", count: y.count,
-                   x.clArguments + y.clArguments + lrnArguments(x, settings))
+    public func lrnForward(_ x: Tensor, settings s: LRNSettings, into y: Tensor) throws {
+        let (channels, inner) = lrnLayout(x)
+        try lrnKernels.lrnForward(items: y.count, x: x, y: y, n: x.count, channels: channels, inner: inner,
+                                  size: s.size, alpha: s.alpha, beta: s.beta, k: s.k)
     }
 
-    public func lrnBackward(_ x: Tensor, dy: Tensor, settings: LRNSettings, into dx: Tensor) throws {
-        try launch("lrn_backward", in: "lrn.cl", count: dx.count,
-                   x.clArguments + dy.clArguments + dx.clArguments + lrnArguments(x, settings))
+    public func lrnBackward(_ x: Tensor, dy: Tensor, settings s: LRNSettings, into dx: Tensor) throws {
+        let (channels, inner) = lrnLayout(x)
+        try lrnKernels.lrnBackward(items: dx.count, x: x, dy: dy, dx: dx, n: x.count, channels: channels, inner: inner,
+                                   size: s.size, alpha: s.alpha, beta: s.beta, k: s.k)
     }
 
-    private func lrnArguments(_ x: Tensor, _ s: LRNSettings) -> [CLKernelArgument] {
-        [.uint(UInt32(x.count)), .uint(UInt32(x.shape[1])), .uint(UInt32(x.shape.dropFirst(2).reduce(1, *))),
-         .int(Int32(s.size)), .float(s.alpha), .float(s.beta), .float(s.k)]
+    /// Channels and the elements per channel of each image: LRN runs across channels at every position.
+    private func lrnLayout(_ x: Tensor) -> (channels: Int, inner: Int) {
+        (x.shape[1], x.shape.dropFirst(2).reduce(1, *))
     }
 }

@@ -11,14 +11,23 @@ extension OpenCLBackend {
             && g.dilationHeight == 1 && g.dilationWidth == 1 && g.groups == 1
     }
 
-    func winogradForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+    /// Winograd, forward and backward data (it never applies to the filter gradient).
+    func winograd(_ call: ConvolutionCall, into output: Tensor) throws {
+        switch call.pass {
+        case .forward: try winogradForward(call.first, weight: call.second, bias: call.bias, shape: call.shape, into: output)
+        case .backwardData: try winogradBackwardData(call.first, weight: call.second, shape: call.shape, into: output)
+        case .backwardFilter: throw KilnError.invalidArgument("conv2d: Winograd has no backward-filter pass")
+        }
+    }
+
+    private func winogradForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
         try winograd(WinogradProblem(batch: s.batch, channels: s.inputChannels, height: s.inputHeight, width: s.inputWidth,
                                      rows: s.outputChannels, outputHeight: s.outputHeight, outputWidth: s.outputWidth,
                                      padTop: s.geometry.padTop, padLeft: s.geometry.padLeft, flip: false),
                      input: x, weight: weight, bias: bias, into: y)
     }
 
-    func winogradBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
+    private func winogradBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
         // dx[h] = Σ_i w[i] · dy[h + p − i] = Σ_i' w[2 − i'] · dy[h − (2 − p) + i']. A padding above 2 makes the
         // new one negative: the windows then start inside dy, which the input transform handles alike.
         try winograd(WinogradProblem(batch: s.batch, channels: s.outputChannels, height: s.outputHeight, width: s.outputWidth,
@@ -39,33 +48,34 @@ extension OpenCLBackend {
 
     private func winograd(_ p: WinogradProblem, input: Tensor, weight: Tensor, bias: Tensor?, into output: Tensor) throws {
         let u = try Tensor.empty([16, p.rows, p.channels], on: device)
-        try launch("winograd_filter_transform", in: "winograd.cl", count: p.rows * p.channels,
-                   weight.clArguments + [.buffer(u.clBuffer), .uint(UInt32(p.rows)), .uint(UInt32(p.channels)), .uint(p.flip ? 1 : 0)])
+        let kernels = winogradKernels
+        try kernels.winogradFilterTransform(items: p.rows * p.channels, weight: weight, u: u, rows: p.rows, cols: p.channels,
+                                            flip: p.flip ? 1 : 0)
         let tilesHigh = (p.outputHeight + 1) / 2, tilesWide = (p.outputWidth + 1) / 2
         let perImage = tilesHigh * tilesWide
         // V and M of a chunk of images stay within the convolution workspace bound.
         let chunk = Swift.max(1, Swift.min(p.batch, Self.convolutionWorkspaceElements / (16 * (p.channels + p.rows) * perImage)))
         let v = try Tensor.empty([16 * p.channels * chunk * perImage], on: device)
         let m = try Tensor.empty([16 * p.rows * chunk * perImage], on: device)
-        let biasArguments: [CLKernelArgument] = bias.map { $0.clArguments + [.uint(1)] } ?? [.buffer(u.clBuffer), .uint(0), .uint(0)]
         for first in stride(from: 0, to: p.batch, by: chunk) {
             let count = Swift.min(chunk, p.batch - first)
             let tiles = count * perImage
-            try launch("winograd_input_transform", in: "winograd.cl", count: p.channels * tiles,
-                       [.buffer(input.clBuffer), .uint(UInt32(input.offset + first * p.channels * p.height * p.width)), .buffer(v.clBuffer),
-                        .uint(UInt32(count)), .uint(UInt32(p.channels)), .uint(UInt32(p.height)), .uint(UInt32(p.width)),
-                        .int(Int32(p.padTop)), .int(Int32(p.padLeft)), .uint(UInt32(tilesHigh)), .uint(UInt32(tilesWide))])
+            let inputImages = Tensor(storage: input.storage, offset: input.offset + first * p.channels * p.height * p.width,
+                                     shape: [count * p.channels * p.height * p.width])
+            try kernels.winogradInputTransform(items: p.channels * tiles, x: inputImages, v: v, batch: count, channels: p.channels,
+                                               height: p.height, width: p.width, padTop: p.padTop, padLeft: p.padLeft,
+                                               tilesH: tilesHigh, tilesW: tilesWide)
             try context.sgemmStridedBatched(
                 m: p.rows, n: tiles, k: p.channels, batch: 16,
                 a: CLMatrix(u.clBuffer, leadingDimension: p.channels, batchStride: p.rows * p.channels),
                 b: CLMatrix(v.clBuffer, leadingDimension: tiles, batchStride: p.channels * tiles),
                 c: CLMatrix(m.clBuffer, leadingDimension: tiles, batchStride: p.rows * tiles))
-            try launch("winograd_output_transform", in: "winograd.cl", count: p.rows * tiles,
-                       [.buffer(m.clBuffer), .buffer(output.clBuffer),
-                        .uint(UInt32(output.offset + first * p.rows * p.outputHeight * p.outputWidth))]
-                       + biasArguments
-                       + [.uint(UInt32(count)), .uint(UInt32(p.rows)), .uint(UInt32(p.outputHeight)), .uint(UInt32(p.outputWidth)),
-                          .uint(UInt32(tilesHigh)), .uint(UInt32(tilesWide))])
+            let outputImages = Tensor(storage: output.storage, offset: output.offset + first * p.rows * p.outputHeight * p.outputWidth,
+                                      shape: [count * p.rows * p.outputHeight * p.outputWidth])
+            // Without a bias the filter transform stands in for the unused argument.
+            try kernels.winogradOutputTransform(items: p.rows * tiles, m: m, y: outputImages, bias: bias ?? u, hasBias: bias == nil ? 0 : 1,
+                                                batch: count, rows: p.rows, outHeight: p.outputHeight, outWidth: p.outputWidth,
+                                                tilesH: tilesHigh, tilesW: tilesWide)
         }
     }
 }
