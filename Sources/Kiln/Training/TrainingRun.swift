@@ -99,6 +99,7 @@ public final class TrainingRun {
             metrics = MetricsLog(url: metricsURL)
             state = FitState(seed: configuration.seed)
         }
+        scheduler.state = state.scheduler
         trainer = Trainer(model: model, optimizer: optimizer, loss: task.loss, seed: state.seed, step: state.position.step,
                           measuresAccuracy: task.measuresAccuracy)
         self.train = DataLoader(dataset: train, batchSize: configuration.batchSize, shuffle: true, seed: state.seed, device: device)
