@@ -24,8 +24,10 @@ public struct FitState: Codable, Equatable, Sendable {
     public struct PartialEpoch: Codable, Equatable, Sendable {
         /// The loss of each step so far, in order (the epoch's loss is their mean, summed in this order).
         public var stepLosses: [Float]
+        /// Images trained, and those of them misclassified (0 when accuracy is not measured).
         public var images: Int
         public var misclassified: Int
+        /// Training time of the part.
         public var seconds: Double
 
         public init(stepLosses: [Float] = [], images: Int = 0, misclassified: Int = 0, seconds: Double = 0) {
@@ -36,6 +38,7 @@ public struct FitState: Codable, Equatable, Sendable {
         }
     }
 
+    /// Where the run stands.
     public var position: TrainingPosition
     /// The seed of initialisation, shuffling and dropout. Kiln's random streams are counter-based (the
     /// shuffle is keyed by seed and epoch, dropout by seed and step), so the seed and the position are their

@@ -83,9 +83,12 @@ public struct MetricsLog {
     /// The header line of metrics.csv.
     public static var header: String { columns.map(\.name).joined(separator: ",") }
 
+    /// Where the log is written.
     public let url: URL
+    /// The rows so far, oldest first.
     public private(set) var rows: [EpochMetrics]
 
+    /// A log of `rows` that `append` will write to `url`.
     public init(url: URL, rows: [EpochMetrics] = []) {
         self.url = url
         self.rows = rows
@@ -136,6 +139,7 @@ public struct MetricsLog {
         ([header] + rows.map { row in columns.map { $0.write(row) }.joined(separator: ",") }).joined(separator: "\n") + "\n"
     }
 
+    /// Adds a row and rewrites the file.
     public mutating func append(_ row: EpochMetrics) throws {
         rows.append(row)
         try writeAtomically(Array(Self.text(of: rows).utf8), to: url)

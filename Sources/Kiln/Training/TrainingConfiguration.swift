@@ -10,6 +10,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var data = "fashion-mnist"
     /// A device spec: auto, host or cl:P:D.
     public var device = "auto"
+    /// Epochs of the whole run (a resumed run trains those left).
     public var epochs = 10
     /// Images per training step.
     public var batchSize = 64
@@ -36,6 +37,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// `kiln train`'s defaults.
     public init() {}
 
+    /// A configuration with every option given, in `kiln train`'s order.
     public init(model: String, data: String, device: String, epochs: Int, batchSize: Int, optimizer: String, lr: Float,
                 momentum: Float, weightDecay: Float, schedule: String, seed: UInt64, valSplit: Double, earlyStop: Int?) {
         (self.model, self.data, self.device, self.epochs, self.batchSize) = (model, data, device, epochs, batchSize)
@@ -74,6 +76,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         Optimizer(model: model, rule: try updateRule(), learningRate: lr, regularization: Regularization(weightDecay: weightDecay))
     }
 
+    /// The update rule `optimizer` names, or `KilnError.invalidArgument` listing the rules.
     public func updateRule() throws -> UpdateRule {
         switch optimizer.lowercased() {
         case "sgd": return .sgd()
@@ -89,6 +92,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         }
     }
 
+    /// The schedule `schedule` names (step and cosine span `epochs`), or `KilnError.invalidArgument` listing them.
     public func learningRateSchedule() throws -> LearningRateSchedule {
         switch schedule.lowercased() {
         case "constant": return .constant

@@ -20,6 +20,7 @@ import Foundation
 ///                               validation: validation, device: .host, resuming: true)
 ///     let outcome = try run.run()
 public final class TrainingRun {
+    /// The names of the files in the run folder.
     public static let configurationFile = "config.json"
     public static let metricsFile = "metrics.csv"
     public static let stepsFile = "steps.csv"
@@ -29,12 +30,17 @@ public final class TrainingRun {
     /// Images per evaluation batch (validation and `evaluate`); it does not change the results.
     public static let evaluationBatchSize = 256
 
+    /// The run folder.
     public let folder: URL
     /// The configuration as given (config.json also records the resolved device).
     public let configuration: TrainingConfiguration
+    /// The model trained, on `device`.
     public let model: any Layer
+    /// Runs the steps; `trainer.step` counts the steps of the whole run.
     public let trainer: Trainer
+    /// Sets each epoch's learning rate from the configuration's schedule (its state restored on resume).
     public let scheduler: LearningRateScheduler
+    /// Where the model and the batches live.
     public let device: Device
     /// Whether the run continues one found in `folder`.
     public let isResumed: Bool
@@ -54,8 +60,11 @@ public final class TrainingRun {
     private let steps: StepLog
     private let configurationJSON: String
 
+    /// The configuration's optimiser, for `model`'s parameters.
     public var optimizer: Optimizer { trainer.optimizer }
+    /// The checkpoint `run` writes after every epoch and at a stop, and a resumed run starts from.
     public var lastCheckpoint: URL { folder.appending(path: Self.lastCheckpointFile) }
+    /// The checkpoint of the epoch with the best validation loss (the model alone).
     public var bestCheckpoint: URL { folder.appending(path: Self.bestCheckpointFile) }
 
     /// Starts a run in `folder` (created if needed; its files are replaced), or with `resuming`, continues
