@@ -244,6 +244,18 @@ final class TrainingRunTests: XCTestCase {
         }
     }
 
+    func testAResumeDropsTheStepsPastItsCheckpoint() throws {
+        let log = StepLog(url: temporaryFolder().appending(path: TrainingRun.stepsFile))
+        try log.create()
+        try log.append(firstStep: 0, losses: [2, 1.5, 1.25])
+        try log.append(firstStep: 3, losses: [1, 0.75])
+        // A run killed after its second pass but before that epoch's checkpoint (at step 3) takes steps 3 and 4 again.
+        try log.keep(before: 3)
+        XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss\n0,2.0\n1,1.5\n2,1.25\n")
+        try log.keep(before: 3)
+        XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss\n0,2.0\n1,1.5\n2,1.25\n")
+    }
+
     // MARK: Errors
 
     func testResumingWithoutARunNamesTheMissingFile() throws {

@@ -187,7 +187,11 @@ struct StepLog {
     /// Keeps the rows of steps before `step`: a run killed after a pass but before its checkpoint appended
     /// steps that the resumed run takes again. A missing file is created.
     func keep(before step: Int) throws {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return try create() }
+        guard FileManager.default.fileExists(atPath: url.path) else { return try create() }
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+            throw KilnError.corruptFile(path: url.path, reason: "cannot be read (\(error.localizedDescription))")
+        }
         let lines = text.split(separator: "\n")
         let kept = lines.dropFirst().filter { line in
             line.split(separator: ",").first.flatMap { Int($0) }.map { $0 < step } ?? false
