@@ -30,7 +30,7 @@ struct CheckpointedModel {
     init(checkpoint: String, model: String?, data: String?, device: String) throws {
         let url = URL(fileURLWithPath: checkpoint)
         let file = try SafeTensors.read(from: url)
-        let saved = file.metadata["kiln.config"].flatMap { try? JSONDecoder().decode(TrainOptions.self, from: Data($0.utf8)) }
+        let saved = file.metadata["kiln.config"].flatMap { try? JSONDecoder().decode(TrainingConfiguration.self, from: Data($0.utf8)) }
         guard let name = model ?? saved?.model else {
             throw ValidationError("\(checkpoint) carries no Kiln configuration: name its model with --model (\(ModelZoo.names.joined(separator: ", ")))")
         }

@@ -13,32 +13,7 @@ struct TrainCommand: ParsableCommand {
             finishes the current step, writes a checkpoint and prints how to resume; a second Ctrl-C exits at once.
             """)
 
-    @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")).")
-    var model = "lenet-bn"
-    @Option(help: "Data set: fashion-mnist, mnist:DIR, cifar10:DIR, or a folder of MNIST-format IDX files.")
-    var data = "fashion-mnist"
-    @Option(help: "auto (a GPU, else another OpenCL accelerator, else the host), host, or cl:P:D.")
-    var device = "auto"
-    @Option(help: "Number of epochs.")
-    var epochs = 10
-    @Option(help: "Images per training step.")
-    var batchSize = 64
-    @Option(help: "sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw.")
-    var optimizer = "nesterov"
-    @Option(help: "Learning rate (at the start of the schedule).")
-    var lr: Float = 0.05
-    @Option(help: "Momentum for the momentum and nesterov optimizers.")
-    var momentum: Float = 0.9
-    @Option(help: "L2 weight decay (decoupled for adamw).")
-    var weightDecay: Float = 5e-4
-    @Option(help: "Learning-rate schedule: constant, step (×0.1 every third of the run), cosine, plateau.")
-    var schedule = "cosine"
-    @Option(help: "Seed for initialisation, shuffling and dropout.")
-    var seed: UInt64 = 1
-    @Option(help: "Fraction of the training set held out for validation (0 validates on the test set).")
-    var valSplit = 0.0
-    @Option(name: .customLong("early-stop"), help: "Stop when the validation loss has not improved for this many epochs.")
-    var earlyStop: Int?
+    @OptionGroup var options: TrainArguments
     @Option(help: "Run folder (default runs/<date-time>).")
     var out: String?
     @Option(help: "Continue the run in this folder from its last checkpoint.")
@@ -53,41 +28,21 @@ struct TrainCommand: ParsableCommand {
         }
         if let resume {
             let folder = URL(fileURLWithPath: resume)
-            try TrainOptions.saved(in: folder).train(in: folder, resuming: true)
+            let saved: TrainingConfiguration
+            do { saved = try TrainingRun.savedConfiguration(in: folder) } catch { throw ValidationError("cannot resume: \(error)") }
+            try train(saved, in: folder, resuming: true)
         } else {
-            let options = TrainOptions(model: model, data: data, device: device, epochs: epochs, batchSize: batchSize,
-                                       optimizer: optimizer, lr: lr, momentum: momentum, weightDecay: weightDecay,
-                                       schedule: schedule, seed: seed, valSplit: valSplit, earlyStop: earlyStop)
-            try options.train(in: URL(fileURLWithPath: out ?? "runs/\(TrainOptions.timestamp())"), resuming: false)
+            try train(options.configuration, in: URL(fileURLWithPath: out ?? "runs/\(Self.timestamp())"), resuming: false)
         }
     }
-}
 
-/// Every option of a training run: saved as config.json in the run folder, read back by --resume.
-struct TrainOptions: Codable {
-    var model: String
-    var data: String
-    var device: String
-    var epochs: Int
-    var batchSize: Int
-    var optimizer: String
-    var lr: Float
-    var momentum: Float
-    var weightDecay: Float
-    var schedule: String
-    var seed: UInt64
-    var valSplit: Double
-    var earlyStop: Int?
-    /// The device the run resolved `device` to, and its name (written, not read).
-    var resolvedDevice: String?
-    var deviceName: String?
-
-    func train(in folder: URL, resuming: Bool) throws {
-        let task: ModelTask
-        do { task = try ModelZoo.entry(model).task } catch { throw ValidationError("\(error)") }
-        let device = try DeviceOption.parse(device)
+    /// Runs `configuration` in `folder` with the command's output: the device and data, a line per epoch,
+    /// how a stop resumes, and the test set's score.
+    private func train(_ configuration: TrainingConfiguration, in folder: URL, resuming: Bool) throws {
+        do { try configuration.validate() } catch { throw ValidationError("\(error)") }
+        let device = try DeviceOption.parse(configuration.device)
         let backend = try device.backend()
-        if device == .host, self.device == "auto" {
+        if device == .host, configuration.device == "auto" {
             let others = Device.available.filter { $0 != .host }
             print(others.isEmpty ? "No OpenCL device found: training on the host backend."
                   : "No GPU or accelerator found: training on the host backend, which is faster than an OpenCL driver on the same CPU"
@@ -95,95 +50,52 @@ struct TrainOptions: Codable {
         }
         print("device \(device): \(backend.name)")
 
-        var trainSet = try Dataset.load(data, split: .train)
-        let testSet = try Dataset.load(data, split: .test)
-        var validationSet = testSet
-        if valSplit > 0 { (trainSet, validationSet) = trainSet.splitValidation(fraction: valSplit) }
-        print("data \(data): \(trainSet.count) training, \(valSplit > 0 ? "\(validationSet.count) validation, " : "")\(testSet.count) test images of \(describeShape(trainSet.imageShape))")
+        let (trainSet, validationSet, testSet) = try configuration.loadData()
+        let validates = configuration.valSplit > 0
+        print("data \(configuration.data): \(trainSet.count) training, \(validates ? "\(validationSet.count) validation, " : "")\(testSet.count) test images of \(trainSet.imageShape.map(String.init).joined(separator: "×"))")
 
-        let network = try ModelZoo.make(model, inputShape: trainSet.imageShape, classes: trainSet.classNames.count)
-        try network.reset(seed: seed)
-        try network.move(to: device)
-        let optimizer = try makeOptimizer(network)
-        let scheduler = LearningRateScheduler(schedule: try makeSchedule(), baseLearningRate: lr)
-        let checkpoint = folder.appending(path: "last.safetensors")
-        var position = TrainingPosition(epoch: 0, batch: 0, step: 0)
-        var metrics = MetricsLog(url: folder.appending(path: "metrics.csv"))
+        let run = try TrainingRun(folder: folder, configuration: configuration, train: trainSet, validation: validationSet,
+                                  device: device, resuming: resuming)
         if resuming {
-            guard let restored = try TrainingCheckpoint.load(model: network, optimizer: optimizer, from: checkpoint) else {
-                throw ValidationError("\(checkpoint.path) holds no training position")
-            }
-            position = restored
-            metrics = MetricsLog(url: metrics.url, rows: try Self.readMetrics(metrics.url).filter { $0.epoch <= position.epoch })
+            let position = run.state.position
             print("resuming at epoch \(position.epoch + 1), batch \(position.batch), step \(position.step)")
-        } else {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            var saved = self
-            (saved.resolvedDevice, saved.deviceName) = (device.description, backend.name)
-            let json = try JSONEncoder.pretty.encode(saved)
-            try writeAtomically(Array(json), to: folder.appending(path: "config.json"))
+        }
+        let measuresAccuracy = run.trainer.measuresAccuracy
+        run.epochEnded = { metrics, _ in
+            if measuresAccuracy {
+                print(String(format: "epoch %d: train loss %.4f acc %.2f%% | %@ loss %.4f acc %.2f%% | lr %.3g | %.0f img/s",
+                             metrics.epoch, metrics.trainLoss, 100 * metrics.trainAccuracy, validates ? "val" : "test",
+                             metrics.validationLoss ?? .nan, 100 * (metrics.validationAccuracy ?? .nan), metrics.learningRate,
+                             metrics.imagesPerSecond))
+            } else {
+                print(String(format: "epoch %d: train reconstruction MSE %.5f | %@ MSE %.5f | lr %.3g | %.0f img/s",
+                             metrics.epoch, metrics.trainLoss, validates ? "val" : "test", metrics.validationLoss ?? .nan,
+                             metrics.learningRate, metrics.imagesPerSecond))
+            }
+            fflush(nil)
         }
 
-        let trainer = Trainer(model: network, optimizer: optimizer, loss: task.loss, seed: seed, step: position.step,
-                              measuresAccuracy: task.measuresAccuracy)
-        let stopper = SignalStopper(trainer: trainer)
+        let stopper = SignalStopper(trainer: run.trainer)
         defer { stopper.disarm() }
-        var fit = Fit(trainer: trainer, scheduler: scheduler,
-                      train: DataLoader(dataset: trainSet, batchSize: batchSize, shuffle: true, seed: seed, device: device),
-                      validation: DataLoader(dataset: validationSet, batchSize: 256, shuffle: false, device: device),
-                      epochs: epochs, earlyStopPatience: earlyStop)
-        let stepLog = folder.appending(path: "steps.csv")
-        if !resuming { try writeAtomically(Array("step,loss\n".utf8), to: stepLog) }
-        fit.passEnded = { firstStep, losses in
-            let handle = try FileHandle(forWritingTo: stepLog)
-            defer { try? handle.close() }
-            try handle.seekToEnd()
-            let rows = losses.enumerated().map { "\(firstStep + $0.offset),\($0.element)\n" }.joined()
-            try handle.write(contentsOf: Data(rows.utf8))
-        }
-        let configuration = try String(decoding: JSONEncoder().encode(self), as: UTF8.self)
         let outcome: FitOutcome
         do {
-            outcome = try fit.run(from: position, elapsedSeconds: metrics.rows.last?.seconds ?? 0) { epochMetrics, isBest in
-                try metrics.append(epochMetrics)
-                try writeAtomically(Array(TrainingPlot.svg(metrics.rows, title: "\(model) on \(data)").utf8),
-                                    to: folder.appending(path: "curves.svg"))
-                let end = TrainingPosition(epoch: epochMetrics.epoch, batch: 0, step: trainer.step)
-                try TrainingCheckpoint.save(model: network, optimizer: optimizer, position: end, configuration: configuration, to: checkpoint)
-                if isBest {
-                    try TrainingCheckpoint.save(model: network, optimizer: nil, position: end, configuration: configuration,
-                                                to: folder.appending(path: "best.safetensors"))
-                }
-                if task.measuresAccuracy {
-                    print(String(format: "epoch %d: train loss %.4f acc %.2f%% | %@ loss %.4f acc %.2f%% | lr %.3g | %.0f img/s",
-                                 epochMetrics.epoch, epochMetrics.trainLoss, 100 * epochMetrics.trainAccuracy,
-                                 valSplit > 0 ? "val" : "test", epochMetrics.validationLoss ?? .nan,
-                                 100 * (epochMetrics.validationAccuracy ?? .nan), epochMetrics.learningRate, epochMetrics.imagesPerSecond))
-                } else {
-                    print(String(format: "epoch %d: train reconstruction MSE %.5f | %@ MSE %.5f | lr %.3g | %.0f img/s",
-                                 epochMetrics.epoch, epochMetrics.trainLoss, valSplit > 0 ? "val" : "test",
-                                 epochMetrics.validationLoss ?? .nan, epochMetrics.learningRate, epochMetrics.imagesPerSecond))
-                }
-                fflush(nil)
-            }
+            outcome = try run.run()
         } catch let error as TrainingError {
             print("\(error)")
             throw ExitCode(3)
         }
-
         switch outcome {
         case let .interrupted(stop):
-            try TrainingCheckpoint.save(model: network, optimizer: optimizer, position: stop, configuration: configuration, to: checkpoint)
-            print("\nstopped at epoch \(stop.epoch + 1), batch \(stop.batch) (step \(stop.step)); checkpoint \(checkpoint.path)")
+            print("\nstopped at epoch \(stop.epoch + 1), batch \(stop.batch) (step \(stop.step)); checkpoint \(run.lastCheckpoint.path)")
             print("resume with: kiln train --resume \(folder.path)")
             throw ExitCode(stopper.exitCode)
         case let .earlyStopped(epoch):
-            print("early stop after epoch \(epoch): no improvement for \(earlyStop ?? 0) epochs")
+            print("early stop after epoch \(epoch): no improvement for \(configuration.earlyStop ?? 0) epochs")
         case .completed:
             break
         }
-        let test = try trainer.evaluate(DataLoader(dataset: testSet, batchSize: 256, shuffle: false, device: device).batches(epoch: 0))
-        if task.measuresAccuracy {
+        let test = try run.evaluate(testSet)
+        if measuresAccuracy {
             print(String(format: "test: loss %.4f, accuracy %.2f%% (%d images)", test.loss, 100 * test.accuracy, test.samples))
         } else {
             print(String(format: "test: reconstruction MSE %.5f (%d images)", test.loss, test.samples))
@@ -191,66 +103,49 @@ struct TrainOptions: Codable {
         print("run folder: \(folder.path)")
     }
 
-    private func makeOptimizer(_ network: any Layer) throws -> Optimizer {
-        let rule: UpdateRule
-        switch optimizer.lowercased() {
-        case "sgd": rule = .sgd()
-        case "momentum": rule = .sgd(momentum: momentum)
-        case "nesterov": rule = .sgd(momentum: momentum, nesterov: true)
-        case "adagrad": rule = .adagrad()
-        case "adadelta": rule = .adadelta()
-        case "rmsprop": rule = .rmsprop()
-        case "adam": rule = .adam()
-        case "adamw": rule = .adam(decoupledWeightDecay: true)
-        default: throw ValidationError("unknown optimizer '\(optimizer)'; use sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw")
-        }
-        return Optimizer(model: network, rule: rule, learningRate: lr, regularization: Regularization(weightDecay: weightDecay))
-    }
-
-    private func makeSchedule() throws -> LearningRateSchedule {
-        switch schedule.lowercased() {
-        case "constant": return .constant
-        case "step": return .step(every: Swift.max(epochs / 3, 1), gamma: 0.1)
-        case "cosine": return .cosine(epochs: epochs)
-        case "plateau": return .reduceOnPlateau()
-        default: throw ValidationError("unknown schedule '\(schedule)'; use constant, step, cosine or plateau")
-        }
-    }
-
-    static func saved(in folder: URL) throws -> TrainOptions {
-        let url = folder.appending(path: "config.json")
-        do {
-            return try JSONDecoder().decode(TrainOptions.self, from: Data(contentsOf: url))
-        } catch {
-            throw ValidationError("cannot resume: \(url.path) is missing or unreadable (\(error))")
-        }
-    }
-
-    private static func readMetrics(_ url: URL) throws -> [EpochMetrics] {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").dropFirst().compactMap { line in
-            let f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-            guard f.count == 9, let epoch = Int(f[0]), let step = Int(f[1]) else { return nil }
-            return EpochMetrics(epoch: epoch, step: step, trainLoss: Double(f[2]) ?? .nan, trainAccuracy: Double(f[3]) ?? .nan,
-                                validationLoss: Double(f[4]), validationAccuracy: Double(f[5]), learningRate: Double(f[6]) ?? .nan,
-                                imagesPerSecond: Double(f[7]) ?? .nan, seconds: Double(f[8]) ?? 0)
-        }
-    }
-
     static func timestamp() -> String {
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyy-MM-dd_HH-mm-ss"
         return formatter.string(from: Date())
     }
-
-    private func describeShape(_ shape: [Int]) -> String { shape.map(String.init).joined(separator: "×") }
 }
 
-extension JSONEncoder {
-    static var pretty: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return encoder
+/// The options of a training run, each written once: its flag (from the property name) and help here, its
+/// default in the library's `TrainingConfiguration`, onto which `configuration` maps them.
+struct TrainArguments: ParsableArguments {
+    private static let defaults = TrainingConfiguration()
+
+    @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")).")
+    var model = defaults.model
+    @Option(help: "Data set: fashion-mnist, mnist:DIR, cifar10:DIR, or a folder of MNIST-format IDX files.")
+    var data = defaults.data
+    @Option(help: "auto (a GPU, else another OpenCL accelerator, else the host), host, or cl:P:D.")
+    var device = defaults.device
+    @Option(help: "Number of epochs.")
+    var epochs = defaults.epochs
+    @Option(help: "Images per training step.")
+    var batchSize = defaults.batchSize
+    @Option(help: "sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw.")
+    var optimizer = defaults.optimizer
+    @Option(help: "Learning rate (at the start of the schedule).")
+    var lr = defaults.lr
+    @Option(help: "Momentum for the momentum and nesterov optimizers.")
+    var momentum = defaults.momentum
+    @Option(help: "L2 weight decay (decoupled for adamw).")
+    var weightDecay = defaults.weightDecay
+    @Option(help: "Learning-rate schedule: constant, step (×0.1 every third of the run), cosine, plateau.")
+    var schedule = defaults.schedule
+    @Option(help: "Seed for initialisation, shuffling and dropout.")
+    var seed = defaults.seed
+    @Option(help: "Fraction of the training set held out for validation (0 validates on the test set).")
+    var valSplit = defaults.valSplit
+    @Option(name: .customLong("early-stop"), help: "Stop when the validation loss has not improved for this many epochs.")
+    var earlyStop: Int?
+
+    var configuration: TrainingConfiguration {
+        TrainingConfiguration(model: model, data: data, device: device, epochs: epochs, batchSize: batchSize, optimizer: optimizer,
+                              lr: lr, momentum: momentum, weightDecay: weightDecay, schedule: schedule, seed: seed,
+                              valSplit: valSplit, earlyStop: earlyStop)
     }
 }
 

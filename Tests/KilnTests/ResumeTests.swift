@@ -60,6 +60,10 @@ final class ResumeTests: XCTestCase {
 
         let whole = try run(common + ["--out", runs.appending(path: "whole").path])
         XCTAssertEqual(whole.status, 0, whole.output)
+        for line in ["device host: ", "data \(data.path): 640 training, 200 test images of 1×28×28", "epoch 2: train loss ",
+                     "| test loss ", "test: loss ", "run folder: \(runs.appending(path: "whole").path)"] {
+            XCTAssertTrue(whole.output.contains(line), "'\(line)' in:\n\(whole.output)")
+        }
 
         let stopped = try run(common + ["--out", runs.appending(path: "stopped").path], interruptAfter: "epoch 1/2 6/20")
         XCTAssertEqual(stopped.status, 130, "SIGINT exits with 130 after a checkpoint:\n\(stopped.output)")
@@ -78,5 +82,24 @@ final class ResumeTests: XCTestCase {
         for file in ["metrics.csv", "curves.svg", "config.json", "best.safetensors", "last.optimizer.safetensors"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: runs.appending(path: "stopped/\(file)").path), file)
         }
+        // Every column but the timings: the interrupted epoch's row covers the whole epoch.
+        func reproducible(_ run: String) throws -> [EpochMetrics] {
+            try MetricsLog.read(from: runs.appending(path: "\(run)/metrics.csv")).rows.map { row in
+                var row = row
+                (row.imagesPerSecond, row.seconds) = (0, 0)
+                return row
+            }
+        }
+        XCTAssertEqual(try reproducible("whole").count, 2)
+        XCTAssertEqual(try reproducible("stopped"), try reproducible("whole"))
+        XCTAssertEqual(try Data(contentsOf: runs.appending(path: "stopped/config.json")),
+                       try Data(contentsOf: runs.appending(path: "whole/config.json")))
+        let state = try TrainingCheckpoint.state(in: resumedModel, source: "stopped/last.safetensors")
+        XCTAssertEqual(state?.position, TrainingPosition(epoch: 2, batch: 0, step: 40))
+        XCTAssertEqual(state, try TrainingCheckpoint.state(in: wholeModel, source: "whole/last.safetensors").map { whole in
+            var whole = whole
+            whole.elapsedSeconds = state?.elapsedSeconds ?? 0
+            return whole
+        }, "the fit state at the end equals the uninterrupted run's but for the time taken")
     }
 }

@@ -16,6 +16,62 @@ public struct TrainingPosition: Codable, Equatable, Sendable {
     }
 }
 
+/// Everything the fit loop needs, beyond the model and optimiser tensors, to continue a run exactly as if it
+/// had not stopped: saved as JSON in every training checkpoint (`TrainingCheckpoint`).
+public struct FitState: Codable, Equatable, Sendable {
+    /// The part of an epoch trained before an interruption: the epoch's metrics, once it ends, cover the
+    /// whole epoch and equal those of an uninterrupted run.
+    public struct PartialEpoch: Codable, Equatable, Sendable {
+        /// The loss of each step so far, in order (the epoch's loss is their mean, summed in this order).
+        public var stepLosses: [Float]
+        /// Images trained, and those of them misclassified (0 when accuracy is not measured).
+        public var images: Int
+        public var misclassified: Int
+        /// Training time of the part.
+        public var seconds: Double
+
+        public init(stepLosses: [Float] = [], images: Int = 0, misclassified: Int = 0, seconds: Double = 0) {
+            self.stepLosses = stepLosses
+            self.images = images
+            self.misclassified = misclassified
+            self.seconds = seconds
+        }
+    }
+
+    /// Where the run stands.
+    public var position: TrainingPosition
+    /// The seed of initialisation, shuffling and dropout. Kiln's random streams are counter-based (the
+    /// shuffle is keyed by seed and epoch, dropout by seed and step), so the seed and the position are their
+    /// whole state.
+    public var seed: UInt64
+    /// Training time of the run so far, over all its sessions.
+    public var elapsedSeconds: Double
+    /// The best validation loss (the training loss without validation data) so far; nil before the first epoch.
+    public var bestScore: Double?
+    /// Epochs since `bestScore` last improved: the early-stopping counter.
+    public var epochsWithoutImprovement: Int
+    /// The learning-rate scheduler's state (reduce-on-plateau's best loss, bad epochs and reductions).
+    public var scheduler: LearningRateScheduler.State
+    /// The learning rate of the epoch in progress (or the last one, at an epoch's end).
+    public var learningRate: Float?
+    /// Set when `position` is inside an epoch.
+    public var partialEpoch: PartialEpoch?
+
+    public init(position: TrainingPosition = TrainingPosition(epoch: 0, batch: 0, step: 0), seed: UInt64, elapsedSeconds: Double = 0,
+                bestScore: Double? = nil, epochsWithoutImprovement: Int = 0,
+                scheduler: LearningRateScheduler.State = LearningRateScheduler.State(), learningRate: Float? = nil,
+                partialEpoch: PartialEpoch? = nil) {
+        self.position = position
+        self.seed = seed
+        self.elapsedSeconds = elapsedSeconds
+        self.bestScore = bestScore
+        self.epochsWithoutImprovement = epochsWithoutImprovement
+        self.scheduler = scheduler
+        self.learningRate = learningRate
+        self.partialEpoch = partialEpoch
+    }
+}
+
 /// How a `fit` ended.
 public enum FitOutcome: Equatable, Sendable {
     case completed
@@ -55,11 +111,21 @@ public struct Fit {
     public func run(from start: TrainingPosition = TrainingPosition(epoch: 0, batch: 0, step: 0),
                     elapsedSeconds: Double = 0,
                     epochEnded: (EpochMetrics, _ isBest: Bool) throws -> Void) throws -> FitOutcome {
-        var best = Double.infinity, epochsWithoutImprovement = 0
-        var totalSeconds = elapsedSeconds
-        for epoch in start.epoch..<epochs {
+        var state = FitState(position: start, seed: trainer.seed, elapsedSeconds: elapsedSeconds, scheduler: scheduler.state)
+        return try run(state: &state) { metrics, isBest, _ in try epochEnded(metrics, isBest) }
+    }
+
+    /// Runs from `state`, which it restores into the scheduler first and keeps current: after each epoch
+    /// (when `epochEnded` gets the epoch's metrics, whether its validation loss is the best so far and the
+    /// state to checkpoint) and on return (for an interrupted run, the state to resume from).
+    public func run(state: inout FitState,
+                    epochEnded: (EpochMetrics, _ isBest: Bool, _ state: FitState) throws -> Void) throws -> FitOutcome {
+        scheduler.state = state.scheduler
+        for epoch in state.position.epoch..<epochs {
             trainer.optimizer.learningRate = scheduler.learningRate(epoch: epoch)
-            let firstBatch = epoch == start.epoch ? start.batch : 0
+            state.learningRate = trainer.optimizer.learningRate
+            let firstBatch = epoch == state.position.epoch ? state.position.batch : 0
+            let earlier = firstBatch > 0 ? state.partialEpoch ?? FitState.PartialEpoch() : FitState.PartialEpoch()
             let progress = showProgress ? ProgressBar(total: train.batchCount - firstBatch, label: "epoch \(epoch + 1)/\(epochs)") : nil
             let batches = train.batches(epoch: epoch, startingAt: firstBatch)
             let firstStep = trainer.step
@@ -68,22 +134,35 @@ public struct Fit {
             }
             progress?.finish()
             if let error = batches.error { throw error }
-            totalSeconds += pass.seconds
+            state.elapsedSeconds += pass.seconds
             try passEnded?(firstStep, pass.stepLosses)
+            let sofar = FitState.PartialEpoch(stepLosses: earlier.stepLosses + pass.stepLosses, images: earlier.images + pass.images,
+                                              misclassified: earlier.misclassified + pass.misclassified,
+                                              seconds: earlier.seconds + pass.seconds)
             if pass.interrupted {
-                return .interrupted(TrainingPosition(epoch: epoch, batch: firstBatch + pass.stepLosses.count, step: trainer.step))
+                state.position = TrainingPosition(epoch: epoch, batch: firstBatch + pass.stepLosses.count, step: trainer.step)
+                state.partialEpoch = sofar
+                return .interrupted(state.position)
             }
             let evaluation = try validation.map { try trainer.evaluate($0.batches(epoch: 0)) }
-            let metrics = EpochMetrics(epoch: epoch + 1, step: trainer.step, trainLoss: pass.loss, trainAccuracy: pass.accuracy,
+            // Without an interruption `sofar` is this pass alone and these are the pass's own figures.
+            let trainLoss = sofar.stepLosses.isEmpty ? Double.nan
+                : sofar.stepLosses.reduce(0) { $0 + Double($1) } / Double(sofar.stepLosses.count)
+            let trainAccuracy = !trainer.measuresAccuracy ? Double.nan
+                : sofar.images == 0 ? 0 : 1 - Double(sofar.misclassified) / Double(sofar.images)
+            let metrics = EpochMetrics(epoch: epoch + 1, step: trainer.step, trainLoss: trainLoss, trainAccuracy: trainAccuracy,
                                        validationLoss: evaluation?.loss, validationAccuracy: evaluation?.accuracy,
                                        learningRate: Double(trainer.optimizer.learningRate),
-                                       imagesPerSecond: Double(pass.images) / Swift.max(pass.seconds, 1e-9), seconds: totalSeconds)
-            let score = evaluation?.loss ?? pass.loss
-            let isBest = score < best
-            if isBest { best = score; epochsWithoutImprovement = 0 } else { epochsWithoutImprovement += 1 }
+                                       imagesPerSecond: Double(sofar.images) / Swift.max(sofar.seconds, 1e-9), seconds: state.elapsedSeconds)
+            let score = evaluation?.loss ?? trainLoss
+            let isBest = score < state.bestScore ?? .infinity
+            if isBest { state.bestScore = score; state.epochsWithoutImprovement = 0 } else { state.epochsWithoutImprovement += 1 }
             scheduler.epochEnded(validationLoss: score)
-            try epochEnded(metrics, isBest)
-            if let earlyStopPatience, epochsWithoutImprovement >= earlyStopPatience, epoch + 1 < epochs {
+            state.scheduler = scheduler.state
+            state.position = TrainingPosition(epoch: epoch + 1, batch: 0, step: trainer.step)
+            state.partialEpoch = nil
+            try epochEnded(metrics, isBest, state)
+            if let earlyStopPatience, state.epochsWithoutImprovement >= earlyStopPatience, epoch + 1 < epochs {
                 return .earlyStopped(epoch: epoch + 1)
             }
         }

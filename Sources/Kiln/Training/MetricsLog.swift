@@ -2,14 +2,19 @@ import Foundation
 
 /// One row of a run's metrics: written to metrics.csv after every epoch.
 public struct EpochMetrics: Codable, Equatable, Sendable {
+    /// The epoch this row ends (1-based).
     public var epoch: Int
+    /// Training steps taken in the run by the end of the epoch.
     public var step: Int
     public var trainLoss: Double
+    /// NaN for a model whose accuracy is not measured.
     public var trainAccuracy: Double
+    /// nil without validation data.
     public var validationLoss: Double?
     public var validationAccuracy: Double?
     public var learningRate: Double
     public var imagesPerSecond: Double
+    /// Training time of the run up to the end of the epoch.
     public var seconds: Double
 
     public init(epoch: Int, step: Int, trainLoss: Double, trainAccuracy: Double, validationLoss: Double?,
@@ -24,29 +29,125 @@ public struct EpochMetrics: Codable, Equatable, Sendable {
         self.imagesPerSecond = imagesPerSecond
         self.seconds = seconds
     }
-
-    static let csvHeader = "epoch,step,train_loss,train_acc,val_loss,val_acc,lr,images_per_s,seconds"
-
-    var csvRow: String {
-        func number(_ value: Double?) -> String { value.map { String(format: "%.6g", $0) } ?? "" }
-        return "\(epoch),\(step),\(number(trainLoss)),\(number(trainAccuracy)),\(number(validationLoss)),"
-            + "\(number(validationAccuracy)),\(number(learningRate)),\(number(imagesPerSecond)),\(number(seconds))"
-    }
 }
 
-/// The metrics of a run as `metrics.csv`, rewritten atomically after every epoch so the file is always whole.
+/// The metrics of a run as `metrics.csv`, rewritten atomically after every epoch so the file is always whole,
+/// and read back (by its header's column names) when a run resumes. `columns` is the one definition of the
+/// file's layout in both directions.
 public struct MetricsLog {
+    /// One column of metrics.csv: its header name, how a row's value is written and how it is read back.
+    struct Column: Sendable {
+        let name: String
+        let write: @Sendable (EpochMetrics) -> String
+        /// Sets the field from the text of a cell, or returns false when the text is not a valid value.
+        let read: @Sendable (inout EpochMetrics, Substring) -> Bool
+
+        static func integer(_ name: String, _ field: WritableKeyPath<EpochMetrics, Int> & Sendable) -> Column {
+            Column(name: name, write: { String($0[keyPath: field]) }, read: { row, text in
+                guard let value = Int(text) else { return false }
+                row[keyPath: field] = value
+                return true
+            })
+        }
+
+        static func number(_ name: String, _ field: WritableKeyPath<EpochMetrics, Double> & Sendable) -> Column {
+            Column(name: name, write: { format($0[keyPath: field]) }, read: { row, text in
+                guard let value = Double(text) else { return false }
+                row[keyPath: field] = value
+                return true
+            })
+        }
+
+        /// An empty cell is nil.
+        static func optional(_ name: String, _ field: WritableKeyPath<EpochMetrics, Double?> & Sendable) -> Column {
+            Column(name: name, write: { $0[keyPath: field].map(format) ?? "" }, read: { row, text in
+                if text.isEmpty { row[keyPath: field] = nil; return true }
+                guard let value = Double(text) else { return false }
+                row[keyPath: field] = value
+                return true
+            })
+        }
+
+        /// Six significant digits keep the file readable; NaN and infinities come out as nan and inf, which
+        /// `Double.init` reads back.
+        private static func format(_ value: Double) -> String { String(format: "%.6g", value) }
+    }
+
+    static let columns: [Column] = [
+        .integer("epoch", \.epoch), .integer("step", \.step),
+        .number("train_loss", \.trainLoss), .number("train_acc", \.trainAccuracy),
+        .optional("val_loss", \.validationLoss), .optional("val_acc", \.validationAccuracy),
+        .number("lr", \.learningRate), .number("images_per_s", \.imagesPerSecond), .number("seconds", \.seconds),
+    ]
+
+    /// The header line of metrics.csv.
+    public static var header: String { columns.map(\.name).joined(separator: ",") }
+
+    /// Where the log is written.
     public let url: URL
+    /// The rows so far, oldest first.
     public private(set) var rows: [EpochMetrics]
 
+    /// A log of `rows` that `append` will write to `url`.
     public init(url: URL, rows: [EpochMetrics] = []) {
         self.url = url
         self.rows = rows
     }
 
+    /// Reads a metrics.csv written by `append`; a missing file is an empty log (a run stopped in its first
+    /// epoch has none yet). A file that is not such a log raises `KilnError.corruptFile` naming it and the line.
+    public static func read(from url: URL) throws -> MetricsLog {
+        guard FileManager.default.fileExists(atPath: url.path) else { return MetricsLog(url: url) }
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+            throw KilnError.corruptFile(path: url.path, reason: "cannot be read (\(error.localizedDescription))")
+        }
+        return MetricsLog(url: url, rows: try parse(text, source: url.path))
+    }
+
+    /// The rows of the text of a metrics.csv; `source` names it in errors.
+    static func parse(_ text: String, source: String) throws -> [EpochMetrics] {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        guard let headerLine = lines.first else { return [] }
+        let names = headerLine.split(separator: ",", omittingEmptySubsequences: false)
+        var order: [Column] = []
+        for name in names {
+            guard let column = columns.first(where: { $0.name == name }) else {
+                throw KilnError.corruptFile(path: source, reason: "unknown column '\(name)' in the header (expected \(header))")
+            }
+            order.append(column)
+        }
+        if let missing = columns.first(where: { column in !names.contains { $0 == column.name } }) {
+            throw KilnError.corruptFile(path: source, reason: "the header lacks the column '\(missing.name)' (expected \(header))")
+        }
+        return try lines.dropFirst().enumerated().map { index, line in
+            let cells = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard cells.count == order.count else {
+                throw KilnError.corruptFile(path: source, reason: "line \(index + 2) has \(cells.count) fields, the header \(order.count)")
+            }
+            var row = EpochMetrics(epoch: 0, step: 0, trainLoss: .nan, trainAccuracy: .nan, validationLoss: nil,
+                                   validationAccuracy: nil, learningRate: .nan, imagesPerSecond: .nan, seconds: 0)
+            for (column, cell) in zip(order, cells) where !column.read(&row, cell) {
+                throw KilnError.corruptFile(path: source, reason: "line \(index + 2): '\(cell)' is not a valid \(column.name)")
+            }
+            return row
+        }
+    }
+
+    /// The text of metrics.csv for these rows.
+    static func text(of rows: [EpochMetrics]) -> String {
+        ([header] + rows.map { row in columns.map { $0.write(row) }.joined(separator: ",") }).joined(separator: "\n") + "\n"
+    }
+
+    /// Adds a row and rewrites the file.
     public mutating func append(_ row: EpochMetrics) throws {
         rows.append(row)
-        let text = ([EpochMetrics.csvHeader] + rows.map(\.csvRow)).joined(separator: "\n") + "\n"
-        try writeAtomically(Array(text.utf8), to: url)
+        try writeAtomically(Array(Self.text(of: rows).utf8), to: url)
+    }
+
+    /// Keeps the rows of epochs up to `epoch`: what a resumed run keeps of a log that may have gone on past
+    /// its checkpoint.
+    public mutating func truncate(afterEpoch epoch: Int) {
+        rows.removeAll { $0.epoch > epoch }
     }
 }

@@ -118,11 +118,27 @@ public enum LearningRateSchedule: Equatable, Sendable {
 
 /// Applies a `LearningRateSchedule` to an optimiser at the start of each epoch.
 public final class LearningRateScheduler {
+    /// What the scheduler has learnt from the epochs so far: only reduce-on-plateau keeps any, but a resumed
+    /// run needs it to lower the rate at the same epochs as an uninterrupted one.
+    public struct State: Codable, Equatable, Sendable {
+        /// The lowest validation loss reported so far; nil before the first epoch.
+        public var bestLoss: Double?
+        /// Epochs since the loss last improved (reset when the rate is lowered).
+        public var epochsWithoutImprovement: Int
+        /// The product of the plateau reductions applied so far.
+        public var plateauScale: Float
+
+        public init(bestLoss: Double? = nil, epochsWithoutImprovement: Int = 0, plateauScale: Float = 1) {
+            self.bestLoss = bestLoss
+            self.epochsWithoutImprovement = epochsWithoutImprovement
+            self.plateauScale = plateauScale
+        }
+    }
+
     public let schedule: LearningRateSchedule
     public let baseLearningRate: Float
-    private var bestLoss = Double.infinity
-    private var epochsWithoutImprovement = 0
-    private var plateauScale: Float = 1
+    /// Saved in checkpoints and restored on resume.
+    public var state = State()
 
     public init(schedule: LearningRateSchedule, baseLearningRate: Float) {
         self.schedule = schedule
@@ -137,21 +153,21 @@ public final class LearningRateScheduler {
         case let .cosine(epochs, minimum):
             let progress = Float(Swift.min(epoch, epochs)) / Float(Swift.max(epochs, 1))
             return minimum + (baseLearningRate - minimum) * (1 + Foundation.cos(Float.pi * progress)) / 2
-        case .reduceOnPlateau: return baseLearningRate * plateauScale
+        case .reduceOnPlateau: return baseLearningRate * state.plateauScale
         }
     }
 
     /// Reports an epoch's validation loss (used by reduce-on-plateau).
     public func epochEnded(validationLoss: Double) {
         guard case let .reduceOnPlateau(factor, patience) = schedule else { return }
-        if validationLoss < bestLoss {
-            bestLoss = validationLoss
-            epochsWithoutImprovement = 0
+        if validationLoss < state.bestLoss ?? .infinity {
+            state.bestLoss = validationLoss
+            state.epochsWithoutImprovement = 0
         } else {
-            epochsWithoutImprovement += 1
-            if epochsWithoutImprovement > patience {
-                plateauScale *= factor
-                epochsWithoutImprovement = 0
+            state.epochsWithoutImprovement += 1
+            if state.epochsWithoutImprovement > patience {
+                state.plateauScale *= factor
+                state.epochsWithoutImprovement = 0
             }
         }
     }

@@ -39,6 +39,9 @@ public struct PassResult: Sendable {
     public var loss: Double
     public var accuracy: Double
     public var images: Int
+    /// Images whose argmax missed the label (0 when accuracy is not measured); with `images`, what lets a
+    /// pass resumed mid-epoch report the accuracy of the whole epoch.
+    public var misclassified: Int
     public var seconds: Double
     /// Losses of the individual steps, in order (training passes).
     public var stepLosses: [Float]
@@ -130,8 +133,9 @@ public final class Trainer {
         }
         try readPending()
         let accuracy = measuresAccuracy ? try tracker?.accuracy() ?? 0 : .nan
+        let misclassified = try tracker?.misclassified() ?? 0
         progress?(stepsInPass, mean(stepLosses), accuracy, images)
-        return PassResult(loss: mean(stepLosses), accuracy: accuracy, images: images,
+        return PassResult(loss: mean(stepLosses), accuracy: accuracy, images: images, misclassified: misclassified,
                           seconds: seconds(ContinuousClock.now - start), stepLosses: stepLosses, interrupted: interrupted)
     }
 
@@ -162,8 +166,11 @@ struct AccuracyTracker {
     }
 
     func accuracy() throws -> Double {
-        samples == 0 ? 0 : 1 - Double(try wrong.item()) / Double(samples)
+        samples == 0 ? 0 : 1 - Double(try misclassified()) / Double(samples)
     }
+
+    /// The count is a Float on the device, exact up to 2^24 misses.
+    func misclassified() throws -> Int { Int(try wrong.item().rounded()) }
 }
 
 /// The result of evaluating a classifier: loss, accuracy, per-class accuracy and the confusion matrix.

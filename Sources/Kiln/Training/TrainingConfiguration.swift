@@ -1,0 +1,117 @@
+import Foundation
+
+/// What a training run is: the model, data, device and hyperparameters. Saved as a run's config.json and in
+/// every checkpoint's metadata (`kiln.config`), so a run can be resumed and a checkpoint evaluated without
+/// naming them again. The property defaults are `kiln train`'s.
+public struct TrainingConfiguration: Codable, Equatable, Sendable {
+    /// A model of the zoo (`ModelZoo.names`).
+    public var model = "lenet-bn"
+    /// A data set spec for `Dataset.load`: fashion-mnist, mnist:DIR, cifar10:DIR, or a folder of IDX files.
+    public var data = "fashion-mnist"
+    /// A device spec: auto, host or cl:P:D.
+    public var device = "auto"
+    /// Epochs of the whole run (a resumed run trains those left).
+    public var epochs = 10
+    /// Images per training step.
+    public var batchSize = 64
+    /// sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw.
+    public var optimizer = "nesterov"
+    /// The learning rate at the start of the schedule.
+    public var lr: Float = 0.05
+    /// Momentum of the momentum and nesterov optimizers.
+    public var momentum: Float = 0.9
+    /// L2 weight decay (decoupled for adamw).
+    public var weightDecay: Float = 5e-4
+    /// constant, step (×0.1 every third of the run), cosine or plateau.
+    public var schedule = "cosine"
+    /// The seed of initialisation, shuffling and dropout.
+    public var seed: UInt64 = 1
+    /// The fraction of the training set held out for validation (0 validates on the test set).
+    public var valSplit = 0.0
+    /// Stop when the validation loss has not improved for this many epochs.
+    public var earlyStop: Int?
+    /// The device `device` resolved to and its name: recorded in config.json, not read.
+    public var resolvedDevice: String?
+    public var deviceName: String?
+
+    /// `kiln train`'s defaults.
+    public init() {}
+
+    /// A configuration with every option given, in `kiln train`'s order.
+    public init(model: String, data: String, device: String, epochs: Int, batchSize: Int, optimizer: String, lr: Float,
+                momentum: Float, weightDecay: Float, schedule: String, seed: UInt64, valSplit: Double, earlyStop: Int?) {
+        (self.model, self.data, self.device, self.epochs, self.batchSize) = (model, data, device, epochs, batchSize)
+        (self.optimizer, self.lr, self.momentum, self.weightDecay) = (optimizer, lr, momentum, weightDecay)
+        (self.schedule, self.seed, self.valSplit, self.earlyStop) = (schedule, seed, valSplit, earlyStop)
+    }
+
+    /// Reads a config.json, raising an error that names the file when it is missing or not a configuration.
+    public static func read(from url: URL) throws -> TrainingConfiguration {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw KilnError.corruptFile(path: url.path, reason: "is missing or unreadable (\(error.localizedDescription))")
+        }
+        do { return try JSONDecoder().decode(TrainingConfiguration.self, from: data) } catch {
+            throw KilnError.corruptFile(path: url.path, reason: "is not a training configuration (\(error))")
+        }
+    }
+
+    /// The JSON of config.json: pretty-printed with sorted keys.
+    public func prettyJSON() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+
+    /// Checks the names of the model, optimiser and schedule, so a typo fails before any data is loaded;
+    /// raises `KilnError.invalidArgument` listing the choices.
+    public func validate() throws {
+        _ = try ModelZoo.entry(model)
+        _ = try updateRule()
+        _ = try learningRateSchedule()
+    }
+
+    /// The optimiser this configuration names, for `model`'s parameters.
+    public func makeOptimizer(for model: any Layer) throws -> Optimizer {
+        Optimizer(model: model, rule: try updateRule(), learningRate: lr, regularization: Regularization(weightDecay: weightDecay))
+    }
+
+    /// The update rule `optimizer` names, or `KilnError.invalidArgument` listing the rules.
+    public func updateRule() throws -> UpdateRule {
+        switch optimizer.lowercased() {
+        case "sgd": return .sgd()
+        case "momentum": return .sgd(momentum: momentum)
+        case "nesterov": return .sgd(momentum: momentum, nesterov: true)
+        case "adagrad": return .adagrad()
+        case "adadelta": return .adadelta()
+        case "rmsprop": return .rmsprop()
+        case "adam": return .adam()
+        case "adamw": return .adam(decoupledWeightDecay: true)
+        default:
+            throw KilnError.invalidArgument("unknown optimizer '\(optimizer)'; use sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw")
+        }
+    }
+
+    /// The schedule `schedule` names (step and cosine span `epochs`), or `KilnError.invalidArgument` listing them.
+    public func learningRateSchedule() throws -> LearningRateSchedule {
+        switch schedule.lowercased() {
+        case "constant": return .constant
+        case "step": return .step(every: Swift.max(epochs / 3, 1), gamma: 0.1)
+        case "cosine": return .cosine(epochs: epochs)
+        case "plateau": return .reduceOnPlateau()
+        default: throw KilnError.invalidArgument("unknown schedule '\(schedule)'; use constant, step, cosine or plateau")
+        }
+    }
+}
+
+extension TrainingConfiguration {
+    /// The training, validation and test sets of `data`: the validation set is `valSplit` of the training
+    /// set, or the test set when `valSplit` is 0.
+    public func loadData() throws -> (train: Dataset, validation: Dataset, test: Dataset) {
+        var train = try Dataset.load(data, split: .train)
+        let test = try Dataset.load(data, split: .test)
+        var validation = test
+        if valSplit > 0 { (train, validation) = train.splitValidation(fraction: valSplit) }
+        return (train, validation, test)
+    }
+}

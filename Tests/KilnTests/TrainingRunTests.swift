@@ -1,0 +1,275 @@
+import Foundation
+import XCTest
+@testable import Kiln
+
+/// `TrainingRun` on a tiny synthetic data set (4×4 images of 4 classes, a two-layer network with dropout), so
+/// each run takes a fraction of a second on the host backend.
+final class TrainingRunTests: XCTestCase {
+    private var folders: [URL] = []
+
+    override func tearDown() {
+        for folder in folders { try? FileManager.default.removeItem(at: folder) }
+        folders.removeAll()
+    }
+
+    private func temporaryFolder() -> URL {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-run-\(UUID().uuidString)")
+        folders.append(folder)
+        return folder
+    }
+
+    /// Class c lights quadrant c of the image, over uniform noise.
+    private func syntheticData(count: Int, seed: UInt64) -> Dataset {
+        var random = TestRandom(seed: seed)
+        var pixels: [Float] = [], labels: [Int] = []
+        for _ in 0..<count {
+            let label = random.int(0...3)
+            for y in 0..<4 {
+                for x in 0..<4 { pixels.append(random.float(0, 0.5) + ((y / 2) * 2 + x / 2 == label ? 0.5 : 0)) }
+            }
+            labels.append(label)
+        }
+        return Dataset(imageShape: [1, 4, 4], pixels: pixels, labels: labels, classNames: ["a", "b", "c", "d"])
+    }
+
+    /// The same images with every label moved to the next class: the better the network learns the training
+    /// set, the worse its loss here, so after the first epoch the validation loss never improves.
+    private func mislabelled(_ data: Dataset) -> Dataset {
+        Dataset(imageShape: data.imageShape, pixels: data.pixels, labels: data.labels.map { ($0 + 1) % 4 }, classNames: data.classNames)
+    }
+
+    private func network(seed: UInt64) throws -> Sequential {
+        let model = try Sequential {
+            Flatten()
+            try Linear(inputFeatures: 16, outputFeatures: 32).named("fc1")
+            ReLU()
+            try Dropout(probability: 0.25)
+            try Linear(inputFeatures: 32, outputFeatures: 4).named("fc2")
+        }
+        try model.reset(seed: seed)
+        return model
+    }
+
+    private func configuration(epochs: Int, schedule: String = "cosine", earlyStop: Int? = nil) -> TrainingConfiguration {
+        var configuration = TrainingConfiguration()
+        configuration.model = "synthetic-mlp"
+        configuration.data = "synthetic"
+        configuration.device = "host"
+        configuration.epochs = epochs
+        configuration.batchSize = 8
+        configuration.lr = 0.1
+        configuration.schedule = schedule
+        configuration.seed = 5
+        configuration.earlyStop = earlyStop
+        return configuration
+    }
+
+    /// A run of `configuration` in `folder`. A resumed run starts from a network initialised differently, so
+    /// its weights can only match by coming from the checkpoint.
+    private func makeRun(_ folder: URL, _ configuration: TrainingConfiguration, validation: Dataset? = nil,
+                         resuming: Bool = false) throws -> TrainingRun {
+        let train = syntheticData(count: 64, seed: 11)
+        let run = try TrainingRun(folder: folder, configuration: configuration, model: try network(seed: resuming ? 99 : configuration.seed),
+                                  train: train, validation: validation ?? syntheticData(count: 32, seed: 12), device: .host,
+                                  resuming: resuming)
+        run.showProgress = false
+        return run
+    }
+
+    /// The metrics a run must reproduce: every column but the timings.
+    private func reproducibleMetrics(in folder: URL) throws -> [EpochMetrics] {
+        try MetricsLog.read(from: folder.appending(path: TrainingRun.metricsFile)).rows.map { row in
+            var row = row
+            (row.imagesPerSecond, row.seconds) = (0, 0)
+            return row
+        }
+    }
+
+    private func assertSameWeights(_ a: URL, _ b: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+        let first = try SafeTensors.read(from: a.appending(path: TrainingRun.lastCheckpointFile))
+        let second = try SafeTensors.read(from: b.appending(path: TrainingRun.lastCheckpointFile))
+        XCTAssertEqual(first.names, second.names, file: file, line: line)
+        for name in first.names { XCTAssertEqual(first[name]?.data, second[name]?.data, name, file: file, line: line) }
+    }
+
+    private func savedState(in folder: URL) throws -> FitState? {
+        let url = folder.appending(path: TrainingRun.lastCheckpointFile)
+        return try TrainingCheckpoint.state(in: SafeTensors.read(from: url), source: url.path)
+    }
+
+    // MARK: (a) the run folder
+
+    func testARunWritesItsFolder() throws {
+        let folder = temporaryFolder()
+        let run = try makeRun(folder, configuration(epochs: 2))
+        XCTAssertEqual(try run.run(), .completed)
+
+        for file in [TrainingRun.configurationFile, TrainingRun.metricsFile, TrainingRun.stepsFile, TrainingRun.curvesFile,
+                     TrainingRun.lastCheckpointFile, "last.optimizer.safetensors", TrainingRun.bestCheckpointFile] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appending(path: file).path), file)
+        }
+        var saved = try TrainingRun.savedConfiguration(in: folder)
+        XCTAssertEqual(saved.resolvedDevice, "host", "config.json records the device the run used")
+        XCTAssertNotNil(saved.deviceName)
+        (saved.resolvedDevice, saved.deviceName) = (nil, nil)
+        XCTAssertEqual(saved, configuration(epochs: 2))
+
+        let metrics = try MetricsLog.read(from: folder.appending(path: TrainingRun.metricsFile)).rows
+        XCTAssertEqual(metrics.map(\.epoch), [1, 2])
+        XCTAssertEqual(metrics.map(\.step), [8, 16], "64 images in batches of 8")
+        XCTAssertEqual(metrics.count, run.metrics.rows.count)
+        for (read, kept) in zip(metrics, run.metrics.rows) { XCTAssertEqual(read.trainLoss, kept.trainLoss, accuracy: 1e-5 * kept.trainLoss) }
+
+        let steps = try String(contentsOf: folder.appending(path: TrainingRun.stepsFile), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(steps.first, "step,loss")
+        XCTAssertEqual(steps.count, 17, "a header and 16 steps")
+        XCTAssertTrue(try String(contentsOf: folder.appending(path: TrainingRun.curvesFile), encoding: .utf8).hasPrefix("<svg"))
+
+        let state = try XCTUnwrap(try savedState(in: folder))
+        XCTAssertEqual(state, run.state)
+        XCTAssertEqual(state.position, TrainingPosition(epoch: 2, batch: 0, step: 16))
+        XCTAssertEqual(state.seed, 5)
+        XCTAssertNil(state.partialEpoch)
+        let config = try SafeTensors.read(from: folder.appending(path: TrainingRun.lastCheckpointFile)).metadata["kiln.config"]
+        XCTAssertEqual(try JSONDecoder().decode(TrainingConfiguration.self, from: Data(XCTUnwrap(config).utf8)), configuration(epochs: 2))
+    }
+
+    // MARK: (b) interrupted and resumed
+
+    func testAStopMidEpochResumesToTheSameWeightsAndMetrics() throws {
+        let whole = temporaryFolder(), stopped = temporaryFolder()
+        XCTAssertEqual(try makeRun(whole, configuration(epochs: 3)).run(), .completed)
+
+        let first = try makeRun(stopped, configuration(epochs: 3))
+        first.epochEnded = { metrics, _ in if metrics.epoch == 1 { first.requestStop() } }
+        // The stop is seen after the next step: one batch into the second epoch.
+        XCTAssertEqual(try first.run(), .interrupted(TrainingPosition(epoch: 1, batch: 1, step: 9)))
+        let state = try XCTUnwrap(try savedState(in: stopped))
+        XCTAssertEqual(state.position, TrainingPosition(epoch: 1, batch: 1, step: 9))
+        XCTAssertEqual(state.partialEpoch?.stepLosses.count, 1)
+        XCTAssertEqual(state.partialEpoch?.images, 8)
+
+        let resumed = try makeRun(stopped, configuration(epochs: 3), resuming: true)
+        XCTAssertTrue(resumed.isResumed)
+        XCTAssertEqual(resumed.state, state)
+        XCTAssertEqual(resumed.trainer.step, 9)
+        XCTAssertEqual(try resumed.run(), .completed)
+
+        try assertSameWeights(whole, stopped)
+        XCTAssertEqual(try reproducibleMetrics(in: stopped), try reproducibleMetrics(in: whole),
+                       "the interrupted epoch's row covers the whole epoch")
+        XCTAssertEqual(try String(contentsOf: stopped.appending(path: TrainingRun.stepsFile), encoding: .utf8),
+                       try String(contentsOf: whole.appending(path: TrainingRun.stepsFile), encoding: .utf8))
+    }
+
+    func testARunKilledAfterAnEpochResumesFromItsCheckpoint() throws {
+        struct Killed: Error {}
+        let whole = temporaryFolder(), killed = temporaryFolder()
+        XCTAssertEqual(try makeRun(whole, configuration(epochs: 3)).run(), .completed)
+
+        let first = try makeRun(killed, configuration(epochs: 3))
+        // The checkpoint of epoch 2 is written before the callback, as a process killed there would leave it.
+        first.epochEnded = { metrics, _ in if metrics.epoch == 2 { throw Killed() } }
+        XCTAssertThrowsError(try first.run()) { XCTAssertTrue($0 is Killed) }
+
+        let resumed = try makeRun(killed, configuration(epochs: 3), resuming: true)
+        XCTAssertEqual(resumed.state.position, TrainingPosition(epoch: 2, batch: 0, step: 16))
+        XCTAssertEqual(resumed.metrics.rows.count, 2)
+        XCTAssertEqual(try resumed.run(), .completed)
+        try assertSameWeights(whole, killed)
+        XCTAssertEqual(try reproducibleMetrics(in: killed), try reproducibleMetrics(in: whole))
+    }
+
+    // MARK: (c) the schedule's and early stopping's state survive a resume
+
+    func testThePlateauScheduleAndEarlyStoppingContinueAfterAResume() throws {
+        let validation = mislabelled(syntheticData(count: 64, seed: 11))
+        // Plateau patience 2: the rate drops after the fourth epoch; early stopping after the sixth.
+        let setup = configuration(epochs: 12, schedule: "plateau", earlyStop: 5)
+        let whole = temporaryFolder(), stopped = temporaryFolder()
+        XCTAssertEqual(try makeRun(whole, setup, validation: validation).run(), .earlyStopped(epoch: 6))
+        let wholeMetrics = try reproducibleMetrics(in: whole)
+        XCTAssertEqual(wholeMetrics.map { Float($0.learningRate) }, [0.1, 0.1, 0.1, 0.1, 0.01, 0.01],
+                       "the validation loss stops improving after the first epoch")
+
+        // Stop one step into epoch 6, after the rate has been lowered and four epochs have not improved.
+        let first = try makeRun(stopped, setup, validation: validation)
+        first.epochEnded = { metrics, _ in if metrics.epoch == 5 { first.requestStop() } }
+        XCTAssertEqual(try first.run(), .interrupted(TrainingPosition(epoch: 5, batch: 1, step: 41)))
+        let state = try XCTUnwrap(try savedState(in: stopped))
+        XCTAssertEqual(state.scheduler.plateauScale, 0.1, accuracy: 1e-7)
+        XCTAssertEqual(state.scheduler.epochsWithoutImprovement, 1, "one bad epoch since the rate was lowered")
+        XCTAssertEqual(state.epochsWithoutImprovement, 4, "epochs 2 to 5 did not improve")
+        XCTAssertEqual(try XCTUnwrap(state.bestScore), try XCTUnwrap(wholeMetrics[0].validationLoss), accuracy: 1e-5,
+                       "the best score is the first epoch's")
+        XCTAssertEqual(try XCTUnwrap(state.learningRate), 0.01, accuracy: 1e-9)
+
+        let resumed = try makeRun(stopped, setup, validation: validation, resuming: true)
+        XCTAssertEqual(resumed.scheduler.state, state.scheduler)
+        XCTAssertEqual(try resumed.run(), .earlyStopped(epoch: 6), "early stopping counts the epochs before the stop")
+        XCTAssertEqual(try reproducibleMetrics(in: stopped), wholeMetrics, "the resumed epoch trains at the lowered rate")
+        try assertSameWeights(whole, stopped)
+    }
+
+    // MARK: (d) metrics.csv
+
+    func testMetricsCSVRoundTripsThroughItsReader() throws {
+        let url = temporaryFolder().appending(path: TrainingRun.metricsFile)
+        let rows = [
+            EpochMetrics(epoch: 1, step: 10, trainLoss: 1.25, trainAccuracy: 0.5, validationLoss: 0.75, validationAccuracy: 0.625,
+                         learningRate: 0.05, imagesPerSecond: 1234.5, seconds: 2.5),
+            EpochMetrics(epoch: 2, step: 20, trainLoss: 0.03125, trainAccuracy: .nan, validationLoss: nil, validationAccuracy: nil,
+                         learningRate: 1e-7, imagesPerSecond: .infinity, seconds: 5),
+        ]
+        var log = MetricsLog(url: url)
+        for row in rows { try log.append(row) }
+        let text = try String(contentsOf: url, encoding: .utf8)
+        XCTAssertTrue(text.hasPrefix("epoch,step,train_loss,train_acc,val_loss,val_acc,lr,images_per_s,seconds\n"), text)
+
+        let read = try MetricsLog.read(from: url)
+        XCTAssertEqual(read.rows.count, 2)
+        XCTAssertEqual(read.rows[0], rows[0])
+        XCTAssertTrue(read.rows[1].trainAccuracy.isNaN)
+        XCTAssertNil(read.rows[1].validationLoss)
+        XCTAssertNil(read.rows[1].validationAccuracy)
+        XCTAssertEqual(read.rows[1].imagesPerSecond, .infinity)
+        XCTAssertEqual(read.rows[1].learningRate, 1e-7)
+        XCTAssertEqual(MetricsLog.text(of: read.rows), text, "reading and writing again gives the same file")
+
+        XCTAssertEqual(try MetricsLog.read(from: url.deletingLastPathComponent().appending(path: "absent.csv")).rows, [],
+                       "a run stopped in its first epoch has no metrics yet")
+        try writeAtomically(Array((text + "3,30,x,,,,,,\n").utf8), to: url)
+        XCTAssertThrowsError(try MetricsLog.read(from: url)) { error in
+            XCTAssertTrue("\(error)".contains(url.path) && "\(error)".contains("line 4"), "\(error)")
+        }
+    }
+
+    func testAResumeDropsTheStepsPastItsCheckpoint() throws {
+        let log = StepLog(url: temporaryFolder().appending(path: TrainingRun.stepsFile))
+        try log.create()
+        try log.append(firstStep: 0, losses: [2, 1.5, 1.25])
+        try log.append(firstStep: 3, losses: [1, 0.75])
+        // A run killed after its second pass but before that epoch's checkpoint (at step 3) takes steps 3 and 4 again.
+        try log.keep(before: 3)
+        XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss\n0,2.0\n1,1.5\n2,1.25\n")
+        try log.keep(before: 3)
+        XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss\n0,2.0\n1,1.5\n2,1.25\n")
+    }
+
+    // MARK: Errors
+
+    func testResumingWithoutARunNamesTheMissingFile() throws {
+        let folder = temporaryFolder()
+        XCTAssertThrowsError(try TrainingRun.savedConfiguration(in: folder)) { error in
+            XCTAssertTrue("\(error)".contains(folder.appending(path: "config.json").path), "\(error)")
+        }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try writeAtomically(Array("{\"model\": 3}".utf8), to: folder.appending(path: "config.json"))
+        XCTAssertThrowsError(try TrainingRun.savedConfiguration(in: folder)) { error in
+            XCTAssertTrue("\(error)".contains("config.json") && "\(error)".contains("not a training configuration"), "\(error)")
+        }
+        XCTAssertThrowsError(try makeRun(folder, configuration(epochs: 1), resuming: true)) { error in
+            XCTAssertTrue("\(error)".contains(folder.appending(path: "last.safetensors").path), "\(error)")
+        }
+    }
+}
