@@ -44,7 +44,7 @@ let package = Package(
 
         .executableTarget(
             name: "KilnCLI",
-            dependencies: ["Kiln", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Kiln", "KilnCL", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(
             name: "KilnBenchmarks",

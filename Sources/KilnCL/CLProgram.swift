@@ -236,9 +236,10 @@ public struct CLBinaryCache: Sendable {
 }
 
 /// FNV-1a, 64-bit: a fast, stable hash for cache keys (not for security).
-func fnv1a64(_ text: String) -> UInt64 { fnv1a64(text.utf8) }
+/// The 64-bit FNV-1a hash: stable across processes and machines (Swift's `Hasher` is seeded per process).
+public func fnv1a64(_ text: String) -> UInt64 { fnv1a64(text.utf8) }
 
-func fnv1a64<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
+public func fnv1a64<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> UInt64 {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
     for byte in bytes {
         hash ^= UInt64(byte)

@@ -52,6 +52,32 @@ final class DropoutTests: XCTestCase {
         }
         XCTAssertTrue(Set(y).isSuperset(of: [0, 2]))
     }
+
+    /// Dropout layers without an explicit stream take the stream of their path when the model is reset, so
+    /// two of them draw different masks for the same input, seed and step; an explicit stream is kept.
+    func testDropoutLayersInAModelDrawDistinctMasks() throws {
+        let model = try Sequential {
+            try Dropout(probability: 0.5).named("first")
+            try Dropout(probability: 0.5).named("second")
+            try Dropout(probability: 0.5, stream: 7).named("fixed")
+        }
+        try model.reset(seed: 1)
+        let layers = model.children.compactMap { $0.layer as? Dropout }
+        XCTAssertEqual(layers.count, 3)
+        XCTAssertNotEqual(layers[0].stream, layers[1].stream)
+        XCTAssertEqual(layers[2].stream, 7)
+        let x = try Tensor(Array(repeating: 1, count: 256), shape: [256])
+        let context = ForwardContext(training: true, step: 3, seed: 5)
+        let first = try layers[0].forward(x, context).toArray(), second = try layers[1].forward(x, context).toArray()
+        XCTAssertNotEqual(first, second, "two dropout layers of one model share a mask")
+        // A model built again draws the same masks: the streams depend on the paths, not on construction order.
+        let again = try Sequential {
+            try Dropout(probability: 0.5).named("first")
+            try Dropout(probability: 0.5).named("second")
+        }
+        try again.reset(seed: 1)
+        XCTAssertEqual(try again.children[1].layer.forward(x, context).toArray(), second)
+    }
 }
 
 final class DropConnectTests: XCTestCase {

@@ -1,20 +1,45 @@
+import KilnCL
+
+/// A layer that draws random numbers in training. Its masks are keyed by (run seed, training step,
+/// `stream`); unless given one, it takes the stream of its dotted path in the model when the model is
+/// reset or trained (`assignRandomStreams`), so no two such layers share masks.
+public protocol RandomStreamLayer: Layer {
+    var stream: Int { get }
+    /// Whether `stream` was given explicitly (then the path does not replace it).
+    var hasExplicitStream: Bool { get }
+    func adoptStream(_ stream: Int)
+}
+
+extension Layer {
+    /// Gives every `RandomStreamLayer` of the tree without an explicit stream the stream of its dotted path.
+    public func assignRandomStreams() {
+        for (path, layer) in namedLayers {
+            guard let random = layer as? RandomStreamLayer, !random.hasExplicitStream else { continue }
+            random.adoptStream(Int(truncatingIfNeeded: fnv1a64(path) >> 1))  // non-negative
+        }
+    }
+}
+
 /// Inverted dropout in training, identity at inference. With `spatial`, whole channels are dropped
-/// (PyTorch's Dropout2d). Masks are keyed by (run seed, training step, `stream`): give each dropout layer of
-/// a model its own stream number.
-public final class Dropout: Layer {
+/// (PyTorch's Dropout2d). Masks are keyed by (run seed, training step, `stream`): see `RandomStreamLayer`.
+public final class Dropout: RandomStreamLayer {
     public let probability: Float
     public let spatial: Bool
-    public let stream: Int
+    public private(set) var stream: Int
+    public let hasExplicitStream: Bool
     private var mask: Tensor?
 
-    public init(probability: Float = 0.5, spatial: Bool = false, stream: Int = 0) throws {
+    public init(probability: Float = 0.5, spatial: Bool = false, stream: Int? = nil) throws {
         guard probability >= 0, probability <= 1 else {
             throw KilnError.invalidArgument("Dropout: probability \(probability) is outside [0, 1]")
         }
         self.probability = probability
         self.spatial = spatial
-        self.stream = stream
+        self.stream = stream ?? 0
+        hasExplicitStream = stream != nil
     }
+
+    public func adoptStream(_ stream: Int) { self.stream = stream }
 
     public var typeName: String { spatial ? "SpatialDropout" : "Dropout" }
     public func outputShape(for inputShape: [Int]) throws -> [Int] { inputShape }
@@ -38,21 +63,25 @@ public final class Dropout: Layer {
 
 /// A fully connected layer with DropConnect (Wan et al. 2013): in training each weight is dropped with
 /// probability p and the kept ones scaled by 1/(1 − p), a fresh mask every step (keyed like dropout by
-/// (seed, step, `stream`)); at inference it is a plain linear layer.
-public final class DropConnectLinear: Layer {
+/// (seed, step, `stream`), see `RandomStreamLayer`); at inference it is a plain linear layer.
+public final class DropConnectLinear: RandomStreamLayer {
     public let linear: Linear
     public let probability: Float
-    public let stream: Int
+    public private(set) var stream: Int
+    public let hasExplicitStream: Bool
     private var saved: (input: Tensor, mask: Tensor, maskedWeight: Tensor)?
 
-    public init(inputFeatures: Int, outputFeatures: Int, probability: Float = 0.5, stream: Int = 0) throws {
+    public init(inputFeatures: Int, outputFeatures: Int, probability: Float = 0.5, stream: Int? = nil) throws {
         guard probability >= 0, probability < 1 else {
             throw KilnError.invalidArgument("DropConnectLinear: probability \(probability) is outside [0, 1)")
         }
         linear = try Linear(inputFeatures: inputFeatures, outputFeatures: outputFeatures)
         self.probability = probability
-        self.stream = stream
+        self.stream = stream ?? 0
+        hasExplicitStream = stream != nil
     }
+
+    public func adoptStream(_ stream: Int) { self.stream = stream }
 
     public var ownParameters: [(name: String, parameter: Parameter)] { linear.ownParameters }
     public func outputShape(for inputShape: [Int]) throws -> [Int] { try linear.outputShape(for: inputShape) }

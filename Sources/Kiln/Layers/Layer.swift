@@ -109,6 +109,13 @@ extension Layer {
         }
     }
 
+    /// Every layer of the tree with its dotted path ("" for this one, then "features", "features.0", ...).
+    public var namedLayers: [(path: String, layer: any Layer)] {
+        [("", self)] + children.flatMap { child in
+            child.layer.namedLayers.map { ($0.path.isEmpty ? child.name : "\(child.name).\($0.path)", $0.layer) }
+        }
+    }
+
     /// Trainable parameters only.
     public var trainableParameters: [Parameter] {
         namedParameters.map(\.parameter).filter(\.requiresGradient)
@@ -123,11 +130,12 @@ extension Layer {
     }
 
     /// Re-initialises every parameter deterministically: parameter i of the tree draws from a stream derived
-    /// from (seed, i), on its current device.
+    /// from (seed, i), on its current device. Random layers take their paths' streams (`assignRandomStreams`).
     public func reset(seed: UInt64) throws {
         for (index, entry) in namedParameters.enumerated() {
             try entry.parameter.reset(seed: Philox.mix(seed, UInt64(index)))
         }
+        assignRandomStreams()
     }
 
     /// Sets every gradient to zero.

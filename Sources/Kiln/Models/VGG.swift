@@ -44,10 +44,10 @@ public func VGG(depth: Int, batchNorm: Bool = false, inputChannels: Int = 3, inp
         try Sequential {
             try Linear(inputFeatures: channels * size * size, outputFeatures: 4096)
             ReLU()
-            try Dropout(probability: 0.5, stream: 0)
+            try Dropout(probability: 0.5)
             try Linear(inputFeatures: 4096, outputFeatures: 4096)
             ReLU()
-            try Dropout(probability: 0.5, stream: 1)
+            try Dropout(probability: 0.5)
             try Linear(inputFeatures: 4096, outputFeatures: classes)
         }.named("classifier")
     }
@@ -80,10 +80,10 @@ public func AlexNet(inputChannels: Int = 3, inputSize: Int = 227, classes: Int =
         features.named("features")
         Flatten().named("flatten")
         try Sequential {
-            try Dropout(probability: 0.5, stream: 0)
+            try Dropout(probability: 0.5)
             try Linear(inputFeatures: featureShape.dropFirst().reduce(1, *), outputFeatures: 4096)
             ReLU()
-            try Dropout(probability: 0.5, stream: 1)
+            try Dropout(probability: 0.5)
             try Linear(inputFeatures: 4096, outputFeatures: 4096)
             ReLU()
             try Linear(inputFeatures: 4096, outputFeatures: classes)

@@ -14,7 +14,7 @@ public struct DropoutKey: Equatable, Sendable {
         self.layer = layer
     }
 
-    var stream: UInt64 { Philox.mix(seed, UInt64(layer)) }
+    var stream: UInt64 { Philox.mix(seed, UInt64(truncatingIfNeeded: layer)) }
     func offset(units: Int) -> UInt64 { UInt64(step) &* UInt64(units) }
 }
 

@@ -73,6 +73,7 @@ public final class Trainer {
         self.measuresAccuracy = measuresAccuracy
         self.seed = seed
         self.step = step
+        model.assignRandomStreams()
     }
 
     /// Asks a running pass to stop after its current step (safe from a signal handler's queue).

@@ -24,6 +24,22 @@ struct ConvolutionCall {
     var bias: Tensor?
     var accumulate: Bool
 
+    /// Computes the call's pass into `output` with the function an algorithm has for it (nil: the
+    /// algorithm has no such pass, which its descriptor never lets through).
+    func run(into output: Tensor,
+             forward: (_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ shape: Conv2DShape, _ y: Tensor) throws -> Void,
+             backwardData: (_ dy: Tensor, _ weight: Tensor, _ shape: Conv2DShape, _ dx: Tensor) throws -> Void,
+             backwardFilter: ((_ x: Tensor, _ dy: Tensor, _ shape: Conv2DShape, _ dw: Tensor, _ accumulate: Bool) throws -> Void)?
+    ) throws {
+        switch pass {
+        case .forward: try forward(first, second, bias, shape, output)
+        case .backwardData: try backwardData(first, second, shape, output)
+        case .backwardFilter:
+            guard let backwardFilter else { throw KilnError.invalidArgument("conv2d: this algorithm has no backward-filter pass") }
+            try backwardFilter(first, second, shape, output, accumulate)
+        }
+    }
+
     /// The shape of the pass's result.
     var outputShape: [Int] {
         switch pass {

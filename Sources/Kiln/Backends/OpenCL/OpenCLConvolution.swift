@@ -30,12 +30,7 @@ extension OpenCLBackend: ConvolutionBackend {
 
     /// im2col + GEMM (and the pointwise GEMM, which skips im2col), each pass.
     func im2colGEMM(_ call: ConvolutionCall, into output: Tensor) throws {
-        switch call.pass {
-        case .forward: try im2colForward(call.first, weight: call.second, bias: call.bias, shape: call.shape, into: output)
-        case .backwardData: try im2colBackwardData(call.first, weight: call.second, shape: call.shape, into: output)
-        case .backwardFilter:
-            try im2colBackwardFilter(call.first, call.second, shape: call.shape, into: output, accumulate: call.accumulate)
-        }
+        try call.run(into: output, forward: im2colForward, backwardData: im2colBackwardData, backwardFilter: im2colBackwardFilter)
     }
 
     // MARK: Depthwise
@@ -62,7 +57,7 @@ extension OpenCLBackend: ConvolutionBackend {
 
     // MARK: im2col + GEMM
 
-    private func im2colForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+    private func im2colForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ s: Conv2DShape, _ y: Tensor) throws {
         try forEachChunk(of: s) { first, count, workspace in
             for g in 0..<s.geometry.groups {
                 let cols = try patches(x, images: first, count: count, group: g, shape: s, workspace: workspace)
@@ -80,7 +75,7 @@ extension OpenCLBackend: ConvolutionBackend {
         }
     }
 
-    private func im2colBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
+    private func im2colBackwardData(_ dy: Tensor, _ weight: Tensor, _ s: Conv2DShape, _ dx: Tensor) throws {
         try forEachChunk(of: s) { first, count, dcols in
             for g in 0..<s.geometry.groups {
                 // A pointwise convolution's patch gradient is the input gradient itself: no col2im.
@@ -101,7 +96,7 @@ extension OpenCLBackend: ConvolutionBackend {
         }
     }
 
-    private func im2colBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
+    private func im2colBackwardFilter(_ x: Tensor, _ dy: Tensor, _ s: Conv2DShape, _ dw: Tensor, _ accumulate: Bool) throws {
         if !accumulate { try fill(dw, value: 0) }
         let filters = s.groupOutputChannels * s.patchSize  // one group's slice of dw: [C_out/g, K]
         try forEachChunk(of: s) { first, count, workspace in

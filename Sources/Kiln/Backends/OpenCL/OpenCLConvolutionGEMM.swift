@@ -57,15 +57,11 @@ extension OpenCLBackend {
 
     /// The implicit GEMM, each pass.
     func implicitGEMM(_ call: ConvolutionCall, into output: Tensor) throws {
-        switch call.pass {
-        case .forward: try implicitGEMMForward(call.first, weight: call.second, bias: call.bias, shape: call.shape, into: output)
-        case .backwardData: try implicitGEMMBackwardData(call.first, weight: call.second, shape: call.shape, into: output)
-        case .backwardFilter:
-            try implicitGEMMBackwardFilter(call.first, call.second, shape: call.shape, into: output, accumulate: call.accumulate)
-        }
+        try call.run(into: output, forward: implicitGEMMForward, backwardData: implicitGEMMBackwardData,
+                     backwardFilter: implicitGEMMBackwardFilter)
     }
 
-    private func implicitGEMMForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+    private func implicitGEMMForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ s: Conv2DShape, _ y: Tensor) throws {
         let tiles = try gemmTiles(rows: s.groupOutputChannels)
         // Without a bias the weight stands in for the unused argument.
         try gemmKernels(tiles).convGemmForward(
@@ -74,7 +70,7 @@ extension OpenCLBackend {
             convGemmShape: ConvGemmShape(s), convWindow: ConvWindow(s))
     }
 
-    private func implicitGEMMBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
+    private func implicitGEMMBackwardData(_ dy: Tensor, _ weight: Tensor, _ s: Conv2DShape, _ dx: Tensor) throws {
         let tiles = try gemmTiles(rows: s.groupInputChannels)
         // One slice of the range per stride phase (h mod s_h, w mod s_w), sized for the largest, phase (0, 0).
         let g = s.geometry
@@ -86,7 +82,7 @@ extension OpenCLBackend {
             local: tiles.local, dy: dy, weight: weight, dx: dx, convGemmShape: ConvGemmShape(s), convWindow: ConvWindow(s))
     }
 
-    private func implicitGEMMBackwardFilter(_ x: Tensor, _ dy: Tensor, shape s: Conv2DShape, into dw: Tensor, accumulate: Bool) throws {
+    private func implicitGEMMBackwardFilter(_ x: Tensor, _ dy: Tensor, _ s: Conv2DShape, _ dw: Tensor, _ accumulate: Bool) throws {
         let tiles = try gemmTiles(rows: s.groupOutputChannels)
         let splits = filterSplits(s, tiles)
         // With one slice the kernel writes dw itself and never touches the partials: dw's buffer stands in.

@@ -13,21 +13,17 @@ extension OpenCLBackend {
 
     /// Winograd, forward and backward data (it never applies to the filter gradient).
     func winograd(_ call: ConvolutionCall, into output: Tensor) throws {
-        switch call.pass {
-        case .forward: try winogradForward(call.first, weight: call.second, bias: call.bias, shape: call.shape, into: output)
-        case .backwardData: try winogradBackwardData(call.first, weight: call.second, shape: call.shape, into: output)
-        case .backwardFilter: throw KilnError.invalidArgument("conv2d: Winograd has no backward-filter pass")
-        }
+        try call.run(into: output, forward: winogradForward, backwardData: winogradBackwardData, backwardFilter: nil)
     }
 
-    private func winogradForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+    private func winogradForward(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, _ s: Conv2DShape, _ y: Tensor) throws {
         try winograd(WinogradProblem(batch: s.batch, channels: s.inputChannels, height: s.inputHeight, width: s.inputWidth,
                                      rows: s.outputChannels, outputHeight: s.outputHeight, outputWidth: s.outputWidth,
                                      padTop: s.geometry.padTop, padLeft: s.geometry.padLeft, flip: false),
                      input: x, weight: weight, bias: bias, into: y)
     }
 
-    private func winogradBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
+    private func winogradBackwardData(_ dy: Tensor, _ weight: Tensor, _ s: Conv2DShape, _ dx: Tensor) throws {
         // dx[h] = Σ_i w[i] · dy[h + p − i] = Σ_i' w[2 − i'] · dy[h − (2 − p) + i']. A padding above 2 makes the
         // new one negative: the windows then start inside dy, which the input transform handles alike.
         try winograd(WinogradProblem(batch: s.batch, channels: s.outputChannels, height: s.outputHeight, width: s.outputWidth,
