@@ -92,7 +92,7 @@ final class ConvolutionTests: XCTestCase {
     func testTheWorkedExampleGivesItsMap() throws {
         let input: [Float] = [1, 2, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 5, 2, 5, 4, 5, 3, 5, 5, 5, 3]
         let expected: [Float] = [-2, -3, -2, -2, 0, 0, 0, 0, 6, 7, 9, 9, 1, 3, 1, -1]
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             let x = try Tensor(input, shape: [1, 1, 5, 5], on: device)
             let w = try Tensor([-1, -1, 1, 1], shape: [1, 1, 2, 2], on: device)
             let y = try conv2d(x, weight: w, geometry: Conv2DGeometry(kernelSize: 2))
@@ -157,7 +157,7 @@ final class ConvolutionTests: XCTestCase {
     }
 
     func testBackwardAccumulatesWhenAsked() throws {
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             for groups in [1, 3] {  // im2col path and depthwise path
                 let geometry = try Conv2DGeometry(kernelSize: 3, padding: 1, groups: groups)
                 let x = try Tensor(random.floats(2 * 3 * 5 * 5), shape: [2, 3, 5, 5], on: device)
@@ -236,7 +236,7 @@ final class PointwiseConvolutionTests: XCTestCase {
     /// 1×1 convolutions skip im2col on both backends; they must still match the defining sum.
     func testPointwiseConvolutionsAreAPureGEMM() throws {
         var random = TestRandom(seed: 41)
-        let gpu = try openCLDevice()
+        let devices = try testDevices()
         for (input, groups) in [([3, 4, 5, 7], 1), ([2, 6, 3, 1], 3), ([1, 4, 2, 2], 2)] {
             let geometry = try Conv2DGeometry(kernelSize: 1, groups: groups)
             let weight = [5 * groups, input[1] / groups, 1, 1]
@@ -248,7 +248,7 @@ final class PointwiseConvolutionTests: XCTestCase {
             let forward = NaiveConvolution.forward(try x.toArray(), try w.toArray(), s)
             let data = NaiveConvolution.backwardData(try dy.toArray(), try w.toArray(), s)
             let filter = NaiveConvolution.backwardFilter(try x.toArray(), try dy.toArray(), s)
-            for device in [Device.host, gpu] {
+            for device in devices {
                 let (x, w, dy) = (try x.to(device), try w.to(device), try dy.to(device))
                 assertClose(try conv2d(x, weight: w, geometry: geometry).toArray(), forward, "pointwise forward \(input) on \(device)")
                 assertClose(try conv2dBackwardData(dy, weight: w, inputShape: input, geometry: geometry).toArray(), data,

@@ -18,7 +18,7 @@ final class DropoutTests: XCTestCase {
 
     func testKeptFractionScaleAndExpectation() throws {
         let n = 200_000
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             for p in [Float(0.1), 0.5, 0.8] {
                 let x = try Tensor.full([n], value: 2, on: device)
                 let result = try dropout(x, probability: p, key: DropoutKey(seed: 7, step: 0, layer: 0))

@@ -4,7 +4,7 @@ import XCTest
 
 final class ErrorTests: XCTestCase {
     func testMismatchedShapesNameTheOpAndBothShapes() throws {
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             let a = try Tensor.zeros([2, 3], on: device)
             let b = try Tensor.zeros([3, 2], on: device)
             XCTAssertThrowsError(try a + b) { error in

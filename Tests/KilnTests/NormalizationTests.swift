@@ -44,7 +44,7 @@ final class NormalizationTests: XCTestCase {
     }
 
     func testBatchNormStatisticsAndRunningEstimates() throws {
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             let shape = [4, 3, 5, 6]
             let x = random.floats(360, -2, 5)
             let result = try batchNorm(x, shape: shape, gamma: [1, 1, 1], beta: [0, 0, 0], dy: [Float](repeating: 0, count: 360),
@@ -73,7 +73,7 @@ final class NormalizationTests: XCTestCase {
     }
 
     func testInferenceUsesTheRunningStatistics() throws {
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             let x = try Tensor([1, 2, 3, 4], shape: [2, 2], on: device)
             let y = try Tensor.empty([2, 2], on: device)
             try x.backend.batchNormInferenceForward(

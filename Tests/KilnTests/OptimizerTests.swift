@@ -40,7 +40,7 @@ final class OptimizerTests: XCTestCase {
             // p ← p·(1 − 0.1·0.1), then −0.1: 0.99 − 0.1 = 0.89; 0.89·0.99 − 0.1 = 0.7811
             ("AdamW", .adam(decoupledWeightDecay: true), 0.1, Regularization(weightDecay: 0.1), [0.89, 0.7811]),
         ]
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             for (name, rule, lr, regularization, expected) in cases {
                 let values = try twoSteps(rule, lr: lr, regularization: regularization, on: device)
                 for (value, target) in zip(values, expected) {
@@ -72,7 +72,7 @@ final class OptimizerTests: XCTestCase {
     }
 
     func testClippingAndMaxNorm() throws {
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             let layer = try Linear(inputFeatures: 2, outputFeatures: 2, bias: false)
             try layer.move(to: device)
             try layer.weight.value.assign(Tensor([0, 0, 3, 4], shape: [2, 2]))

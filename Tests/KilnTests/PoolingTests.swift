@@ -9,7 +9,7 @@ final class PoolingTests: XCTestCase {
                                5, 6, 1, 0,
                                7, 2, 9, 9,
                                1, 8, 3, 2]
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             let x = try Tensor(values, shape: [1, 1, 4, 4], on: device)
             let max = try pool2d(.max, x, geometry: Pool2DGeometry(window: 2))
             XCTAssertEqual(try max.output.toArray(), [6, 4, 8, 9])

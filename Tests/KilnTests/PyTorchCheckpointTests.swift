@@ -16,7 +16,7 @@ final class PyTorchCheckpointTests: XCTestCase {
         XCTAssertEqual(file["bn1.num_batches_tracked"]?.dtype, .int64)
 
         let test = try Dataset.load("fashion-mnist", split: .test).subset(Array(0..<1000))
-        for device in [Device.host, try openCLDevice()] {
+        for device in try testDevices() {
             let model = try LeNetBN()
             try model.loadStateDict(file, source: url.path)
             try model.move(to: device)

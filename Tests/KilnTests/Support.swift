@@ -6,9 +6,32 @@ import XCTest
 /// The OpenCL device the tests compare against the host, or a skip when the machine has none.
 func openCLDevice() throws -> Device {
     guard let device = try CLRuntime.devices().first else {
+        if openCLIsRequired {
+            throw KilnError.invalidArgument("no OpenCL device, but KILN_REQUIRE_OPENCL (or CI=true) says the tests need one:"
+                                            + " is pocl-opencl-icd installed and its ICD registered?")
+        }
         throw XCTSkip("no OpenCL device on this machine (install pocl-opencl-icd to run the OpenCL tests)")
     }
     return .opencl(platform: device.platformIndex, device: device.deviceIndex)
+}
+
+/// Whether a missing OpenCL device fails the tests rather than skipping them: `KILN_REQUIRE_OPENCL=1`, and
+/// by default in CI (`CI=true`), where a broken driver must not pass as half a suite.
+let openCLIsRequired: Bool = {
+    let environment = ProcessInfo.processInfo.environment
+    if let required = environment["KILN_REQUIRE_OPENCL"] { return required == "1" }
+    return environment["CI"] == "true"
+}()
+
+/// The host, then the OpenCL device: the host half of a loop over both runs on a machine without OpenCL too
+/// (the device half is then skipped with a note, or fails where OpenCL is required).
+func testDevices() throws -> [Device] {
+    do {
+        return [.host, try openCLDevice()]
+    } catch let skip as XCTSkip {
+        print("note: host only: \(skip.message ?? "no OpenCL device")")
+        return [.host]
+    }
 }
 
 /// Asserts |actual - expected| <= atol + rtol * |expected| elementwise, naming `context` and the first

@@ -59,11 +59,25 @@ public protocol Backend: AnyObject, Sendable,
 
     // Reductions, layout and linear algebra
     func reduce(_ op: ReduceOp, _ a: Tensor, as shape: ReductionShape, into out: Tensor) throws
-    /// `c = alpha * op(a) * op(b) + beta * c` with row-major matrices; op(a) is m x k, op(b) is k x n.
-    func matmul(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
-                m: Int, n: Int, k: Int, alpha: Float, beta: Float, into c: Tensor) throws
+    /// `c = alpha * op(a) * op(b) + beta * c` with row-major matrices; op(a) is m x k, op(b) is k x n, and
+    /// m, n and k are all positive (`matmul` handles the empty cases).
+    func gemm(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
+              m: Int, n: Int, k: Int, alpha: Float, beta: Float, into c: Tensor) throws
     /// `out = a^T` for a `[rows, cols]` matrix.
     func transpose(_ a: Tensor, rows: Int, cols: Int, into out: Tensor) throws
+}
+
+extension Backend {
+    /// `c = alpha * op(a) * op(b) + beta * c` with row-major matrices; op(a) is m x k, op(b) is k x n.
+    public func matmul(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
+                       m: Int, n: Int, k: Int, alpha: Float, beta: Float, into c: Tensor) throws {
+        guard m > 0, n > 0 else { return }
+        guard k > 0 else {  // an empty sum: C = beta * C
+            try axpby(alpha: 0, c, beta: beta, c)
+            return
+        }
+        try gemm(a, transposed: transposeA, b, transposed: transposeB, m: m, n: n, k: k, alpha: alpha, beta: beta, into: c)
+    }
 }
 
 /// Memory that holds a tensor's elements on one backend. Subclassed by each backend.

@@ -198,13 +198,8 @@ public final class HostBackend: Backend {
         }
     }
 
-    public func matmul(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
-                       m: Int, n: Int, k: Int, alpha: Float, beta: Float, into c: Tensor) throws {
-        guard m > 0, n > 0 else { return }
-        guard k > 0 else {  // an empty sum: C = beta * C
-            try axpby(alpha: 0, c, beta: beta, c)
-            return
-        }
+    public func gemm(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
+                     m: Int, n: Int, k: Int, alpha: Float, beta: Float, into c: Tensor) throws {
         try BLAS.load()
         let (a, b, c) = (a.hostBuffer.baseAddress!, b.hostBuffer.baseAddress!, c.hostBuffer.baseAddress!)
         let (lda, ldb) = (transposeA ? m : k, transposeB ? k : n)

@@ -150,13 +150,8 @@ public final class OpenCLBackend: Backend {
         }
     }
 
-    public func matmul(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
-                       m: Int, n: Int, k: Int, alpha: Float, beta: Float, into c: Tensor) throws {
-        guard m > 0, n > 0 else { return }
-        guard k > 0 else {  // an empty sum: C = beta * C
-            try axpby(alpha: 0, c, beta: beta, c)
-            return
-        }
+    public func gemm(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
+                     m: Int, n: Int, k: Int, alpha: Float, beta: Float, into c: Tensor) throws {
         try context.sgemm(
             m: m, n: n, k: k, alpha: alpha,
             a: CLMatrix(a.clBuffer, offset: a.offset, leadingDimension: transposeA ? m : k, transposed: transposeA),
