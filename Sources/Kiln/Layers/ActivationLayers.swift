@@ -43,18 +43,14 @@ public final class PReLU: Layer {
     public func outputShape(for inputShape: [Int]) throws -> [Int] { inputShape }
 
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
-        try checkPReLU(x, weight.value)
         input = x
-        let y = try Tensor.empty(x.shape, on: x.device)
-        try x.backend.preluForward(x, slopes: weight.value, into: y)
-        return y
+        return try prelu(x, slopes: weight.value)
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let input else { throw KilnError.invalidArgument("PReLU: backward before forward") }
-        let dx = try Tensor.empty(dy.shape, on: dy.device)
+        // A frozen slope still passes the gradient to the input; its own gradient goes to scratch.
         let slopeGradient = weight.requiresGradient ? try weight.gradientForAccumulation() : try Tensor.empty(weight.value.shape, on: dy.device)
-        try dy.backend.preluBackward(x: input, slopes: weight.value, dy: dy, into: dx, slopeGradient: slopeGradient, accumulate: true)
-        return dx
+        return try preluBackward(input, slopes: weight.value, dy: dy, accumulatingInto: slopeGradient)
     }
 }

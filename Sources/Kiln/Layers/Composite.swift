@@ -143,7 +143,7 @@ public final class Concat: Layer {
         for n in 0..<wide.shape[0] {
             let wideView = Tensor(storage: wide.storage, offset: wide.offset + n * wideImage + first * plane, shape: [narrowImage])
             let narrowView = Tensor(storage: narrow.storage, offset: narrow.offset + n * narrowImage, shape: [narrowImage])
-            try wide.backend.copy(scatter ? narrowView : wideView, to: scatter ? wideView : narrowView)
+            try (scatter ? wideView : narrowView).assign(scatter ? narrowView : wideView)
         }
     }
 }

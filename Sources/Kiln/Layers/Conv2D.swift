@@ -57,22 +57,19 @@ public final class Conv2D: Layer {
         input = x
         shape = s
         needsInputGradient = context.needsInputGradient
-        let y = try Tensor.empty(s.outputShape, on: x.device)
-        try x.backend.conv2dForward(x, weight: weight.value, bias: bias?.value, shape: s, into: y)
-        return y
+        return try conv2d(x, weight: weight.value, bias: bias?.value, geometry: s.geometry)
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let x = input, let s = shape else { throw KilnError.invalidArgument("\(name): backward before forward") }
-        let backend = dy.backend
         if weight.requiresGradient {
-            try backend.conv2dBackwardFilter(x, dy, shape: s, into: weight.gradientForAccumulation(), accumulate: true)
+            try conv2dBackwardFilter(x, dy, geometry: s.geometry, accumulatingInto: weight.gradientForAccumulation())
         }
         if let bias, bias.requiresGradient {
-            try backend.conv2dBackwardBias(dy, into: bias.gradientForAccumulation(), accumulate: true)
+            try conv2dBackwardBias(dy, accumulatingInto: bias.gradientForAccumulation())
         }
-        let dx = try Tensor.empty(s.inputShape, on: dy.device)
-        if needsInputGradient { try backend.conv2dBackwardData(dy, weight: weight.value, shape: s, into: dx) }
-        return dx
+        // The first layer's input gradient is never used: skip its pass (the result is left unset).
+        guard needsInputGradient else { return try Tensor.empty(s.inputShape, on: dy.device) }
+        return try conv2dBackwardData(dy, weight: weight.value, inputShape: s.inputShape, geometry: s.geometry)
     }
 }

@@ -104,12 +104,8 @@ public final class ConvTranspose2D: Layer {
         input = x
         shape = s
         // y [N, C_out, H_out, W_out] = the underlying convolution's input gradient for "output gradient" x.
-        let y = try Tensor.empty(s.inputShape, on: x.device)
-        try x.backend.conv2dBackwardData(x, weight: weight.value, shape: s, into: y)
-        if let bias {
-            try y.backend.binaryPerChannel(.add, y, bias.value, channels: outputChannels,
-                                           inner: s.inputHeight * s.inputWidth, into: y)
-        }
+        let y = try conv2dBackwardData(x, weight: weight.value, inputShape: s.inputShape, geometry: s.geometry)
+        if let bias { try y.addPerChannel(bias.value) }
         return y
     }
 
@@ -118,18 +114,15 @@ public final class ConvTranspose2D: Layer {
         guard dy.shape == s.inputShape else {
             throw layerShapeError(name, expected: "output gradient \(describe(s.inputShape))", got: dy.shape)
         }
-        let backend = dy.backend
         if weight.requiresGradient {
             // dw [C_in, C_out/g, kh, kw]: the underlying convolution's weight gradient with dy as its input
             // and x as its output gradient.
-            try backend.conv2dBackwardFilter(dy, x, shape: s, into: weight.gradientForAccumulation(), accumulate: true)
+            try conv2dBackwardFilter(dy, x, geometry: s.geometry, accumulatingInto: weight.gradientForAccumulation())
         }
         if let bias, bias.requiresGradient {
-            try backend.conv2dBackwardBias(dy, into: bias.gradientForAccumulation(), accumulate: true)
+            try conv2dBackwardBias(dy, accumulatingInto: bias.gradientForAccumulation())
         }
         // dx [N, C_in, H, W] = the underlying convolution applied to dy.
-        let dx = try Tensor.empty(s.outputShape, on: dy.device)
-        try backend.conv2dForward(dy, weight: weight.value, bias: nil, shape: s, into: dx)
-        return dx
+        return try conv2d(dy, weight: weight.value, geometry: s.geometry)
     }
 }

@@ -94,13 +94,13 @@ public final class DropConnectLinear: RandomStreamLayer {
         }
         _ = try outputShape(for: x.shape)
         let weight = linear.weight.value
-        let mask = try Tensor.empty(weight.shape, on: weight.device)
-        try weight.backend.dropoutMask(probability: probability, key: DropoutKey(seed: context.seed, step: context.step, layer: stream), into: mask)
+        let mask = try dropoutMask(weight.shape, probability: probability,
+                                   key: DropoutKey(seed: context.seed, step: context.step, layer: stream), on: weight.device)
         let maskedWeight = try weight * mask
         saved = (x, mask, maskedWeight)
         // y [N, out] = x [N, in] · (W ⊙ M)ᵀ + b
         let y = try x.matmul(maskedWeight, transposeOther: true)
-        if let bias = linear.bias { try y.backend.binaryPerChannel(.add, y, bias.value, channels: linear.outputFeatures, inner: 1, into: y) }
+        if let bias = linear.bias { try y.addPerChannel(bias.value) }
         return y
     }
 

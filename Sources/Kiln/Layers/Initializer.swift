@@ -27,17 +27,17 @@ public enum Initializer: Equatable, Sendable {
     public func fill(_ tensor: Tensor, fanIn: Int, fanOut: Int, seed: UInt64) throws {
         let (fanIn, fanOut) = (Float(Swift.max(fanIn, 1)), Float(Swift.max(fanOut, 1)))
         func uniform(_ bound: Float) throws {
-            try tensor.backend.fillUniform(tensor, seed: seed, offset: 0, low: -bound, high: bound)
+            try tensor.fillUniform(low: -bound, high: bound, seed: seed)
         }
         func normal(_ std: Float) throws {
-            try tensor.backend.fillNormal(tensor, seed: seed, offset: 0, mean: 0, std: std)
+            try tensor.fillNormal(mean: 0, std: std, seed: seed)
         }
         switch self {
         case .zeros: try tensor.fill(0)
         case .ones: try tensor.fill(1)
         case let .constant(value): try tensor.fill(value)
-        case let .uniform(low, high): try tensor.backend.fillUniform(tensor, seed: seed, offset: 0, low: low, high: high)
-        case let .normal(mean, std): try tensor.backend.fillNormal(tensor, seed: seed, offset: 0, mean: mean, std: std)
+        case let .uniform(low, high): try tensor.fillUniform(low: low, high: high, seed: seed)
+        case let .normal(mean, std): try tensor.fillNormal(mean: mean, std: std, seed: seed)
         case .xavierUniform: try uniform((6 / (fanIn + fanOut)).squareRoot())
         case .xavierNormal: try normal((2 / (fanIn + fanOut)).squareRoot())
         case let .heUniform(mode): try uniform((6 / (mode == .fanIn ? fanIn : fanOut)).squareRoot())

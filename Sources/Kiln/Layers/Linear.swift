@@ -32,18 +32,15 @@ public final class Linear: Layer {
         input = x
         // y [N, out] = x [N, in] · Wᵀ [in, out] (+ b broadcast over the batch)
         let y = try x.matmul(weight.value, transposeOther: true)
-        if let bias { try y.backend.binaryPerChannel(.add, y, bias.value, channels: outputFeatures, inner: 1, into: y) }
+        if let bias { try y.addPerChannel(bias.value) }
         return y
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let x = input else { throw KilnError.invalidArgument("Linear: backward before forward") }
-        let backend = dy.backend
-        let batch = x.shape[0]
         if weight.requiresGradient {
             // dW [out, in] += dyᵀ [out, N] · x [N, in]
-            try backend.matmul(dy, transposed: true, x, transposed: false, m: outputFeatures, n: inputFeatures, k: batch,
-                               alpha: 1, beta: 1, into: weight.gradientForAccumulation())
+            try dy.matmul(x, transposeSelf: true, accumulatingInto: weight.gradientForAccumulation())
         }
         if let bias, bias.requiresGradient {
             // db [out] += Σ_n dy [n, out]

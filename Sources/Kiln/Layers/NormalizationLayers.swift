@@ -6,7 +6,7 @@ public final class BatchNorm: Layer {
     public let settings: BatchNormSettings
     public let weight: Parameter, bias: Parameter
     public let runningMean: Parameter, runningVariance: Parameter, batchesTracked: Parameter
-    private var saved: (x: Tensor, mean: Tensor, inverseStd: Tensor)?
+    private var saved: (x: Tensor, statistics: BatchNormStatistics)?
 
     public init(features: Int, settings: BatchNormSettings = BatchNormSettings()) throws {
         self.features = features
@@ -34,32 +34,25 @@ public final class BatchNorm: Layer {
 
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         _ = try outputShape(for: x.shape)
-        let y = try Tensor.empty(x.shape, on: x.device)
-        if context.training {
-            let (mean, inverseStd) = (try Tensor.empty([features], on: x.device), try Tensor.empty([features], on: x.device))
-            try x.backend.batchNormTrainingForward(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
-                                                   runningVariance: runningVariance.value, settings: settings, into: y,
-                                                   savedMean: mean, savedInverseStd: inverseStd)
-            try x.backend.binary(.add, batchesTracked.value, scalar: 1, into: batchesTracked.value)
-            saved = (x, mean, inverseStd)
-        } else {
-            try x.backend.batchNormInferenceForward(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
-                                                    runningVariance: runningVariance.value, settings: settings, into: y)
+        guard context.training else {
             saved = nil
+            return try batchNormInference(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
+                                          runningVariance: runningVariance.value, settings: settings)
         }
+        let (y, statistics) = try batchNormTraining(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
+                                                    runningVariance: runningVariance.value, settings: settings)
+        try batchesTracked.value.assign(batchesTracked.value + 1)
+        saved = (x, statistics)
         return y
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let saved else { throw KilnError.invalidArgument("BatchNorm(\(features)): backward needs a training-mode forward") }
-        let dx = try Tensor.empty(dy.shape, on: dy.device)
-        let trainable = weight.requiresGradient
         // A frozen layer still passes the gradient to its input; its parameter gradients go to scratch.
-        let gammaGradient = trainable ? try weight.gradientForAccumulation() : try Tensor.empty([features], on: dy.device)
+        let gammaGradient = weight.requiresGradient ? try weight.gradientForAccumulation() : try Tensor.empty([features], on: dy.device)
         let betaGradient = bias.requiresGradient ? try bias.gradientForAccumulation() : try Tensor.empty([features], on: dy.device)
-        try dy.backend.batchNormBackward(saved.x, dy: dy, gamma: weight.value, savedMean: saved.mean, savedInverseStd: saved.inverseStd,
-                                         into: dx, gammaGradient: gammaGradient, betaGradient: betaGradient, accumulate: true)
-        return dx
+        return try batchNormBackward(saved.x, dy: dy, gamma: weight.value, statistics: saved.statistics,
+                                     accumulatingInto: gammaGradient, betaGradient)
     }
 }
 
@@ -80,15 +73,11 @@ public final class LocalResponseNorm: Layer {
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         _ = try outputShape(for: x.shape)
         input = x
-        let y = try Tensor.empty(x.shape, on: x.device)
-        try x.backend.lrnForward(x, settings: settings, into: y)
-        return y
+        return try localResponseNorm(x, settings: settings)
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let input else { throw KilnError.invalidArgument("LocalResponseNorm: backward before forward") }
-        let dx = try Tensor.empty(dy.shape, on: dy.device)
-        try dy.backend.lrnBackward(input, dy: dy, settings: settings, into: dx)
-        return dx
+        return try localResponseNormBackward(input, dy: dy, settings: settings)
     }
 }

@@ -18,18 +18,15 @@ public final class Pool2D: Layer {
     public func multiplyAccumulates(for inputShape: [Int]) throws -> Int { 0 }
 
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
-        let y = try Tensor.empty(outputShape(for: x.shape), on: x.device)
-        let argmax = kind == .max ? try Tensor.empty(y.shape, on: x.device) : nil
-        try x.backend.pool2dForward(kind, x, geometry: geometry, into: y, argmax: argmax)
-        saved = (x.shape, argmax)
-        return y
+        _ = try outputShape(for: x.shape)
+        let result = try pool2d(kind, x, geometry: geometry)
+        saved = (x.shape, result.argmax)
+        return result.output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let saved else { throw KilnError.invalidArgument("\(typeName): backward before forward") }
-        let dx = try Tensor.empty(saved.inputShape, on: dy.device)
-        try dy.backend.pool2dBackward(kind, dy: dy, argmax: saved.argmax, geometry: geometry, into: dx)
-        return dx
+        return try pool2dBackward(kind, dy: dy, argmax: saved.argmax, inputShape: saved.inputShape, geometry: geometry)
     }
 }
 

@@ -32,9 +32,7 @@ public final class Upsample2D: Layer {
         let s = try convolutionShape(x.shape)
         let kernel = try onesKernel(channels: s.inputChannels, on: x.device)
         shape = s
-        let y = try Tensor.empty(s.inputShape, on: x.device)
-        try x.backend.conv2dBackwardData(x, weight: kernel, shape: s, into: y)
-        return y
+        return try conv2dBackwardData(x, weight: kernel, inputShape: s.inputShape, geometry: s.geometry)
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
@@ -42,9 +40,7 @@ public final class Upsample2D: Layer {
         guard dy.shape == s.inputShape else {
             throw layerShapeError(typeName, expected: "output gradient \(describe(s.inputShape))", got: dy.shape)
         }
-        let dx = try Tensor.empty(s.outputShape, on: dy.device)
-        try dy.backend.conv2dForward(dy, weight: kernel, bias: nil, shape: s, into: dx)
-        return dx
+        return try conv2d(dy, weight: kernel, geometry: s.geometry)
     }
 
     /// The [C, 1, s, s] kernel of ones, kept on the device of the last input (it is no parameter, so moving

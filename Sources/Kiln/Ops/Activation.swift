@@ -76,6 +76,24 @@ extension Tensor {
 }
 
 /// Checks PReLU operands: one slope per channel (`shape[1]`) or a single shared one.
+/// PReLU: x where positive, slope·x elsewhere, with one slope per channel of x [N, C, ...] or one in all.
+public func prelu(_ x: Tensor, slopes: Tensor) throws -> Tensor {
+    try checkPReLU(x, slopes)
+    let y = try Tensor.empty(x.shape, on: x.device)
+    try x.backend.preluForward(x, slopes: slopes, into: y)
+    return y
+}
+
+/// The input gradient of `prelu`; adds the slopes' gradient to `slopeGradient`.
+public func preluBackward(_ x: Tensor, slopes: Tensor, dy: Tensor, accumulatingInto slopeGradient: Tensor) throws -> Tensor {
+    try checkPReLU(x, slopes)
+    try checkSameShape(dy, x, "PReLU backward")
+    try checkSameShape(slopeGradient, slopes, "PReLU backward (slopes)")
+    let dx = try Tensor.empty(x.shape, on: x.device)
+    try x.backend.preluBackward(x: x, slopes: slopes, dy: dy, into: dx, slopeGradient: slopeGradient, accumulate: true)
+    return dx
+}
+
 func checkPReLU(_ x: Tensor, _ slopes: Tensor) throws {
     guard slopes.rank == 1, slopes.count == 1 || (x.rank >= 2 && slopes.count == x.shape[1]) else {
         throw KilnError.shapeMismatch(operation: "PReLU", expected: "slopes [1] or [\(x.rank >= 2 ? x.shape[1] : 1)] for input \(describe(x.shape))",

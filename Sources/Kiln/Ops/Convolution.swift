@@ -177,22 +177,48 @@ public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, inputShape: [Int], 
 
 /// The gradient of `conv2d` with respect to its weight of shape `weightShape`.
 public func conv2dBackwardFilter(_ x: Tensor, _ dy: Tensor, weightShape: [Int], geometry: Conv2DGeometry) throws -> Tensor {
-    let shape = try Conv2DShape(input: x.shape, weight: weightShape, geometry: geometry, operation: "conv2d backward")
-    try checkOutputGradient(dy, shape)
-    try dy.sameDevice(x, "conv2d backward")
+    let shape = try filterGradientShape(x, dy, weightShape: weightShape, geometry: geometry)
     let dw = try Tensor.empty(weightShape, on: dy.device)
     try dy.backend.conv2dBackwardFilter(x, dy, shape: shape, into: dw, accumulate: false)
     return dw
 }
 
+/// Adds the gradient of `conv2d` with respect to its weight to `dw` (a parameter's gradient, weight-shaped).
+public func conv2dBackwardFilter(_ x: Tensor, _ dy: Tensor, geometry: Conv2DGeometry, accumulatingInto dw: Tensor) throws {
+    let shape = try filterGradientShape(x, dy, weightShape: dw.shape, geometry: geometry)
+    try dy.sameDevice(dw, "conv2d backward")
+    try dy.backend.conv2dBackwardFilter(x, dy, shape: shape, into: dw, accumulate: true)
+}
+
+private func filterGradientShape(_ x: Tensor, _ dy: Tensor, weightShape: [Int], geometry: Conv2DGeometry) throws -> Conv2DShape {
+    let shape = try Conv2DShape(input: x.shape, weight: weightShape, geometry: geometry, operation: "conv2d backward")
+    try checkOutputGradient(dy, shape)
+    try dy.sameDevice(x, "conv2d backward")
+    return shape
+}
+
 /// The gradient of `conv2d` with respect to its bias: the sum of `dy` over batch, height and width.
 public func conv2dBackwardBias(_ dy: Tensor) throws -> Tensor {
+    let dbias = try Tensor.empty([try biasChannels(dy)], on: dy.device)
+    try dy.backend.conv2dBackwardBias(dy, into: dbias, accumulate: false)
+    return dbias
+}
+
+/// Adds the gradient of `conv2d` with respect to its bias to `dbias` ([C]).
+public func conv2dBackwardBias(_ dy: Tensor, accumulatingInto dbias: Tensor) throws {
+    let channels = try biasChannels(dy)
+    guard dbias.shape == [channels] else {
+        throw KilnError.shapeMismatch(operation: "conv2d backward (bias)", expected: "[\(channels)]", got: describe(dbias.shape))
+    }
+    try dy.sameDevice(dbias, "conv2d backward (bias)")
+    try dy.backend.conv2dBackwardBias(dy, into: dbias, accumulate: true)
+}
+
+private func biasChannels(_ dy: Tensor) throws -> Int {
     guard dy.rank == 4 else {
         throw KilnError.shapeMismatch(operation: "conv2d backward (bias)", expected: "[N, C, H, W]", got: describe(dy.shape))
     }
-    let dbias = try Tensor.empty([dy.shape[1]], on: dy.device)
-    try dy.backend.conv2dBackwardBias(dy, into: dbias, accumulate: false)
-    return dbias
+    return dy.shape[1]
 }
 
 private func checkOutputGradient(_ dy: Tensor, _ shape: Conv2DShape) throws {

@@ -43,15 +43,21 @@ public struct DropoutResult {
     public var mask: Tensor
 }
 
+/// A dropout mask of `shape`: 0 with probability p, else 1/(1 − p), keyed by `key` (the same on every device).
+public func dropoutMask(_ shape: [Int], probability p: Float, key: DropoutKey, on device: Device) throws -> Tensor {
+    guard p >= 0, p <= 1 else { throw KilnError.invalidArgument("dropout: probability \(p) is outside [0, 1]") }
+    let mask = try Tensor.empty(shape, on: device)
+    try mask.backend.dropoutMask(probability: p, key: key, into: mask)
+    return mask
+}
+
 /// Inverted dropout in training (zero each element with probability p, scale the rest by 1/(1 − p)); with
 /// `spatial`, whole channels of [N, C, H, W] are dropped together. At inference use the input unchanged.
 public func dropout(_ x: Tensor, probability p: Float, key: DropoutKey, spatial: Bool = false) throws -> DropoutResult {
-    guard p >= 0, p <= 1 else { throw KilnError.invalidArgument("dropout: probability \(p) is outside [0, 1]") }
     if spatial, x.rank < 3 {
         throw KilnError.shapeMismatch(operation: "spatial dropout", expected: "[N, C, H, W]", got: describe(x.shape))
     }
-    let mask = try Tensor.empty(spatial ? [x.shape[0] * x.shape[1]] : x.shape, on: x.device)
-    try x.backend.dropoutMask(probability: p, key: key, into: mask)
+    let mask = try dropoutMask(spatial ? [x.shape[0] * x.shape[1]] : x.shape, probability: p, key: key, on: x.device)
     let y = try Tensor.empty(x.shape, on: x.device)
     try x.backend.applyDropoutMask(x, mask: mask, into: y)
     return DropoutResult(output: y, mask: mask)

@@ -57,3 +57,87 @@ func checkBatchNorm(_ shape: [Int], channels: Int, operation: String) throws {
         throw KilnError.shapeMismatch(operation: operation, expected: "[N, \(channels)] or [N, \(channels), H, W]", got: describe(shape))
     }
 }
+
+// MARK: - Tensor-level API
+
+/// What a training-mode batch norm keeps for its backward pass: the batch mean and 1/sqrt(var + ε), [C].
+public struct BatchNormStatistics {
+    public var mean: Tensor
+    public var inverseStd: Tensor
+}
+
+/// Batch norm with the batch's statistics (training): returns y and the statistics backward needs, and
+/// updates `runningMean` and `runningVariance` in place. x is [N, C] or [N, C, H, W]; the others are [C].
+public func batchNormTraining(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVariance: Tensor,
+                              settings: BatchNormSettings) throws -> (output: Tensor, statistics: BatchNormStatistics) {
+    try checkBatchNormOperands(x, [gamma, beta, runningMean, runningVariance])
+    let channels = gamma.count
+    let y = try Tensor.empty(x.shape, on: x.device)
+    let statistics = BatchNormStatistics(mean: try Tensor.empty([channels], on: x.device),
+                                         inverseStd: try Tensor.empty([channels], on: x.device))
+    try x.backend.batchNormTrainingForward(x, gamma: gamma, beta: beta, runningMean: runningMean, runningVariance: runningVariance,
+                                           settings: settings, into: y, savedMean: statistics.mean,
+                                           savedInverseStd: statistics.inverseStd)
+    return (y, statistics)
+}
+
+/// Batch norm with the running statistics (inference).
+public func batchNormInference(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVariance: Tensor,
+                               settings: BatchNormSettings) throws -> Tensor {
+    try checkBatchNormOperands(x, [gamma, beta, runningMean, runningVariance])
+    let y = try Tensor.empty(x.shape, on: x.device)
+    try x.backend.batchNormInferenceForward(x, gamma: gamma, beta: beta, runningMean: runningMean, runningVariance: runningVariance,
+                                            settings: settings, into: y)
+    return y
+}
+
+/// The input gradient of a training-mode batch norm; adds dγ and dβ to `gammaGradient` and `betaGradient`.
+public func batchNormBackward(_ x: Tensor, dy: Tensor, gamma: Tensor, statistics: BatchNormStatistics,
+                              accumulatingInto gammaGradient: Tensor, _ betaGradient: Tensor) throws -> Tensor {
+    try checkBatchNormOperands(x, [gamma, statistics.mean, statistics.inverseStd, gammaGradient, betaGradient])
+    try checkSameShape(dy, x, "batch norm backward")
+    let dx = try Tensor.empty(x.shape, on: x.device)
+    try x.backend.batchNormBackward(x, dy: dy, gamma: gamma, savedMean: statistics.mean, savedInverseStd: statistics.inverseStd,
+                                    into: dx, gammaGradient: gammaGradient, betaGradient: betaGradient, accumulate: true)
+    return dx
+}
+
+/// Local response normalisation across the channels of x [N, C, ...].
+public func localResponseNorm(_ x: Tensor, settings: LRNSettings) throws -> Tensor {
+    try checkLRN(x)
+    let y = try Tensor.empty(x.shape, on: x.device)
+    try x.backend.lrnForward(x, settings: settings, into: y)
+    return y
+}
+
+/// The input gradient of `localResponseNorm`.
+public func localResponseNormBackward(_ x: Tensor, dy: Tensor, settings: LRNSettings) throws -> Tensor {
+    try checkLRN(x)
+    try checkSameShape(dy, x, "local response norm backward")
+    let dx = try Tensor.empty(x.shape, on: x.device)
+    try x.backend.lrnBackward(x, dy: dy, settings: settings, into: dx)
+    return dx
+}
+
+private func checkBatchNormOperands(_ x: Tensor, _ perChannel: [Tensor]) throws {
+    let channels = perChannel[0].count
+    try checkBatchNorm(x.shape, channels: channels, operation: "batch norm")
+    for tensor in perChannel {
+        guard tensor.shape == [channels] else {
+            throw KilnError.shapeMismatch(operation: "batch norm (per-channel tensors)", expected: "[\(channels)]", got: describe(tensor.shape))
+        }
+        try x.sameDevice(tensor, "batch norm")
+    }
+}
+
+private func checkLRN(_ x: Tensor) throws {
+    guard x.rank >= 2 else { throw KilnError.shapeMismatch(operation: "local response norm", expected: "[N, C, ...]", got: describe(x.shape)) }
+}
+
+/// A gradient must have its forward tensor's shape and device.
+func checkSameShape(_ gradient: Tensor, _ reference: Tensor, _ operation: String) throws {
+    try reference.sameDevice(gradient, operation)
+    guard gradient.shape == reference.shape else {
+        throw KilnError.shapeMismatch(operation: operation, expected: describe(reference.shape), got: describe(gradient.shape))
+    }
+}

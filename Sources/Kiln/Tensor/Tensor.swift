@@ -59,7 +59,7 @@ public struct Tensor: @unchecked Sendable {
     public static func uniform(_ shape: [Int], low: Float = 0, high: Float = 1, seed: UInt64, offset: UInt64 = 0,
                                on device: Device = .host) throws -> Tensor {
         let tensor = try empty(shape, on: device)
-        try tensor.backend.fillUniform(tensor, seed: seed, offset: offset, low: low, high: high)
+        try tensor.fillUniform(low: low, high: high, seed: seed, offset: offset)
         return tensor
     }
 
@@ -67,7 +67,7 @@ public struct Tensor: @unchecked Sendable {
     public static func normal(_ shape: [Int], mean: Float = 0, std: Float = 1, seed: UInt64, offset: UInt64 = 0,
                               on device: Device = .host) throws -> Tensor {
         let tensor = try empty(shape, on: device)
-        try tensor.backend.fillNormal(tensor, seed: seed, offset: offset, mean: mean, std: std)
+        try tensor.fillNormal(mean: mean, std: std, seed: seed, offset: offset)
         return tensor
     }
 

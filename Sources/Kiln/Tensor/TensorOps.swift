@@ -44,6 +44,28 @@ extension Tensor {
     /// Sets every element to `value`, in place.
     public func fill(_ value: Float) throws { try backend.fill(self, value: value) }
 
+    /// Adds `values[c]` to every element of channel c, in place: self is [N, C, ...] and `values` is [C]
+    /// (a bias).
+    public func addPerChannel(_ values: Tensor) throws {
+        try sameDevice(values, "per-channel add")
+        guard rank >= 2, values.shape == [shape[1]] else {
+            throw KilnError.shapeMismatch(operation: "per-channel add", expected: "[N, C, ...] and [C]",
+                                          got: "\(describe(shape)) and \(describe(values.shape))")
+        }
+        try backend.binaryPerChannel(.add, self, values, channels: shape[1], inner: shape.dropFirst(2).reduce(1, *), into: self)
+    }
+
+    /// Fills the tensor in place with uniform values in [low, high) from the counter-based stream (seed,
+    /// offset): the same on every device.
+    public func fillUniform(low: Float = 0, high: Float = 1, seed: UInt64, offset: UInt64 = 0) throws {
+        try backend.fillUniform(self, seed: seed, offset: offset, low: low, high: high)
+    }
+
+    /// Fills the tensor in place with normal values from the counter-based stream (seed, offset).
+    public func fillNormal(mean: Float = 0, std: Float = 1, seed: UInt64, offset: UInt64 = 0) throws {
+        try backend.fillNormal(self, seed: seed, offset: offset, mean: mean, std: std)
+    }
+
     public static func + (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.add, b) }
     public static func - (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.sub, b) }
     public static func * (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.mul, b) }
@@ -96,6 +118,27 @@ extension Tensor {
 
     /// The matrix product `op(self) x op(other)` of two 2-D tensors, where op transposes when asked.
     public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) throws -> Tensor {
+        let (m, n, k) = try productShape(other, transposeSelf, transposeOther)
+        let result = try Tensor.empty([m, n], on: device)
+        try backend.matmul(self, transposed: transposeSelf, other, transposed: transposeOther,
+                           m: m, n: n, k: k, alpha: 1, beta: 0, into: result)
+        return result
+    }
+
+    /// Adds `op(self) x op(other)` to `result` ([m, n]; a parameter's gradient).
+    public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false,
+                       accumulatingInto result: Tensor) throws {
+        let (m, n, k) = try productShape(other, transposeSelf, transposeOther)
+        try sameDevice(result, "matmul")
+        guard result.shape == [m, n] else {
+            throw KilnError.shapeMismatch(operation: "matmul (accumulating)", expected: describe([m, n]), got: describe(result.shape))
+        }
+        try backend.matmul(self, transposed: transposeSelf, other, transposed: transposeOther,
+                           m: m, n: n, k: k, alpha: 1, beta: 1, into: result)
+    }
+
+    /// (m, n, k) of `op(self) x op(other)`, or an error naming both shapes.
+    private func productShape(_ other: Tensor, _ transposeSelf: Bool, _ transposeOther: Bool) throws -> (Int, Int, Int) {
         try sameDevice(other, "matmul")
         guard rank == 2, other.rank == 2 else {
             throw KilnError.shapeMismatch(operation: "matmul (2-D operands)", expected: describe(shape), got: describe(other.shape))
@@ -107,10 +150,7 @@ extension Tensor {
             let right = describe(other.shape) + (transposeOther ? "ᵀ" : "")
             throw KilnError.shapeMismatch(operation: "matmul", expected: left, got: right)
         }
-        let result = try Tensor.empty([m, n], on: device)
-        try backend.matmul(self, transposed: transposeSelf, other, transposed: transposeOther,
-                           m: m, n: n, k: k, alpha: 1, beta: 0, into: result)
-        return result
+        return (m, n, k)
     }
 
     /// The transpose of a 2-D tensor, as a new contiguous tensor.
