@@ -34,20 +34,37 @@ func testDevices() throws -> [Device] {
     }
 }
 
-/// Asserts |actual - expected| <= atol + rtol * |expected| elementwise, naming `context` and the first
-/// failing index when it does not hold.
-func assertClose(_ actual: [Float], _ expected: [Float], atol: Float = 1e-5, rtol: Float = 1e-4,
+/// Asserts |actual - expected| <= atol + rtol * |expected| elementwise, naming `context`, the first failing
+/// index, how many fail and the worst one. A NaN or an infinity fails (even where both sides have one)
+/// unless the test says it expects them with `allowNonFinite`, and then only where both agree.
+func assertClose(_ actual: [Float], _ expected: [Float], atol: Float = 1e-5, rtol: Float = 1e-4, allowNonFinite: Bool = false,
                  _ context: @autoclosure () -> String, file: StaticString = #filePath, line: UInt = #line) {
     guard actual.count == expected.count else {
         return XCTFail("\(context()): \(actual.count) values, expected \(expected.count)", file: file, line: line)
     }
+    var first: Int?, failures = 0, worst = (index: 0, excess: Float(0))
     for i in actual.indices {
         let (a, r) = (actual[i], expected[i])
-        if a == r || (a.isNaN && r.isNaN) { continue }
-        if !(abs(a - r) <= atol + rtol * abs(r)) {
-            return XCTFail("\(context()): element \(i) is \(a), expected \(r) (atol \(atol), rtol \(rtol))", file: file, line: line)
+        if !a.isFinite || !r.isFinite {
+            let agree = a == r || (a.isNaN && r.isNaN)
+            if !(allowNonFinite && agree) {
+                failures += 1
+                if first == nil { first = i }
+                worst = (i, .infinity)
+            }
+            continue
+        }
+        let excess = abs(a - r) - (atol + rtol * abs(r))
+        if excess > 0 {
+            failures += 1
+            if first == nil { first = i }
+            if excess > worst.excess { worst = (i, excess) }
         }
     }
+    guard let first else { return }
+    XCTFail("\(context()): element \(first) is \(actual[first]), expected \(expected[first]) (atol \(atol), rtol \(rtol)); "
+            + "\(failures) of \(actual.count) elements fail, the worst at \(worst.index): \(actual[worst.index]) against \(expected[worst.index])",
+            file: file, line: line)
 }
 
 /// A small deterministic generator for test shapes and values (independent of the code under test).
