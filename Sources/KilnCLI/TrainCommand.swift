@@ -81,7 +81,11 @@ struct TrainCommand: ParsableCommand {
         do {
             outcome = try run.run()
         } catch let error as TrainingError {
-            print("\(error)")
+            // Checkpoints are written after whole epochs only, so the one on disk predates the bad step.
+            let kept = FileManager.default.fileExists(atPath: run.lastCheckpoint.path)
+                ? "; the last good checkpoint is kept: \(run.lastCheckpoint.path) (step \(run.state.position.step))"
+                : "; no epoch had finished, so there is no checkpoint"
+            print("\(error)\(kept)")
             throw ExitCode(3)
         }
         switch outcome {

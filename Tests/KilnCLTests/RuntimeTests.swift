@@ -134,8 +134,34 @@ final class ProgramTests: XCTestCase {
         var data = try Data(contentsOf: file)
         data = data.prefix(data.count / 2) + Data(repeating: 0xAB, count: 64)
         try data.write(to: file)
-        let rebuilt = try CLContext(device: device, diskCache: cache).program(name: "scale.cl", source: unique)
-        XCTAssertNoThrow(try rebuilt.kernel("scale"))
+        let context = try CLContext(device: device, diskCache: cache)
+        let rebuilt = try context.program(name: "scale.cl", source: unique)
+        XCTAssertEqual(rebuilt.origin, .compiled, "a damaged binary is not loaded")
+        try assertScaleRuns(rebuilt, on: context)
+    }
+
+    /// A program whose source changed is compiled afresh, not loaded from the binary of its old source.
+    func testAChangedSourceIsNotTakenFromTheDisk() throws {
+        let device = try firstDevice()
+        let cache = CLBinaryCache(directory: temporaryDirectory("changed"))
+        defer { try? FileManager.default.removeItem(at: cache.directory) }
+        let unique = "// \(UUID().uuidString)\n" + source
+        XCTAssertEqual(try CLContext(device: device, diskCache: cache).program(name: "scale.cl", source: unique).origin, .compiled)
+        XCTAssertEqual(try CLContext(device: device, diskCache: cache).program(name: "scale.cl", source: unique).origin, .diskCache)
+        let changed = unique.replacingOccurrences(of: "x[i] *= factor", with: "x[i] = x[i] * factor")
+        let context = try CLContext(device: device, diskCache: cache)
+        let program = try context.program(name: "scale.cl", source: changed)
+        XCTAssertEqual(program.origin, .compiled)
+        try assertScaleRuns(program, on: context)
+    }
+
+    private func assertScaleRuns(_ program: CLProgram, on context: CLContext, file: StaticString = #filePath, line: UInt = #line) throws {
+        let buffer = try context.buffer(count: 4)
+        try [Float](repeating: 3, count: 4).withUnsafeBytes { try context.write(buffer, from: $0) }
+        try context.launch(try program.kernel("scale"), global: [4], arguments: [.buffer(buffer), .float(-1), .uint(4)])
+        var result = [Float](repeating: 0, count: 4)
+        try result.withUnsafeMutableBytes { try context.read(buffer, into: $0) }
+        XCTAssertEqual(result, [-3, -3, -3, -3], file: file, line: line)
     }
 }
 

@@ -222,13 +222,51 @@ final class ConvolutionAlgorithmTests: XCTestCase {
         XCTAssertEqual(ConvolutionTuner(device: info, directory: nil, environment: [:]).enabled, info.type != .cpu)
     }
 
-    func testTheHeuristicPicksAnApplicableAlgorithm() throws {
+    /// The heuristic's picks on shapes whose answer the ranks in ConvolutionAlgorithms.swift fix: the direct
+    /// and pointwise paths where they apply, Winograd from 32 channels, and on a CPU driver the implicit GEMM
+    /// for short patches forward and many output channels in the filter gradient, im2col + GEMM otherwise.
+    func testTheHeuristicFollowsItsRanks() throws {
         let (_, backend) = try openCLBackend()
-        for c in try cases() {
-            let s = try Conv2DShape(input: c.input, weight: c.weight, geometry: c.geometry)
-            for pass in ConvolutionPass.allCases {
-                XCTAssertTrue(backend.applicableConvolutionAlgorithms(for: s, pass: pass)
-                    .contains(backend.defaultConvolutionAlgorithm(for: s, pass: pass)), "\(pass) \(c)")
+        let isCPU = backend.context.device.info.type == .cpu
+        func pick(_ input: [Int], _ weight: [Int], _ geometry: Conv2DGeometry, _ pass: ConvolutionPass) throws -> ConvolutionAlgorithm {
+            backend.defaultConvolutionAlgorithm(for: try Conv2DShape(input: input, weight: weight, geometry: geometry), pass: pass)
+        }
+        let depthwise = try Conv2DGeometry(kernelSize: 3, padding: 1, groups: 8)
+        for pass in ConvolutionPass.allCases {
+            XCTAssertEqual(try pick([2, 8, 9, 9], [8, 1, 3, 3], depthwise, pass), .depthwiseDirect, "depthwise \(pass)")
+            XCTAssertEqual(try pick([2, 8, 9, 9], [16, 8, 1, 1], try Conv2DGeometry(kernelSize: 1), pass), .pointwiseGEMM, "1x1 \(pass)")
+        }
+        let same3x3 = try Conv2DGeometry(kernelSize: 3, padding: 1)
+        XCTAssertEqual(try pick([2, 64, 8, 8], [64, 64, 3, 3], same3x3, .forward), .winograd)
+        XCTAssertEqual(try pick([2, 64, 8, 8], [64, 64, 3, 3], same3x3, .backwardData), .winograd)
+        XCTAssertEqual(try pick([2, 64, 8, 8], [64, 64, 3, 3], same3x3, .backwardFilter), .implicitGEMM)
+        // Below 32 channels Winograd's transforms cost more than they save.
+        XCTAssertEqual(try pick([2, 16, 8, 8], [16, 16, 3, 3], same3x3, .forward), .implicitGEMM)
+        let lenetConv2 = try Conv2DGeometry(kernelSize: 5)
+        XCTAssertEqual(try pick([4, 6, 14, 14], [16, 6, 5, 5], lenetConv2, .forward), .implicitGEMM)
+        XCTAssertEqual(try pick([4, 6, 14, 14], [16, 6, 5, 5], lenetConv2, .backwardData), isCPU ? .im2colGEMM : .implicitGEMM)
+        XCTAssertEqual(try pick([4, 6, 14, 14], [16, 6, 5, 5], lenetConv2, .backwardFilter), .implicitGEMM)
+        XCTAssertEqual(try pick([4, 6, 14, 14], [8, 6, 5, 5], lenetConv2, .backwardFilter), isCPU ? .im2colGEMM : .implicitGEMM)
+        let wide = try Conv2DGeometry(kernelSize: 5, stride: 2, padding: 2)
+        XCTAssertEqual(try pick([2, 64, 16, 16], [64, 64, 5, 5], wide, .forward), isCPU ? .im2colGEMM : .implicitGEMM)
+    }
+
+    /// Where each algorithm applies, stated independently of the descriptors.
+    func testEachAlgorithmAppliesWhereItShould() throws {
+        let (_, backend) = try openCLBackend()
+        func applicable(_ input: [Int], _ weight: [Int], _ geometry: Conv2DGeometry, _ pass: ConvolutionPass) throws -> Set<ConvolutionAlgorithm> {
+            Set(backend.applicableConvolutionAlgorithms(for: try Conv2DShape(input: input, weight: weight, geometry: geometry), pass: pass))
+        }
+        for pass in ConvolutionPass.allCases {
+            XCTAssertEqual(try applicable([1, 4, 5, 5], [6, 4, 1, 1], try Conv2DGeometry(kernelSize: 1), pass), [.pointwiseGEMM, .implicitGEMM])
+            XCTAssertEqual(try applicable([1, 4, 5, 5], [4, 1, 3, 3], try Conv2DGeometry(kernelSize: 3, groups: 4), pass),
+                           [.depthwiseDirect, .implicitGEMM])
+            XCTAssertEqual(try applicable([1, 4, 5, 5], [6, 4, 3, 3], try Conv2DGeometry(kernelSize: 3, padding: 1), pass),
+                           pass == .backwardFilter ? [.im2colGEMM, .implicitGEMM] : [.im2colGEMM, .implicitGEMM, .winograd])
+            for geometry in [try Conv2DGeometry(kernelSize: 3, stride: 2), try Conv2DGeometry(kernelSize: 3, dilation: 2),
+                             try Conv2DGeometry(kernelSize: (3, 1))] {
+                XCTAssertEqual(try applicable([1, 4, 9, 9], [6, 4, geometry.kernelHeight, geometry.kernelWidth], geometry, pass),
+                               [.im2colGEMM, .implicitGEMM], "\(geometry)")
             }
         }
     }

@@ -56,7 +56,12 @@ final class LayerTests: XCTestCase {
         XCTAssertLessThanOrEqual(Double(try big.max()), bound)
         XCTAssertGreaterThan(Double(try big.max()), 0.95 * bound)
         try Initializer.pytorchDefault.fill(big, fanIn: 400, fanOut: 256, seed: 1)
+        // U(±1/sqrt(400)): inside the bound, reaching near both ends of it, with the uniform's variance.
         XCTAssertLessThanOrEqual(try big.max(), 1 / 20)
+        XCTAssertGreaterThan(try big.max(), 0.95 / 20)
+        XCTAssertLessThan(try big.min(), -0.95 / 20)
+        let uniform = try big.toArray()
+        XCTAssertEqual(uniform.map { Double($0 * $0) }.reduce(0, +) / Double(uniform.count), 1.0 / 400 / 3, accuracy: 0.05 / 400 / 3)
     }
 
     func testGradientsThroughContainersAgreeWithFiniteDifferences() throws {

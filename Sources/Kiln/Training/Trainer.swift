@@ -29,7 +29,7 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .nonFiniteLoss(step, value):
-            return "training stopped: the loss is \(value) at step \(step); the last good checkpoint is kept"
+            return "training stopped: the loss is \(value.isNaN ? "NaN" : "\(value)") at step \(step)"
         }
     }
 }

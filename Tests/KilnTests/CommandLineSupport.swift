@@ -1,0 +1,59 @@
+import Foundation
+import XCTest
+@testable import Kiln
+
+/// Runs the `kiln` executable built beside the test bundle, as a user would.
+enum KilnCommand {
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appending(path: "kiln")
+    }
+
+    /// Runs `kiln arguments`, with standard output and error together; with `signal`, sends it once when the
+    /// output first contains `after` (a progress line), while the process still runs.
+    static func run(_ arguments: [String], signal: Int32? = nil, after line: String? = nil) throws -> (status: Int32, output: String) {
+        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+            throw KilnError.invalidArgument("\(executable.path) is missing: build the package (swift build) before running the tests")
+        }
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        var output = "", signalled = false
+        let reader = pipe.fileHandleForReading
+        while true {
+            let data = reader.availableData
+            if data.isEmpty { break }
+            output += String(decoding: data, as: UTF8.self)
+            if let signal, let line, !signalled, output.contains(line), process.isRunning {
+                kill(process.processIdentifier, signal)
+                signalled = true
+                output += "[sent signal \(signal)]\n"
+            }
+        }
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
+    /// A small MNIST-format copy of part of Fashion-MNIST (640 training and 200 test images), so that runs
+    /// take seconds.
+    static func smallDataSet() throws -> URL {
+        guard FileManager.default.fileExists(atPath: Dataset.fashionMNISTDirectory.path) else {
+            throw XCTSkip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+        }
+        let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-small-data-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for (split, prefix, count) in [(DatasetSplit.train, "train", 640), (.test, "t10k", 200)] {
+            let data = try Dataset.load("fashion-mnist", split: split).subset(Array(0..<count))
+            let header = { (magic: UInt8, dimensions: [Int]) -> [UInt8] in
+                [0, 0, 8, magic] + dimensions.flatMap { withUnsafeBytes(of: UInt32($0).bigEndian, Array.init) }
+            }
+            try Data(header(3, [count, 28, 28]) + data.pixels.map { UInt8(($0 * 255).rounded()) })
+                .write(to: folder.appending(path: "\(prefix)-images-idx3-ubyte"))
+            try Data(header(1, [count]) + data.labels.map(UInt8.init)).write(to: folder.appending(path: "\(prefix)-labels-idx1-ubyte"))
+        }
+        return folder
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import XCTest
+@testable import Kiln
+
+/// The `kiln` commands as a user runs them: exit codes, what they print, and that what they print is right.
+final class CommandLineTests: XCTestCase {
+    private static let runs = FileManager.default.temporaryDirectory.appending(path: "kiln-cli-\(UUID().uuidString)")
+
+    /// One short host run on the small data set, trained once for the tests that read its checkpoint.
+    private static let trained: Result<(data: URL, folder: URL), Error> = Result {
+        let data = try KilnCommand.smallDataSet()
+        let folder = runs.appending(path: "trained")
+        let run = try KilnCommand.run(["train", "--data", data.path, "--device", "host", "--epochs", "1", "--batch-size", "32",
+                                       "--seed", "5", "--out", folder.path])
+        guard run.status == 0 else { throw KilnError.invalidArgument("kiln train failed:\n\(run.output)") }
+        return (data, folder)
+    }
+
+    func testSIGTERMStopsAfterTheStepWritesACheckpointAndExits143() throws {
+        let data = try KilnCommand.smallDataSet()
+        let folder = Self.runs.appending(path: "terminated")
+        let run = try KilnCommand.run(["train", "--data", data.path, "--device", "host", "--epochs", "3", "--batch-size", "32",
+                                       "--out", folder.path], signal: SIGTERM, after: "epoch 1:")
+        XCTAssertEqual(run.status, 143, run.output)
+        XCTAssertTrue(run.output.contains("resume with: kiln train --resume \(folder.path)"), run.output)
+        let state = try TrainingCheckpoint.state(in: SafeTensors.read(from: folder.appending(path: "last.safetensors")), source: "last")
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(state).position.step, 20, "the checkpoint holds the stop's position, after epoch 1")
+    }
+
+    /// A loss that becomes NaN or infinite stops training with exit 3 and the step, and says truthfully
+    /// whether a checkpoint from before it exists.
+    func testADivergingRunStopsWithExit3AndNamesTheStep() throws {
+        let data = try KilnCommand.smallDataSet()
+        let run = try KilnCommand.run(["train", "--data", data.path, "--device", "host", "--epochs", "2", "--batch-size", "32",
+                                       "--optimizer", "sgd", "--lr", "1e30", "--schedule", "constant",
+                                       "--out", Self.runs.appending(path: "diverged").path])
+        XCTAssertEqual(run.status, 3, run.output)
+        XCTAssertNotNil(run.output.range(of: #"training stopped: the loss is (NaN|inf|-inf) at step \d+"#, options: .regularExpression),
+                        run.output)
+        XCTAssertTrue(run.output.contains("no epoch had finished, so there is no checkpoint"), run.output)
+    }
+
+    /// `kiln eval`: the confusion matrix has one row per true class (its row sums are the class counts of the
+    /// test images), and each class's accuracy is its diagonal entry over its row.
+    func testEvalReportsPerClassAccuracyAndAConfusionMatrixByTrueClass() throws {
+        let (data, folder) = try Self.trained.get()
+        let run = try KilnCommand.run(["eval", "--checkpoint", folder.appending(path: "best.safetensors").path, "--device", "host"])
+        XCTAssertEqual(run.status, 0, run.output)
+        let lines = run.output.split(separator: "\n").map(String.init)
+        let header = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("confusion matrix (rows: true class") }, run.output)
+        let rows = lines[(header + 2)...].prefix(10).map { line in line.split(separator: " ").dropFirst().compactMap { Int($0) } }
+        XCTAssertEqual(rows.map(\.count), Array(repeating: 10, count: 10), run.output)
+        let labels = try Dataset.load(data.path, split: .test).labels
+        XCTAssertEqual(rows.map { $0.reduce(0, +) }, (0..<10).map { c in labels.filter { $0 == c }.count }, "row sums are true-class counts")
+        let accuracies = lines.filter { $0.hasSuffix("%") && $0.hasPrefix("  ") }.compactMap { line in
+            line.split(separator: " ").last.flatMap { Double($0.dropLast()) }
+        }
+        XCTAssertEqual(accuracies.count, 10, run.output)
+        for (c, row) in rows.enumerated() where row.reduce(0, +) > 0 {
+            XCTAssertEqual(accuracies[c], 100 * Double(row[c]) / Double(row.reduce(0, +)), accuracy: 0.006, "class \(c)")
+        }
+        let correct = (0..<10).map { rows[$0][$0] }.reduce(0, +)
+        XCTAssertTrue(run.output.contains(String(format: "accuracy %.2f%%", 100 * Double(correct) / Double(labels.count))), run.output)
+    }
+
+    /// `kiln predict`: the classes of a test image in descending probability, summing to 100 % over all
+    /// classes, with the probability the model itself gives.
+    func testPredictListsTheTopClassesWithTheModelsProbabilities() throws {
+        let (data, folder) = try Self.trained.get()
+        let checkpoint = folder.appending(path: "best.safetensors")
+        let run = try KilnCommand.run(["predict", "--checkpoint", checkpoint.path, "--device", "host", "--index", "3", "--top", "10"])
+        XCTAssertEqual(run.status, 0, run.output)
+        let test = try Dataset.load(data.path, split: .test)
+        XCTAssertTrue(run.output.contains("test image 3 (true class: \(test.classNames[test.labels[3]]))"), run.output)
+        let percentages = run.output.split(separator: "\n").compactMap { line -> Double? in
+            line.split(separator: "%").first.flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        }
+        XCTAssertEqual(percentages.count, 10, run.output)
+        XCTAssertEqual(percentages, percentages.sorted(by: >), "descending")
+        XCTAssertEqual(percentages.reduce(0, +), 100, accuracy: 0.06)
+        let model = try LeNetBN()
+        try model.loadStateDict(SafeTensors.read(from: checkpoint), source: checkpoint.path)
+        let probabilities = try model.forward(Tensor(Array(test.subset([3]).pixels), shape: [1, 1, 28, 28]), .inference).softmax().toArray()
+        XCTAssertEqual(percentages[0], 100 * Double(probabilities.max() ?? 0), accuracy: 0.006)
+    }
+
+    /// `kiln bench --json`: a record per row with the documented fields, validated results and positive speeds.
+    func testBenchJSONRecordsHaveTheirFields() throws {
+        let run = try KilnCommand.run(["bench", "--device", "host", "--models", "lenet-bn", "--batches", "8", "--no-ops",
+                                       "--repeats", "1", "--json"])
+        XCTAssertEqual(run.status, 0, run.output)
+        let json = try XCTUnwrap(run.output.firstIndex(of: "[").map { String(run.output[$0...]) }, run.output)
+        let records = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])
+        let models = records.filter { $0["model"] as? String == "lenet-bn" }
+        XCTAssertEqual(Set(models.compactMap { $0["mode"] as? String }), ["train", "infer"])
+        for record in models {
+            XCTAssertEqual(record["backend"] as? String, "host")
+            XCTAssertEqual(record["batch"] as? Int, 8)
+            XCTAssertGreaterThan(try XCTUnwrap(record["images_per_second"] as? Double), 0)
+            XCTAssertGreaterThan(try XCTUnwrap(record["seconds"] as? Double), 0)
+            XCTAssertNotNil(record["fraction_of_peak"] as? Double)
+            XCTAssertNotNil(record["device"] as? String)
+        }
+        let gemm = try XCTUnwrap(records.first { $0["op"] as? String == "gemm" }, "the peak row")
+        XCTAssertGreaterThan(try XCTUnwrap(gemm["gflops"] as? Double), 0)
+    }
+}
