@@ -103,25 +103,29 @@ final class DataTests: XCTestCase {
 
     func testCIFAR10BinaryFilesRead() throws {
         let directory = try folder()
-        // Record r of each file: label r % 10, then the CHW bytes (r + i) % 256.
-        func records(_ count: Int) -> Data {
+        // Record r of file f (1...5 for the training batches, 6 for the test batch): label (3f + r) % 10, then
+        // the CHW bytes (f + r + i) % 256, so that every file and record can be told apart.
+        func records(_ count: Int, file f: Int) -> Data {
             var bytes: [UInt8] = []
             for r in 0..<count {
-                bytes.append(UInt8(r % 10))
-                for i in 0..<3072 { bytes.append(UInt8((r + i) % 256)) }
+                bytes.append(UInt8((3 * f + r) % 10))
+                for i in 0..<3072 { bytes.append(UInt8((f + r + i) % 256)) }
             }
             return Data(bytes)
         }
-        for name in (1...5).map({ "data_batch_\($0).bin" }) + ["test_batch.bin"] {
-            try records(3).write(to: directory.appending(path: name))
-        }
+        for f in 1...5 { try records(3, file: f).write(to: directory.appending(path: "data_batch_\(f).bin")) }
+        try records(4, file: 6).write(to: directory.appending(path: "test_batch.bin"))
         let train = try Dataset.load("cifar10:\(directory.path)", split: .train)
         XCTAssertEqual(train.count, 15)
         XCTAssertEqual(train.imageShape, [3, 32, 32])
-        XCTAssertEqual(train.labels.prefix(4), [0, 1, 2, 0])
-        XCTAssertEqual(train.pixels[3072 + 1024], Float((1 + 1024) % 256) / 255, "record 1, first green byte")
+        XCTAssertEqual(train.labels, (1...5).flatMap { f in (0..<3).map { (3 * f + $0) % 10 } }, "data_batch_1 ... data_batch_5, in order")
+        XCTAssertEqual(train.pixels[3072 + 1024], Float((1 + 1 + 1024) % 256) / 255, "file 1, record 1, first green byte")
+        XCTAssertEqual(train.pixels[4 * 3072], Float((2 + 1) % 256) / 255, "file 2, record 1, first red byte")
         XCTAssertEqual(train.classNames[3], "cat")
-        try Data(records(2).prefix(5000)).write(to: directory.appending(path: "test_batch.bin"))
+        let test = try Dataset.load("cifar10:\(directory.path)", split: .test)
+        XCTAssertEqual(test.labels, [8, 9, 0, 1], "the test split is test_batch.bin")
+        XCTAssertEqual(test.pixels[3 * 3072 + 2048], Float((6 + 3 + 2048) % 256) / 255, "record 3, first blue byte")
+        try Data(records(2, file: 6).prefix(5000)).write(to: directory.appending(path: "test_batch.bin"))
         XCTAssertThrowsError(try Dataset.load("cifar10:\(directory.path)", split: .test)) { error in
             XCTAssertTrue("\(error)".contains("test_batch.bin") && "\(error)".contains("3,073-byte"), "\(error)")
         }
