@@ -73,12 +73,10 @@ inline float kiln_det_cos2pi(float u) {
     s = -0x1.4abbaap-1f + r2 * s;
     s = 0x1.921fb4p+0f + r2 * s;
     s = r * s;
-    switch (q & 3) {
-    case 0: return c;
-    case 1: return -s;
-    case 2: return -c;
-    default: return s;
-    }
+    // The quadrant's value through private memory rather than a switch, for the same Oclgrind defect
+    // as in kiln_uniform.
+    const float quadrant[4] = {c, -s, -c, s};
+    return quadrant[q & 3];
 }
 
 // Square root for finite x >= 0 as x * rsqrt(x) (see DeterministicMath.sqrt).
@@ -98,9 +96,11 @@ inline float kiln_uniform(ulong seed, ulong position) {
     const ulong index = position >> 2;
     const uint4 b = kiln_philox4x32_10((uint4)((uint)index, (uint)(index >> 32), 0u, 0u),
                                        kiln_philox_key(seed));
-    const uint lane = (uint)(position & 3);
-    const uint word = lane == 0 ? b.x : lane == 1 ? b.y : lane == 2 ? b.z : b.w;
-    return kiln_unit_float(word);
+    // Through private memory rather than a select of components: Oclgrind 21.10 mis-evaluates the
+    // select chain the compiler makes of `lane == 0 ? b.x : ...` (lanes 0 and 1 read lane 3).
+    uint words[4];
+    vstore4(b, 0, words);
+    return kiln_unit_float(words[position & 3]);
 }
 
 inline float kiln_normal(ulong seed, ulong position) {

@@ -201,6 +201,7 @@ final class ConvolutionTests: XCTestCase {
 
     func testLargeBatchesAreProcessedInChunks() throws {
         // Enough images that the OpenCL im2col workspace is split into several chunks.
+        try skipUnderTheSimulator("a workspace-sized batch")
         let gpu = try openCLDevice()
         let geometry = try Conv2DGeometry(kernelSize: 3, padding: 1)
         let perImage = 2 * 9 * 16 * 16

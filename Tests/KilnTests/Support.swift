@@ -23,6 +23,14 @@ let openCLIsRequired: Bool = {
     return environment["CI"] == "true"
 }()
 
+/// Skips a test whose shapes are too large for a simulated device (Tests/Oclgrind/run.sh sets KILN_TEST_SIMULATOR=1:
+/// the simulator runs each work-item in turn, so a workspace-sized convolution takes many minutes).
+func skipUnderTheSimulator(_ what: String) throws {
+    if ProcessInfo.processInfo.environment["KILN_TEST_SIMULATOR"] == "1" {
+        throw XCTSkip("\(what) is too large for the simulated device")
+    }
+}
+
 /// The host, then the OpenCL device: the host half of a loop over both runs on a machine without OpenCL too
 /// (the device half is then skipped with a note, or fails where OpenCL is required).
 func testDevices() throws -> [Device] {
