@@ -105,7 +105,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(try run.run(), .completed)
 
         for file in [TrainingRun.configurationFile, TrainingRun.metricsFile, TrainingRun.stepsFile, TrainingRun.curvesFile,
-                     TrainingRun.lastCheckpointFile, "last.optimizer.safetensors", TrainingRun.bestCheckpointFile] {
+                     TrainingRun.lastCheckpointFile, TrainingRun.resumeCheckpointFile, TrainingRun.bestCheckpointFile] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appending(path: file).path), file)
         }
         var saved = try TrainingRun.savedConfiguration(in: folder)
@@ -261,15 +261,23 @@ final class TrainingRunTests: XCTestCase {
     func testResumingWithoutARunNamesTheMissingFile() throws {
         let folder = temporaryFolder()
         XCTAssertThrowsError(try TrainingRun.savedConfiguration(in: folder)) { error in
-            XCTAssertTrue("\(error)".contains(folder.appending(path: "config.json").path), "\(error)")
+            XCTAssertEqual(error as? TrainingRunError, .notARun(folder: folder.path, reason: "there is no such folder"))
         }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        XCTAssertThrowsError(try TrainingRun.savedConfiguration(in: folder)) { error in
+            XCTAssertEqual("\(error)", "\(folder.path) is not a Kiln run folder: it has no config.json")
+        }
         try writeAtomically(Array("{\"model\": 3}".utf8), to: folder.appending(path: "config.json"))
         XCTAssertThrowsError(try TrainingRun.savedConfiguration(in: folder)) { error in
             XCTAssertTrue("\(error)".contains("config.json") && "\(error)".contains("not a training configuration"), "\(error)")
         }
+        XCTAssertThrowsError(try TrainingConfiguration.read(from: folder.appending(path: "config.json"))) { error in
+            XCTAssertTrue("\(error)".hasSuffix("(\"model\" is not a String)"), "a sentence, not Swift's dump: \(error)")
+        }
+        // A damaged resume checkpoint is named, not skipped.
+        try writeAtomically(Array("not safetensors".utf8), to: folder.appending(path: TrainingRun.resumeCheckpointFile))
         XCTAssertThrowsError(try makeRun(folder, configuration(epochs: 1), resuming: true)) { error in
-            XCTAssertTrue("\(error)".contains(folder.appending(path: "last.safetensors").path), "\(error)")
+            XCTAssertTrue("\(error)".contains(folder.appending(path: TrainingRun.resumeCheckpointFile).path), "\(error)")
         }
     }
 }
