@@ -97,8 +97,14 @@ struct TrainCommand: ParsableCommand {
         }
         print("data \(configuration.data): \(trainSet.count) training, \(validates ? "\(validationSet.count) validation, " : "")\(testSet.count) test images of \(trainSet.imageShape.map(String.init).joined(separator: "×"))")
 
-        let run = try TrainingRun(folder: folder, configuration: configuration, train: trainSet, validation: validationSet,
+        let run: TrainingRun
+        do {
+            run = try TrainingRun(folder: folder, configuration: configuration, train: trainSet, validation: validationSet,
                                   device: device, resuming: resuming, overwrite: overwrite)
+        } catch let KilnError.invalidArgument(message) {
+            // The values are checked above; what is left is --epochs below the epochs a resumed run has trained.
+            throw ValidationError(message)
+        }
         if run.startedAfresh {
             print("no checkpoint in \(folder.path) yet (the run stopped before its first epoch ended): starting it from the beginning")
         } else if resuming {

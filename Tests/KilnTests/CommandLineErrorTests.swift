@@ -151,5 +151,10 @@ final class CommandLineErrorTests: XCTestCase {
         XCTAssertTrue(extended.output.contains("resuming at epoch 2, batch 0, step 20"), extended.output)
         XCTAssertEqual(try MetricsLog.read(from: folder.appending(path: TrainingRun.metricsFile)).rows.map(\.epoch), [1, 2])
         XCTAssertEqual(try TrainingRun.savedConfiguration(in: folder).epochs, 2, "config.json records the new end")
+
+        let shortened = try KilnCommand.run(["train", "--resume", folder.path, "--epochs", "1"])
+        XCTAssertEqual(shortened.status, 64, shortened.output)
+        XCTAssertTrue(shortened.output.contains("Error: the run in \(folder.path) has trained 2 epochs; it cannot be shortened to 1\nUsage: kiln train"),
+                      shortened.output)
     }
 }

@@ -330,6 +330,22 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: resumed.resumeCheckpoint.path))
     }
 
+    /// A run of the two-file layout torn by a kill between its renames cannot resume exactly; the error says why.
+    func testATornTwoFileCheckpointIsExplained() throws {
+        let folder = temporaryFolder()
+        let first = try makeRun(folder, configuration(epochs: 1))
+        XCTAssertEqual(try first.run(), .completed)
+        try FileManager.default.removeItem(at: first.resumeCheckpoint)
+        var optimizerState = try first.optimizer.state()
+        optimizerState.metadata["kiln.step"] = "16"   // the next epoch's, renamed before its model was
+        try optimizerState.write(to: folder.appending(path: TrainingRun.legacyOptimizerFile))
+        XCTAssertThrowsError(try makeRun(folder, configuration(epochs: 2), resuming: true)) { error in
+            XCTAssertEqual("\(error)", "\(folder.appending(path: TrainingRun.legacyOptimizerFile).path): holds the optimiser state of step 16, "
+                           + "but last.safetensors is at step 8: the two files were written by an older Kiln and it was stopped between "
+                           + "them, so the optimiser state of step 8 is lost")
+        }
+    }
+
     /// A run resumed from a folder with config.json but no checkpoint (killed in its first epoch) starts again.
     func testAResumeWithoutACheckpointStartsFromTheBeginning() throws {
         let whole = temporaryFolder(), early = temporaryFolder()
