@@ -29,7 +29,9 @@ struct CheckpointedModel {
     /// state dict carries none, so it needs `model`).
     init(checkpoint: String, model: String?, data: String?, device: String) throws {
         let url = URL(fileURLWithPath: checkpoint)
-        let file = try SafeTensors.read(from: url)
+        guard FileManager.default.fileExists(atPath: url.path) else { throw KilnError.corruptFile(path: url.path, reason: "does not exist") }
+        // A resume checkpoint's optimiser tensors are not the model's.
+        let file = TrainingCheckpoint.modelPart(of: try SafeTensors.read(from: url))
         let saved = file.metadata["kiln.config"].flatMap { try? JSONDecoder().decode(TrainingConfiguration.self, from: Data($0.utf8)) }
         guard let name = model ?? saved?.model else {
             throw ValidationError("\(checkpoint) carries no Kiln configuration: name its model with --model (\(ModelZoo.names.joined(separator: ", ")))")

@@ -12,30 +12,32 @@ struct EvalCommand: ParsableCommand {
     var batchSize = 256
 
     func run() throws {
-        let restored = try source.restore()
-        let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
-        let task = try ModelZoo.entry(modelName).task
-        let result = try Evaluation(model: network, batches: DataLoader(dataset: test, batchSize: batchSize, shuffle: false, device: device)
-            .batches(epoch: 0), loss: task.loss, measuresAccuracy: task.measuresAccuracy)
-        guard task.measuresAccuracy else {
-            print(String(format: "%@ on %d test images (%@): reconstruction loss (MSE) %.5f", modelName, result.samples,
-                         device.description, result.loss))
-            return
-        }
-        print(String(format: "%@ on %d test images (%@): loss %.4f, accuracy %.2f%%", modelName, result.samples, device.description,
-                     result.loss, 100 * result.accuracy))
-        print("\nper-class accuracy:")
-        for (index, name) in test.classNames.enumerated() where index < result.perClassAccuracy.count {
-            let padded = name.padding(toLength: 12, withPad: " ", startingAt: 0)
-            print("  \(padded) " + String(format: "%6.2f%%", 100 * result.perClassAccuracy[index]))
-        }
-        print("\nconfusion matrix (rows: true class, columns: predicted):")
-        let width = Swift.max(5, String(result.confusion.flatMap { $0 }.max() ?? 0).count + 1)
-        print("      " + (0..<result.confusion.count).map { String(repeating: " ", count: width - String($0).count) + String($0) }.joined())
-        for (index, row) in result.confusion.enumerated() {
-            let label = String(index)
-            print(String(repeating: " ", count: 4 - label.count) + label + "  "
-                  + row.map { String(repeating: " ", count: width - String($0).count) + String($0) }.joined())
+        try reportingErrors(Self.self) {
+            let restored = try source.restore()
+            let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
+            let task = try ModelZoo.entry(modelName).task
+            let result = try Evaluation(model: network, batches: DataLoader(dataset: test, batchSize: batchSize, shuffle: false, device: device)
+                .batches(epoch: 0), loss: task.loss, measuresAccuracy: task.measuresAccuracy)
+            guard task.measuresAccuracy else {
+                print(String(format: "%@ on %d test images (%@): reconstruction loss (MSE) %.5f", modelName, result.samples,
+                             device.description, result.loss))
+                return
+            }
+            print(String(format: "%@ on %d test images (%@): loss %.4f, accuracy %.2f%%", modelName, result.samples, device.description,
+                         result.loss, 100 * result.accuracy))
+            print("\nper-class accuracy:")
+            for (index, name) in test.classNames.enumerated() where index < result.perClassAccuracy.count {
+                let padded = name.padding(toLength: 12, withPad: " ", startingAt: 0)
+                print("  \(padded) " + String(format: "%6.2f%%", 100 * result.perClassAccuracy[index]))
+            }
+            print("\nconfusion matrix (rows: true class, columns: predicted):")
+            let width = Swift.max(5, String(result.confusion.flatMap { $0 }.max() ?? 0).count + 1)
+            print("      " + (0..<result.confusion.count).map { String(repeating: " ", count: width - String($0).count) + String($0) }.joined())
+            for (index, row) in result.confusion.enumerated() {
+                let label = String(index)
+                print(String(repeating: " ", count: 4 - label.count) + label + "  "
+                      + row.map { String(repeating: " ", count: width - String($0).count) + String($0) }.joined())
+            }
         }
     }
 }

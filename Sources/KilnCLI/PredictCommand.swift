@@ -16,31 +16,33 @@ struct PredictCommand: ParsableCommand {
     var images: [String] = []
 
     func run() throws {
-        guard !images.isEmpty || !index.isEmpty else { throw ValidationError("give image files or --index N") }
-        let restored = try source.restore()
-        let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
+        try reportingErrors(Self.self) {
+            guard !images.isEmpty || !index.isEmpty else { throw ValidationError("give image files or --index N") }
+            let restored = try source.restore()
+            let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
 
-        var inputs: [(name: String, pixels: [Float], label: Int?)] = []
-        for path in images {
-            let image = try ImageFile.read(URL(fileURLWithPath: path)).converted(toChannels: test.imageShape[0])
-            guard [image.channels, image.height, image.width] == test.imageShape else {
-                throw ValidationError("\(path) is \(image.height)×\(image.width); \(modelName) takes \(test.imageShape[1])×\(test.imageShape[2])")
+            var inputs: [(name: String, pixels: [Float], label: Int?)] = []
+            for path in images {
+                let image = try ImageFile.read(URL(fileURLWithPath: path)).converted(toChannels: test.imageShape[0])
+                guard [image.channels, image.height, image.width] == test.imageShape else {
+                    throw ValidationError("\(path) is \(image.height)×\(image.width); \(modelName) takes \(test.imageShape[1])×\(test.imageShape[2])")
+                }
+                inputs.append((path, image.pixels, nil))
             }
-            inputs.append((path, image.pixels, nil))
-        }
-        for i in index {
-            guard test.labels.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(test.count)") }
-            inputs.append(("test image \(i)", Array(test.subset([i]).pixels), test.labels[i]))
-        }
-        let batch = try Tensor(inputs.flatMap(\.pixels), shape: [inputs.count] + test.imageShape, on: device)
-        let probabilities = try network.forward(batch, .inference).softmax().toArray()
-        let classes = test.classNames.count
-        for (row, input) in inputs.enumerated() {
-            let scores = Array(probabilities[(row * classes)..<((row + 1) * classes)])
-            let ranked = scores.indices.sorted { scores[$0] > scores[$1] }.prefix(Swift.max(top, 1))
-            let truth = input.label.map { " (true class: \(test.classNames[$0]))" } ?? ""
-            print("\(input.name)\(truth)")
-            for k in ranked { print(String(format: "  %6.2f%%  ", 100 * scores[k]) + test.classNames[k]) }
+            for i in index {
+                guard test.labels.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(test.count)") }
+                inputs.append(("test image \(i)", Array(test.subset([i]).pixels), test.labels[i]))
+            }
+            let batch = try Tensor(inputs.flatMap(\.pixels), shape: [inputs.count] + test.imageShape, on: device)
+            let probabilities = try network.forward(batch, .inference).softmax().toArray()
+            let classes = test.classNames.count
+            for (row, input) in inputs.enumerated() {
+                let scores = Array(probabilities[(row * classes)..<((row + 1) * classes)])
+                let ranked = scores.indices.sorted { scores[$0] > scores[$1] }.prefix(Swift.max(top, 1))
+                let truth = input.label.map { " (true class: \(test.classNames[$0]))" } ?? ""
+                print("\(input.name)\(truth)")
+                for k in ranked { print(String(format: "  %6.2f%%  ", 100 * scores[k]) + test.classNames[k]) }
+            }
         }
     }
 }

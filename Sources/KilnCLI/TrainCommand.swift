@@ -9,31 +9,71 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train a model on a data set, with progress, metrics, plots and checkpoints.",
         discussion: """
             Defaults train LeNet-BN on Fashion-MNIST on the best device for 10 epochs. A run folder receives \
-            metrics.csv, curves.svg, config.json and checkpoints (last.safetensors, best.safetensors). Ctrl-C \
-            finishes the current step, writes a checkpoint and prints how to resume; a second Ctrl-C exits at once.
+            metrics.csv, steps.csv, curves.svg, config.json and checkpoints (resume.safetensors to resume from, \
+            last.safetensors and best.safetensors, PyTorch state dicts). Ctrl-C finishes the current step, writes a \
+            checkpoint and prints how to resume; a second Ctrl-C exits at once. Exit codes: 64 usage error, 1 runtime \
+            error, 3 a NaN or infinite loss, 130/143 stopped by SIGINT/SIGTERM.
             """)
 
     @OptionGroup var options: TrainArguments
-    @Option(help: "Run folder (default runs/<date-time>).")
+    @Option(help: "Run folder (default runs/<date-time>); one that holds a run is refused without --overwrite.")
     var out: String?
-    @Option(help: "Continue the run in this folder from its last checkpoint.")
+    @Flag(help: "Let --out replace the run in its folder (its checkpoints included).")
+    var overwrite = false
+    @Option(help: "Continue the run in this folder from its last checkpoint; --epochs extends it, --device moves it.")
     var resume: String?
     @Option(help: "Threads of the host backend (default: all cores).")
     var threads: Int?
 
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads)") }
+        if resume != nil, out != nil { throw ValidationError("--resume continues a run in its own folder: give --resume or --out, not both") }
+        if resume != nil, overwrite { throw ValidationError("--overwrite replaces a run with a new one; it cannot be given with --resume") }
+    }
+
     func run() throws {
-        if let threads {
-            guard threads > 0 else { throw ValidationError("--threads must be positive") }
-            HostBackend.shared.threads = threads
+        try reportingErrors(Self.self) {
+            if let threads { HostBackend.shared.threads = threads }
+            if let resume {
+                let folder = URL(fileURLWithPath: resume)
+                let saved: TrainingConfiguration
+                do { saved = try TrainingRun.savedConfiguration(in: folder) } catch { throw CommandError("cannot resume: \(describe(error))") }
+                try train(try resumed(saved, in: folder), in: folder, resuming: true)
+            } else {
+                let folder = URL(fileURLWithPath: out ?? "runs/\(Self.timestamp())")
+                let existing = TrainingRun.existingRunFiles(in: folder)
+                if !existing.isEmpty {
+                    guard overwrite else { throw TrainingRunError.runExists(folder: folder.path, files: existing) }
+                    print("--overwrite: replacing the run in \(folder.path) (\(existing.joined(separator: ", ")))")
+                }
+                try train(options.configuration, in: folder, resuming: false)
+            }
         }
-        if let resume {
-            let folder = URL(fileURLWithPath: resume)
-            let saved: TrainingConfiguration
-            do { saved = try TrainingRun.savedConfiguration(in: folder) } catch { throw ValidationError("cannot resume: \(error)") }
-            try train(saved, in: folder, resuming: true)
-        } else {
-            try train(options.configuration, in: URL(fileURLWithPath: out ?? "runs/\(Self.timestamp())"), resuming: false)
+    }
+
+    /// The saved configuration with the options given beside --resume: --epochs and --device are applied
+    /// (and said), any other that differs from the run's is refused, naming each.
+    private func resumed(_ saved: TrainingConfiguration, in folder: URL) throws -> TrainingConfiguration {
+        var configuration = saved
+        (configuration.resolvedDevice, configuration.deviceName) = (nil, nil)
+        let changed = options.given(differingFrom: configuration)
+        let fixed = changed.filter { !TrainArguments.changeableOnResume.contains($0.flag) }
+        guard fixed.isEmpty else {
+            throw ValidationError("these options cannot change on resume, the run in \(folder.path) fixes them: "
+                + fixed.map { "\($0.flag) (given \($0.given), the run has \($0.saved))" }.joined(separator: ", ")
+                + "; only --epochs and --device can be given with --resume (start a new run with --out to change the others)")
         }
+        if let epochs = options.epochs, epochs != saved.epochs {
+            let schedule = ["cosine", "step"].contains(saved.schedule.lowercased())
+                ? "; the \(saved.schedule.lowercased()) schedule now spans \(epochs) epochs" : ""
+            print("\(epochs > saved.epochs ? "extending" : "shortening") the run to \(epochs) epochs (it had \(saved.epochs))\(schedule)")
+            configuration.epochs = epochs
+        }
+        if let device = options.device, device != saved.device {
+            print("resuming on device \(device) (the run used \(saved.device))")
+            configuration.device = device
+        }
+        return configuration
     }
 
     /// Runs `configuration` in `folder` with the command's output: the device and data, a line per epoch,
@@ -52,11 +92,22 @@ struct TrainCommand: ParsableCommand {
 
         let (trainSet, validationSet, testSet) = try configuration.loadData()
         let validates = configuration.valSplit > 0
+        do { try configuration.validate(trainingImages: trainSet.count, validationImages: validationSet.count) } catch {
+            throw ValidationError("\(error)")
+        }
         print("data \(configuration.data): \(trainSet.count) training, \(validates ? "\(validationSet.count) validation, " : "")\(testSet.count) test images of \(trainSet.imageShape.map(String.init).joined(separator: "×"))")
 
-        let run = try TrainingRun(folder: folder, configuration: configuration, train: trainSet, validation: validationSet,
-                                  device: device, resuming: resuming)
-        if resuming {
+        let run: TrainingRun
+        do {
+            run = try TrainingRun(folder: folder, configuration: configuration, train: trainSet, validation: validationSet,
+                                  device: device, resuming: resuming, overwrite: overwrite)
+        } catch let KilnError.invalidArgument(message) {
+            // The values are checked above; what is left is --epochs below the epochs a resumed run has trained.
+            throw ValidationError(message)
+        }
+        if run.startedAfresh {
+            print("no checkpoint in \(folder.path) yet (the run stopped before its first epoch ended): starting it from the beginning")
+        } else if resuming {
             let position = run.state.position
             print("resuming at epoch \(position.epoch + 1), batch \(position.batch), step \(position.step)")
         }
@@ -81,11 +132,8 @@ struct TrainCommand: ParsableCommand {
         do {
             outcome = try run.run()
         } catch let error as TrainingError {
-            // Checkpoints are written after whole epochs only, so the one on disk predates the bad step.
-            let kept = FileManager.default.fileExists(atPath: run.lastCheckpoint.path)
-                ? "; the last good checkpoint is kept: \(run.lastCheckpoint.path) (step \(run.state.position.step))"
-                : "; no epoch had finished, so there is no checkpoint"
-            print("\(error)\(kept)")
+            fflush(nil)
+            printError("\(error)\(Self.place(of: error, in: run)); \(Self.checkpointsLeft(by: run))")
             throw ExitCode(3)
         }
         switch outcome {
@@ -107,6 +155,25 @@ struct TrainCommand: ParsableCommand {
         print("run folder: \(folder.path)")
     }
 
+    /// The epoch and batch of a bad training step (1-based), which loss it was.
+    private static func place(of error: TrainingError, in run: TrainingRun) -> String {
+        guard case let .nonFiniteLoss(step, _) = error, run.batchesPerEpoch > 0 else { return "" }
+        return " (epoch \(step / run.batchesPerEpoch + 1), batch \(step % run.batchesPerEpoch + 1))"
+    }
+
+    /// Which checkpoint a run stopped by a non-finite loss leaves: checkpoints are written only after an epoch
+    /// (or a requested stop) that passed the check, so the one on disk predates the bad value.
+    private static func checkpointsLeft(by run: TrainingRun) -> String {
+        guard run.hasCheckpoint else { return "no checkpoint was written with it, and there is none: no epoch had finished" }
+        let position = run.state.position
+        let when = position.batch == 0 ? "the end of epoch \(position.epoch)" : "epoch \(position.epoch + 1), batch \(position.batch)"
+        var text = "no checkpoint was written with it; the checkpoint left is \(run.lastCheckpoint.path) from \(when) (step \(position.step))"
+        if FileManager.default.fileExists(atPath: run.bestCheckpoint.path), let best = run.state.bestScore {
+            text += String(format: ", and %@ (loss %.4f)", run.bestCheckpoint.path, best)
+        }
+        return text
+    }
+
     static func timestamp() -> String {
         let formatter = DateFormatter()
         formatter.dateFormat = "yyyy-MM-dd_HH-mm-ss"
@@ -115,41 +182,84 @@ struct TrainCommand: ParsableCommand {
 }
 
 /// The options of a training run, each written once: its flag (from the property name) and help here, its
-/// default in the library's `TrainingConfiguration`, onto which `configuration` maps them.
+/// default in the library's `TrainingConfiguration`, onto which `configuration` maps them. Each is nil when
+/// not given, so that `--resume` can tell which were.
 struct TrainArguments: ParsableArguments {
     private static let defaults = TrainingConfiguration()
+    /// The options `--resume` applies; it refuses the others when they differ from the run's.
+    static let changeableOnResume: Set<String> = ["--epochs", "--device"]
 
-    @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")).")
-    var model = defaults.model
-    @Option(help: "Data set: fashion-mnist, mnist:DIR, cifar10:DIR, or a folder of MNIST-format IDX files.")
-    var data = defaults.data
-    @Option(help: "auto (a GPU, else another OpenCL accelerator, else the host), host, or cl:P:D.")
-    var device = defaults.device
-    @Option(help: "Number of epochs.")
-    var epochs = defaults.epochs
-    @Option(help: "Images per training step.")
-    var batchSize = defaults.batchSize
-    @Option(help: "sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw.")
-    var optimizer = defaults.optimizer
-    @Option(help: "Learning rate (at the start of the schedule).")
-    var lr = defaults.lr
-    @Option(help: "Momentum for the momentum and nesterov optimizers.")
-    var momentum = defaults.momentum
-    @Option(help: "L2 weight decay (decoupled for adamw).")
-    var weightDecay = defaults.weightDecay
-    @Option(help: "Learning-rate schedule: constant, step (×0.1 every third of the run), cosine, plateau.")
-    var schedule = defaults.schedule
-    @Option(help: "Seed for initialisation, shuffling and dropout.")
-    var seed = defaults.seed
-    @Option(help: "Fraction of the training set held out for validation (0 validates on the test set).")
-    var valSplit = defaults.valSplit
-    @Option(name: .customLong("early-stop"), help: "Stop when the validation loss has not improved for this many epochs.")
+    @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")) (default: \(defaults.model)).")
+    var model: String?
+    @Option(help: "Data set: fashion-mnist, mnist:DIR, cifar10:DIR, or a folder of MNIST-format IDX files (default: \(defaults.data)).")
+    var data: String?
+    @Option(help: "auto (a GPU, else another OpenCL accelerator, else the host), host, or cl:P:D (default: \(defaults.device)).")
+    var device: String?
+    @Option(help: "Number of epochs, at least 1 (default: \(defaults.epochs)).")
+    var epochs: Int?
+    @Option(help: "Images per training step, from 1 to the training set's size (default: \(defaults.batchSize)).")
+    var batchSize: Int?
+    @Option(help: "sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw (default: \(defaults.optimizer)).")
+    var optimizer: String?
+    @Option(help: "Learning rate (at the start of the schedule), positive (default: \(defaults.lr)).")
+    var lr: Float?
+    @Option(help: "Momentum for the momentum and nesterov optimizers, in [0, 1) (default: \(defaults.momentum)).")
+    var momentum: Float?
+    @Option(help: "L2 weight decay (decoupled for adamw), at least 0 (default: \(defaults.weightDecay)).")
+    var weightDecay: Float?
+    @Option(help: "Learning-rate schedule: constant, step (×0.1 every third of the run), cosine, plateau (default: \(defaults.schedule)).")
+    var schedule: String?
+    @Option(help: "Seed for initialisation, shuffling and dropout (default: \(defaults.seed)).")
+    var seed: UInt64?
+    @Option(help: "Fraction of the training set held out for validation, in [0, 1); 0 validates on the test set (default: 0).")
+    var valSplit: Double?
+    @Option(name: .customLong("early-stop"), help: "Stop when the validation loss has not improved for this many epochs (at least 1).")
     var earlyStop: Int?
 
-    var configuration: TrainingConfiguration {
-        TrainingConfiguration(model: model, data: data, device: device, epochs: epochs, batchSize: batchSize, optimizer: optimizer,
-                              lr: lr, momentum: momentum, weightDecay: weightDecay, schedule: schedule, seed: seed,
-                              valSplit: valSplit, earlyStop: earlyStop)
+    /// The options given, as a configuration over `kiln train`'s defaults.
+    var configuration: TrainingConfiguration { applied(to: Self.defaults) }
+
+    /// `base` with every option given put in.
+    func applied(to base: TrainingConfiguration) -> TrainingConfiguration {
+        var c = base
+        c.model = model ?? c.model
+        c.data = data ?? c.data
+        c.device = device ?? c.device
+        c.epochs = epochs ?? c.epochs
+        c.batchSize = batchSize ?? c.batchSize
+        c.optimizer = optimizer ?? c.optimizer
+        c.lr = lr ?? c.lr
+        c.momentum = momentum ?? c.momentum
+        c.weightDecay = weightDecay ?? c.weightDecay
+        c.schedule = schedule ?? c.schedule
+        c.seed = seed ?? c.seed
+        c.valSplit = valSplit ?? c.valSplit
+        c.earlyStop = earlyStop ?? c.earlyStop
+        return c
+    }
+
+    /// The options given whose value differs from `saved`'s, with both values.
+    func given(differingFrom saved: TrainingConfiguration) -> [(flag: String, given: String, saved: String)] {
+        func check<T: Equatable>(_ flag: String, _ value: T?, _ savedValue: T) -> (flag: String, given: String, saved: String)? {
+            guard let value, value != savedValue else { return nil }
+            return (flag, "\(value)", "\(savedValue)")
+        }
+        return [check("--model", model, saved.model), check("--data", data, saved.data), check("--device", device, saved.device),
+                check("--epochs", epochs, saved.epochs), check("--batch-size", batchSize, saved.batchSize),
+                check("--optimizer", optimizer, saved.optimizer), check("--lr", lr, saved.lr), check("--momentum", momentum, saved.momentum),
+                check("--weight-decay", weightDecay, saved.weightDecay), check("--schedule", schedule, saved.schedule),
+                check("--seed", seed, saved.seed), check("--val-split", valSplit, saved.valSplit),
+                earlyStop.flatMap { $0 == saved.earlyStop ? nil : ("--early-stop", "\($0)", saved.earlyStop.map(String.init) ?? "none") }]
+            .compactMap { $0 }
+    }
+
+    /// Every value in its range and every name known, before any file is read.
+    func validate() throws {
+        let configuration = configuration
+        do {
+            try configuration.validate()
+            if let device { try DeviceOption.checkSyntax(device) }
+        } catch let error as ValidationError { throw error } catch { throw ValidationError("\(error)") }
     }
 }
 

@@ -37,6 +37,35 @@ enum KilnCommand {
         return (process.terminationStatus, output)
     }
 
+    /// Runs `kiln arguments` with `environment` added to the test's, sending SIGKILL after `killAfter` seconds
+    /// when given; `killed` tells whether the process ended by SIGKILL (its own, through KILN_TEST_KILL_AFTER,
+    /// or the test's).
+    static func runKillable(_ arguments: [String], environment: [String: String] = [:], killAfter seconds: Double? = nil) throws
+        -> (status: Int32, killed: Bool, output: String) {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        if let seconds {
+            let pid = process.processIdentifier
+            DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { if process.isRunning { kill(pid, SIGKILL) } }
+        }
+        var output = ""
+        let reader = pipe.fileHandleForReading
+        while true {
+            let data = reader.availableData
+            if data.isEmpty { break }
+            output += String(decoding: data, as: UTF8.self)
+        }
+        process.waitUntilExit()
+        let killed = process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
+        return (process.terminationStatus, killed, output)
+    }
+
     /// A small MNIST-format copy of part of Fashion-MNIST (640 training and 200 test images), so that runs
     /// take seconds.
     static func smallDataSet() throws -> URL {

@@ -35,9 +35,11 @@ final class CommandLineTests: XCTestCase {
                                        "--optimizer", "sgd", "--lr", "1e30", "--schedule", "constant",
                                        "--out", Self.runs.appending(path: "diverged").path])
         XCTAssertEqual(run.status, 3, run.output)
-        XCTAssertNotNil(run.output.range(of: #"training stopped: the loss is (NaN|inf|-inf) at step \d+"#, options: .regularExpression),
-                        run.output)
-        XCTAssertTrue(run.output.contains("no epoch had finished, so there is no checkpoint"), run.output)
+        XCTAssertNotNil(run.output.range(of: #"error: training stopped: the training loss is (NaN|inf|-inf) at step \d+ \(epoch 1, batch \d+\)"#,
+                                         options: .regularExpression), run.output)
+        XCTAssertTrue(run.output.contains("no checkpoint was written with it, and there is none: no epoch had finished"), run.output)
+        let folder = Self.runs.appending(path: "diverged")
+        XCTAssertEqual(TrainingRun.existingRunFiles(in: folder).filter { $0.hasSuffix(".safetensors") }, [], "no checkpoint on disk")
     }
 
     /// `kiln eval`: the confusion matrix has one row per true class (its row sums are the class counts of the

@@ -30,7 +30,7 @@ final class ResumeTests: XCTestCase {
         let wholeModel = try SafeTensors.read(from: runs.appending(path: "whole/last.safetensors"))
         let resumedModel = try SafeTensors.read(from: runs.appending(path: "stopped/last.safetensors"))
         for name in wholeModel.names { XCTAssertEqual(resumedModel[name]?.data, wholeModel[name]?.data, name) }
-        for file in ["metrics.csv", "curves.svg", "config.json", "best.safetensors", "last.optimizer.safetensors"] {
+        for file in ["metrics.csv", "curves.svg", "config.json", "best.safetensors", "resume.safetensors"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: runs.appending(path: "stopped/\(file)").path), file)
         }
         // Every column but the timings: the interrupted epoch's row covers the whole epoch.

@@ -105,7 +105,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(try run.run(), .completed)
 
         for file in [TrainingRun.configurationFile, TrainingRun.metricsFile, TrainingRun.stepsFile, TrainingRun.curvesFile,
-                     TrainingRun.lastCheckpointFile, "last.optimizer.safetensors", TrainingRun.bestCheckpointFile] {
+                     TrainingRun.lastCheckpointFile, TrainingRun.resumeCheckpointFile, TrainingRun.bestCheckpointFile] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appending(path: file).path), file)
         }
         var saved = try TrainingRun.savedConfiguration(in: folder)
@@ -256,20 +256,235 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss\n0,2.0\n1,1.5\n2,1.25\n")
     }
 
+    // MARK: (e) the checkpoint commit
+
+    /// resume.safetensors is the model with the optimiser's tensors under `optimizer.`; last.safetensors is
+    /// its model part alone, byte for byte, loadable strictly (as PyTorch's load_state_dict would).
+    func testTheResumeCheckpointHoldsModelAndOptimiserAndLastIsItsModelPart() throws {
+        let folder = temporaryFolder()
+        let run = try makeRun(folder, configuration(epochs: 1))
+        XCTAssertEqual(try run.run(), .completed)
+        let resume = try SafeTensors.read(from: run.resumeCheckpoint)
+        let model = try network(seed: 1)
+        XCTAssertEqual(Set(resume.names.filter { !$0.hasPrefix("optimizer.") }), Set(model.namedParameters.map(\.name)))
+        // nesterov: one momentum buffer per parameter.
+        XCTAssertEqual(Set(resume.names.filter { $0.hasPrefix("optimizer.") }),
+                       Set(model.namedParameters.map { "optimizer.\($0.name).momentum_buffer" }))
+        XCTAssertEqual(try SafeTensors.read(from: run.lastCheckpoint).serialized(), try TrainingCheckpoint.modelPart(of: resume).serialized())
+        XCTAssertNoThrow(try model.loadStateDict(SafeTensors.read(from: run.lastCheckpoint), source: "last", strict: true))
+        XCTAssertThrowsError(try model.loadStateDict(resume, source: "resume", strict: true), "the optimiser's tensors are extra")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appending(path: TrainingRun.legacyOptimizerFile).path))
+    }
+
+    /// A kill after resume.safetensors is committed but before best.safetensors and last.safetensors are
+    /// renamed: the resume writes both from the committed checkpoint, so the best model is not lost.
+    func testAResumeRestoresTheModelFilesAKillLeftBehind() throws {
+        struct Killed: Error {}
+        // The validation loss is best after epoch 1 and never again: best.safetensors stays epoch 1's.
+        let validation = mislabelled(syntheticData(count: 64, seed: 11))
+        let whole = temporaryFolder(), killed = temporaryFolder()
+        XCTAssertEqual(try makeRun(whole, configuration(epochs: 3), validation: validation).run(), .completed)
+        let first = try makeRun(killed, configuration(epochs: 3), validation: validation)
+        first.epochEnded = { metrics, _ in if metrics.epoch == 1 { throw Killed() } }
+        XCTAssertThrowsError(try first.run())
+        // As a kill right after the commit of epoch 1 leaves the folder: no best yet, no last.
+        try FileManager.default.removeItem(at: killed.appending(path: TrainingRun.bestCheckpointFile))
+        try FileManager.default.removeItem(at: killed.appending(path: TrainingRun.lastCheckpointFile))
+
+        let resumed = try makeRun(killed, configuration(epochs: 3), validation: validation, resuming: true)
+        XCTAssertEqual(resumed.state.position, TrainingPosition(epoch: 1, batch: 0, step: 8))
+        let committed = TrainingCheckpoint.modelPart(of: try SafeTensors.read(from: resumed.resumeCheckpoint))
+        for file in [TrainingRun.bestCheckpointFile, TrainingRun.lastCheckpointFile] {
+            XCTAssertEqual(try SafeTensors.read(from: killed.appending(path: file)).serialized(), try committed.serialized(), file)
+        }
+        XCTAssertEqual(try resumed.run(), .completed)
+        try assertSameWeights(whole, killed)
+        let best = try SafeTensors.read(from: killed.appending(path: TrainingRun.bestCheckpointFile))
+        let wholeBest = try SafeTensors.read(from: whole.appending(path: TrainingRun.bestCheckpointFile))
+        XCTAssertEqual(best.metadata["kiln.step"], "8", "epoch 1's model, as in the whole run")
+        XCTAssertEqual(wholeBest.metadata["kiln.step"], "8")
+        for name in wholeBest.names { XCTAssertEqual(best[name]?.data, wholeBest[name]?.data, name) }
+    }
+
+    /// A run of the earlier two-file layout (last.safetensors beside last.optimizer.safetensors) resumes
+    /// exactly, and its next commit removes the old optimiser file.
+    func testARunOfTheTwoFileLayoutResumes() throws {
+        struct Killed: Error {}
+        let whole = temporaryFolder(), old = temporaryFolder()
+        XCTAssertEqual(try makeRun(whole, configuration(epochs: 3)).run(), .completed)
+        let first = try makeRun(old, configuration(epochs: 3))
+        first.epochEnded = { metrics, _ in if metrics.epoch == 1 { throw Killed() } }
+        XCTAssertThrowsError(try first.run())
+        try FileManager.default.removeItem(at: first.resumeCheckpoint)
+        let json = String(decoding: try JSONEncoder().encode(configuration(epochs: 3)), as: UTF8.self)
+        try TrainingCheckpoint.save(model: first.model, optimizer: first.optimizer, state: first.state, configuration: json,
+                                    to: first.lastCheckpoint)
+        let legacy = old.appending(path: TrainingRun.legacyOptimizerFile)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: legacy.path))
+
+        let resumed = try makeRun(old, configuration(epochs: 3), resuming: true)
+        XCTAssertEqual(resumed.state.position, TrainingPosition(epoch: 1, batch: 0, step: 8))
+        XCTAssertEqual(try resumed.run(), .completed)
+        try assertSameWeights(whole, old)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: legacy.path), "the stale optimiser file is removed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: resumed.resumeCheckpoint.path))
+    }
+
+    /// A run of the two-file layout torn by a kill between its renames cannot resume exactly; the error says why.
+    func testATornTwoFileCheckpointIsExplained() throws {
+        let folder = temporaryFolder()
+        let first = try makeRun(folder, configuration(epochs: 1))
+        XCTAssertEqual(try first.run(), .completed)
+        try FileManager.default.removeItem(at: first.resumeCheckpoint)
+        var optimizerState = try first.optimizer.state()
+        optimizerState.metadata["kiln.step"] = "16"   // the next epoch's, renamed before its model was
+        try optimizerState.write(to: folder.appending(path: TrainingRun.legacyOptimizerFile))
+        XCTAssertThrowsError(try makeRun(folder, configuration(epochs: 2), resuming: true)) { error in
+            XCTAssertEqual("\(error)", "\(folder.appending(path: TrainingRun.legacyOptimizerFile).path): holds the optimiser state of step 16, "
+                           + "but last.safetensors is at step 8: the two files were written by an older Kiln and it was stopped between "
+                           + "them, so the optimiser state of step 8 is lost")
+        }
+    }
+
+    /// A run resumed from a folder with config.json but no checkpoint (killed in its first epoch) starts again.
+    func testAResumeWithoutACheckpointStartsFromTheBeginning() throws {
+        let whole = temporaryFolder(), early = temporaryFolder()
+        XCTAssertEqual(try makeRun(whole, configuration(epochs: 2)).run(), .completed)
+        _ = try makeRun(early, configuration(epochs: 2))   // writes config.json and steps.csv only
+        XCTAssertEqual(TrainingRun.existingRunFiles(in: early), [TrainingRun.configurationFile, TrainingRun.stepsFile])
+        let resumed = try makeRun(early, configuration(epochs: 2), resuming: true)
+        XCTAssertTrue(resumed.startedAfresh)
+        XCTAssertEqual(resumed.state, FitState(seed: 5))
+        // A resumed run starts from a differently initialised network: the model must be reset to match.
+        try resumed.model.reset(seed: 5)
+        XCTAssertEqual(try resumed.run(), .completed)
+        try assertSameWeights(whole, early)
+    }
+
+    // MARK: (f) no silent loss
+
+    func testANewRunRefusesAFolderThatHoldsARunUnlessOverwriting() throws {
+        let folder = temporaryFolder()
+        XCTAssertEqual(try makeRun(folder, configuration(epochs: 1)).run(), .completed)
+        let best = try Data(contentsOf: folder.appending(path: TrainingRun.bestCheckpointFile))
+        XCTAssertThrowsError(try makeRun(folder, configuration(epochs: 2))) { error in
+            XCTAssertEqual(error as? TrainingRunError, .runExists(folder: folder.path, files: [
+                "config.json", "metrics.csv", "steps.csv", "curves.svg", "resume.safetensors", "last.safetensors", "best.safetensors"]))
+        }
+        XCTAssertEqual(try Data(contentsOf: folder.appending(path: TrainingRun.bestCheckpointFile)), best, "untouched")
+        XCTAssertEqual(try TrainingRun.savedConfiguration(in: folder).epochs, 1)
+
+        let train = syntheticData(count: 64, seed: 11)
+        let replaced = try TrainingRun(folder: folder, configuration: configuration(epochs: 2), model: try network(seed: 5), train: train,
+                                       validation: nil, device: .host, overwrite: true)
+        XCTAssertEqual(TrainingRun.existingRunFiles(in: folder), ["config.json", "steps.csv"], "the old run's files are gone")
+        XCTAssertEqual(try TrainingRun.savedConfiguration(in: folder).epochs, 2)
+        replaced.showProgress = false
+        XCTAssertEqual(try replaced.run(), .completed)
+    }
+
+    func testANonFiniteValidationLossStopsBeforeAnyCheckpointIsWritten() throws {
+        let folder = temporaryFolder()
+        let good = syntheticData(count: 32, seed: 12)
+        let poisoned = Dataset(imageShape: good.imageShape, pixels: good.pixels.enumerated().map { $0.offset == 5 ? .nan : $0.element },
+                               labels: good.labels, classNames: good.classNames)
+        let run = try makeRun(folder, configuration(epochs: 2), validation: poisoned)
+        XCTAssertThrowsError(try run.run()) { error in
+            guard case let .nonFiniteValidationLoss(epoch, value) = error as? TrainingError else { return XCTFail("\(error)") }
+            XCTAssertEqual(epoch, 1)
+            XCTAssertTrue(value.isNaN)
+            XCTAssertEqual("\(error)", "training stopped: the validation loss is NaN after epoch 1")
+        }
+        XCTAssertFalse(run.hasCheckpoint)
+        XCTAssertEqual(TrainingRun.existingRunFiles(in: folder).filter { $0.hasSuffix("safetensors") }, [])
+        XCTAssertEqual(try MetricsLog.read(from: folder.appending(path: TrainingRun.metricsFile)).rows, [], "no row with a NaN")
+    }
+
+    func testANonFiniteTrainingLossLeavesThePreviousEpochsCheckpoint() throws {
+        let folder = temporaryFolder()
+        let run = try makeRun(folder, configuration(epochs: 3))
+        var afterEpoch1: [UInt8] = []
+        run.epochEnded = { metrics, _ in
+            guard metrics.epoch == 1 else { return }
+            afterEpoch1 = try SafeTensors.read(from: run.resumeCheckpoint).serialized()
+            // Poison a weight: the next step's loss is NaN.
+            let weight = try XCTUnwrap(run.model.namedParameters.first { $0.name == "fc2.bias" }).parameter.value
+            try weight.assign(Tensor([Float](repeating: .nan, count: 4), shape: [4]))
+        }
+        XCTAssertThrowsError(try run.run()) { error in
+            guard case let .nonFiniteLoss(step, value) = error as? TrainingError else { return XCTFail("\(error)") }
+            XCTAssertEqual(step, 8, "the first step of epoch 2")
+            XCTAssertTrue(value.isNaN)
+        }
+        XCTAssertEqual(run.state.position, TrainingPosition(epoch: 1, batch: 0, step: 8), "the state of the checkpoint left")
+        XCTAssertEqual(try SafeTensors.read(from: run.resumeCheckpoint).serialized(), afterEpoch1, "epoch 1's checkpoint, untouched")
+        let last = try SafeTensors.read(from: run.lastCheckpoint)
+        XCTAssertTrue(last.names.allSatisfy { last.floats($0)?.allSatisfy(\.isFinite) ?? false }, "no NaN in last.safetensors")
+    }
+
+    // MARK: (g) resuming with a changed configuration, and bad values
+
+    func testAResumeWithMoreEpochsExtendsTheRunAndRecordsThem() throws {
+        let folder = temporaryFolder()
+        XCTAssertEqual(try makeRun(folder, configuration(epochs: 2, schedule: "constant")).run(), .completed)
+        let extended = try makeRun(folder, configuration(epochs: 3, schedule: "constant"), resuming: true)
+        XCTAssertEqual(try extended.run(), .completed)
+        XCTAssertEqual(try reproducibleMetrics(in: folder).map(\.epoch), [1, 2, 3])
+        XCTAssertEqual(try savedState(in: folder)?.position, TrainingPosition(epoch: 3, batch: 0, step: 24))
+        XCTAssertEqual(try TrainingRun.savedConfiguration(in: folder).epochs, 3, "config.json records the new end")
+        XCTAssertThrowsError(try makeRun(folder, configuration(epochs: 2, schedule: "constant"), resuming: true)) { error in
+            XCTAssertEqual("\(error)", "the run in \(folder.path) has trained 3 epochs; it cannot be shortened to 2")
+        }
+    }
+
+    func testBadValuesAreRefusedBeforeTheRunStarts() throws {
+        let cases: [(change: (inout TrainingConfiguration) -> Void, message: String)] = [
+            ({ $0.lr = 0 }, "--lr must be a positive finite number, not 0.0"),
+            ({ $0.lr = .infinity }, "--lr must be a positive finite number, not inf"),
+            ({ $0.epochs = -1 }, "--epochs must be at least 1, not -1"),
+            ({ $0.batchSize = 0 }, "--batch-size must be at least 1, not 0"),
+            ({ $0.batchSize = 65 }, "--batch-size 65 is larger than the training set (64 images)"),
+            ({ $0.valSplit = 2 }, "--val-split must be at least 0 and below 1 (a fraction of the training set), not 2.0"),
+            ({ $0.momentum = 1 }, "--momentum must be at least 0 and below 1, not 1.0"),
+            ({ $0.weightDecay = -1 }, "--weight-decay must be a finite number of at least 0, not -1.0"),
+            ({ $0.earlyStop = 0 }, "--early-stop must be at least 1, not 0"),
+        ]
+        for (change, message) in cases {
+            let folder = temporaryFolder()
+            var bad = configuration(epochs: 1)
+            change(&bad)
+            XCTAssertThrowsError(try makeRun(folder, bad)) { XCTAssertEqual("\($0)", message) }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: folder.path), "\(message): nothing written")
+        }
+        let empty = Dataset(imageShape: [1, 4, 4], pixels: [], labels: [], classNames: ["a", "b", "c", "d"])
+        XCTAssertThrowsError(try TrainingRun(folder: temporaryFolder(), configuration: configuration(epochs: 1), model: network(seed: 1),
+                                             train: empty, validation: nil, device: .host)) {
+            XCTAssertEqual("\($0)", "the training set of synthetic is empty")
+        }
+    }
+
     // MARK: Errors
 
     func testResumingWithoutARunNamesTheMissingFile() throws {
         let folder = temporaryFolder()
         XCTAssertThrowsError(try TrainingRun.savedConfiguration(in: folder)) { error in
-            XCTAssertTrue("\(error)".contains(folder.appending(path: "config.json").path), "\(error)")
+            XCTAssertEqual(error as? TrainingRunError, .notARun(folder: folder.path, reason: "there is no such folder"))
         }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        XCTAssertThrowsError(try TrainingRun.savedConfiguration(in: folder)) { error in
+            XCTAssertEqual("\(error)", "\(folder.path) is not a Kiln run folder: it has no config.json")
+        }
         try writeAtomically(Array("{\"model\": 3}".utf8), to: folder.appending(path: "config.json"))
         XCTAssertThrowsError(try TrainingRun.savedConfiguration(in: folder)) { error in
             XCTAssertTrue("\(error)".contains("config.json") && "\(error)".contains("not a training configuration"), "\(error)")
         }
+        XCTAssertThrowsError(try TrainingConfiguration.read(from: folder.appending(path: "config.json"))) { error in
+            XCTAssertTrue("\(error)".hasSuffix("(\"model\" is not a String)"), "a sentence, not Swift's dump: \(error)")
+        }
+        // A damaged resume checkpoint is named, not skipped.
+        try writeAtomically(Array("not safetensors".utf8), to: folder.appending(path: TrainingRun.resumeCheckpointFile))
         XCTAssertThrowsError(try makeRun(folder, configuration(epochs: 1), resuming: true)) { error in
-            XCTAssertTrue("\(error)".contains(folder.appending(path: "last.safetensors").path), "\(error)")
+            XCTAssertTrue("\(error)".contains(folder.appending(path: TrainingRun.resumeCheckpointFile).path), "\(error)")
         }
     }
 }

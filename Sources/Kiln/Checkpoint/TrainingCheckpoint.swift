@@ -2,7 +2,12 @@ import Foundation
 
 /// A training checkpoint: the model's state dict as a PyTorch-compatible safetensors file (loadable with
 /// `safetensors.torch.load_file` + `load_state_dict`) whose metadata holds the training position, the fit
-/// loop's state and the run's configuration, and the optimiser's state beside it in `<name>.optimizer.safetensors`.
+/// loop's state and the run's configuration.
+///
+/// A run resumes from a resume checkpoint (`saveResumable`): the same file with the optimiser's tensors
+/// added under `optimizer.` and its step count in the metadata, written as one file so that a single rename
+/// commits it. Older runs kept the optimiser beside the model in `<name>.optimizer.safetensors`
+/// (`save(model:optimizer:...)`, `load`), which is still read.
 public enum TrainingCheckpoint {
     /// The metadata key of the `FitState` JSON.
     public static let stateKey = "kiln.state"
@@ -31,10 +36,82 @@ public enum TrainingCheckpoint {
             state.metadata["kiln.step"] = String(position.step)
             try state.write(to: optimizerURL(for: url))
         }
+        try modelFile(model: model, position: position, metadata: metadata, configuration: configuration).write(to: url)
+    }
+
+    /// The model's state dict with the checkpoint metadata: what last.safetensors and best.safetensors hold.
+    private static func modelFile(model: any Layer, position: TrainingPosition, metadata: [String: String],
+                                  configuration: String) throws -> SafeTensors {
         var file = try model.stateDict()
         file.metadata = ["format": "pt", "kiln.epoch": String(position.epoch), "kiln.batch": String(position.batch),
                          "kiln.step": String(position.step), "kiln.config": configuration].merging(metadata) { $1 }
+        return file
+    }
+
+    // MARK: Resume checkpoints: model, optimiser and fit state in one file
+
+    /// The prefix of the optimiser's tensors in a resume checkpoint: `optimizer.<parameter>.<state>`.
+    public static let optimizerPrefix = "optimizer."
+    /// Resume-checkpoint metadata: the optimiser's step count, and the marker of the format.
+    static let optimizerStepKey = "kiln.optimizer.step"
+    static let formatKey = "kiln.checkpoint"
+    static let resumeFormat = "resume-v1"
+
+    /// Writes the model, the optimiser and `state` as ONE safetensors file, atomically (temporary file, fsync,
+    /// rename, fsync of the folder): the file on disk is always either the previous whole checkpoint or the
+    /// new one. Returns the model's part (`modelPart(of:)`), the file to export as last.safetensors.
+    @discardableResult
+    public static func saveResumable(model: any Layer, optimizer: Optimizer, state: FitState, configuration: String,
+                                     to url: URL) throws -> SafeTensors {
+        let json = String(decoding: try JSONEncoder.sorted.encode(state), as: UTF8.self)
+        let modelPart = try modelFile(model: model, position: state.position, metadata: [stateKey: json], configuration: configuration)
+        var file = modelPart
+        let optimizerState = try optimizer.state()
+        for name in optimizerState.names {
+            guard let entry = optimizerState[name] else { continue }
+            file.set(optimizerPrefix + name, entry)
+        }
+        file.metadata[optimizerStepKey] = optimizerState.metadata["step"] ?? "0"
+        file.metadata[formatKey] = resumeFormat
         try file.write(to: url)
+        return modelPart
+    }
+
+    /// A resume checkpoint's model tensors and metadata without the optimiser's: byte for byte the model
+    /// checkpoint written with it.
+    public static func modelPart(of file: SafeTensors) -> SafeTensors {
+        var model = SafeTensors()
+        for name in file.names where !name.hasPrefix(optimizerPrefix) {
+            if let entry = file[name] { model.set(name, entry) }
+        }
+        model.metadata = file.metadata.filter { $0.key != optimizerStepKey && $0.key != formatKey }
+        return model
+    }
+
+    /// Loads the model and the optimiser from a resume checkpoint written by `saveResumable`; returns its
+    /// position, fit state and model part.
+    public static func loadResumable(model: any Layer, optimizer: Optimizer, from url: URL) throws
+        -> (position: TrainingPosition, state: FitState?, model: SafeTensors) {
+        let file = try SafeTensors.read(from: url)
+        guard file.metadata[formatKey] == resumeFormat else {
+            throw KilnError.corruptFile(path: url.path, reason: "is not a Kiln resume checkpoint (no \(formatKey) = \(resumeFormat) in its metadata)")
+        }
+        let modelPart = modelPart(of: file)
+        try model.loadStateDict(modelPart, source: url.path)
+        guard let position = position(in: file) else {
+            throw KilnError.corruptFile(path: url.path, reason: "holds no training position")
+        }
+        var optimizerState = SafeTensors()
+        for name in file.names where name.hasPrefix(optimizerPrefix) {
+            if let entry = file[name] { optimizerState.set(String(name.dropFirst(optimizerPrefix.count)), entry) }
+        }
+        optimizerState.metadata["step"] = file.metadata[optimizerStepKey]
+        try optimizer.loadState(optimizerState, source: url.path)
+        let state = try state(in: file, source: url.path)
+        if let state, state.position != position {
+            throw KilnError.corruptFile(path: url.path, reason: "its fit state is at \(state.position), its position keys at \(position)")
+        }
+        return (position, state, modelPart)
     }
 
     /// The training position stored in a checkpoint, or nil for a file without one (e.g. written by PyTorch).
@@ -51,7 +128,7 @@ public enum TrainingCheckpoint {
         do {
             return try JSONDecoder.nonConforming.decode(FitState.self, from: Data(json.utf8))
         } catch {
-            throw KilnError.corruptFile(path: source, reason: "its \(stateKey) metadata is not a fit state (\(error))")
+            throw KilnError.corruptFile(path: source, reason: "its \(stateKey) metadata is not a fit state (\(describeDecodingError(error)))")
         }
     }
 
@@ -79,7 +156,9 @@ public enum TrainingCheckpoint {
             let optimizerFile = optimizerURL(for: url)
             let state = try SafeTensors.read(from: optimizerFile)
             guard state.metadata["kiln.step"] == String(position.step) else {
-                throw KilnError.corruptFile(path: optimizerFile.path, reason: "its step \(state.metadata["kiln.step"] ?? "?") is not the model's \(position.step)")
+                throw KilnError.corruptFile(path: optimizerFile.path, reason: "holds the optimiser state of step \(state.metadata["kiln.step"] ?? "?"), "
+                    + "but \(url.lastPathComponent) is at step \(position.step): the two files were written by an older Kiln "
+                    + "and it was stopped between them, so the optimiser state of step \(position.step) is lost")
             }
             try optimizer.loadState(state, source: optimizerFile.path)
         }
@@ -111,5 +190,21 @@ extension JSONDecoder {
             positiveInfinity: nonConformingFloats.positiveInfinity, negativeInfinity: nonConformingFloats.negativeInfinity,
             nan: nonConformingFloats.nan)
         return decoder
+    }
+}
+
+/// A decoding error in a sentence, without Swift's debug dump: what is wrong, and where.
+func describeDecodingError(_ error: any Error) -> String {
+    func path(_ codingPath: [any CodingKey]) -> String {
+        codingPath.isEmpty ? "the top level" : "\"" + codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") + "\""
+    }
+    guard let error = error as? DecodingError else { return "\(error)" }
+    switch error {
+    case let .keyNotFound(key, context): return "\(path(context.codingPath + [key])) is missing"
+    case let .typeMismatch(type, context): return "\(path(context.codingPath)) is not a \(type)"
+    case let .valueNotFound(type, context): return "\(path(context.codingPath)) is null, not a \(type)"
+    case let .dataCorrupted(context):
+        return context.codingPath.isEmpty ? "not valid JSON" : "\(path(context.codingPath)) is invalid: \(context.debugDescription)"
+    @unknown default: return "not readable"
     }
 }

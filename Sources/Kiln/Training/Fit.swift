@@ -145,6 +145,8 @@ public struct Fit {
                 return .interrupted(state.position)
             }
             let evaluation = try validation.map { try trainer.evaluate($0.batches(epoch: 0)) }
+            // Before `epochEnded`, so that no checkpoint is written with a model that scores NaN.
+            if let loss = evaluation?.loss, !loss.isFinite { throw TrainingError.nonFiniteValidationLoss(epoch: epoch + 1, value: loss) }
             // Without an interruption `sofar` is this pass alone and these are the pass's own figures.
             let trainLoss = sofar.stepLosses.isEmpty ? Double.nan
                 : sofar.stepLosses.reduce(0) { $0 + Double($1) } / Double(sofar.stepLosses.count)

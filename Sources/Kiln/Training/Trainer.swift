@@ -23,13 +23,18 @@ public typealias LossFunction = (_ output: Tensor, _ batch: Batch) throws -> (lo
 
 /// Why training stopped early.
 public enum TrainingError: Error, CustomStringConvertible, Equatable {
-    /// The loss became NaN or infinite at this step; parameters after it are not trusted.
+    /// The training loss became NaN or infinite at this step (0-based, of the whole run); parameters after
+    /// it are not trusted.
     case nonFiniteLoss(step: Int, value: Float)
+    /// The validation loss after this epoch (1-based) is NaN or infinite: the epoch's parameters are not trusted.
+    case nonFiniteValidationLoss(epoch: Int, value: Double)
 
     public var description: String {
         switch self {
         case let .nonFiniteLoss(step, value):
-            return "training stopped: the loss is \(value.isNaN ? "NaN" : "\(value)") at step \(step)"
+            return "training stopped: the training loss is \(value.isNaN ? "NaN" : "\(value)") at step \(step)"
+        case let .nonFiniteValidationLoss(epoch, value):
+            return "training stopped: the validation loss is \(value.isNaN ? "NaN" : "\(value)") after epoch \(epoch)"
         }
     }
 }

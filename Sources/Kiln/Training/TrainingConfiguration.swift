@@ -47,12 +47,13 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
 
     /// Reads a config.json, raising an error that names the file when it is missing or not a configuration.
     public static func read(from url: URL) throws -> TrainingConfiguration {
+        guard FileManager.default.fileExists(atPath: url.path) else { throw KilnError.corruptFile(path: url.path, reason: "does not exist") }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw KilnError.corruptFile(path: url.path, reason: "is missing or unreadable (\(error.localizedDescription))")
+            throw KilnError.corruptFile(path: url.path, reason: "cannot be read (\(describeFileError(error)))")
         }
         do { return try JSONDecoder().decode(TrainingConfiguration.self, from: data) } catch {
-            throw KilnError.corruptFile(path: url.path, reason: "is not a training configuration (\(error))")
+            throw KilnError.corruptFile(path: url.path, reason: "is not a training configuration (\(describeDecodingError(error)))")
         }
     }
 
@@ -63,12 +64,44 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         return try encoder.encode(self)
     }
 
-    /// Checks the names of the model, optimiser and schedule, so a typo fails before any data is loaded;
-    /// raises `KilnError.invalidArgument` listing the choices.
+    /// Checks the names of the model, optimiser and schedule and the values of the hyperparameters, so a typo
+    /// or a bad value fails before any data is loaded; raises `KilnError.invalidArgument` listing the choices
+    /// or naming the allowed range.
     public func validate() throws {
         _ = try ModelZoo.entry(model)
         _ = try updateRule()
         _ = try learningRateSchedule()
+        try validateValues()
+    }
+
+    /// The hyperparameters' ranges, each error named by its `kiln train` option: `--lr` positive and finite,
+    /// `--epochs`, `--batch-size` and `--early-stop` at least 1, `--val-split` in [0, 1), `--momentum` in
+    /// [0, 1), `--weight-decay` finite and not negative.
+    public func validateValues() throws {
+        func invalid(_ message: String) -> KilnError { .invalidArgument(message) }
+        guard lr.isFinite, lr > 0 else { throw invalid("--lr must be a positive finite number, not \(lr)") }
+        guard epochs >= 1 else { throw invalid("--epochs must be at least 1, not \(epochs)") }
+        guard batchSize >= 1 else { throw invalid("--batch-size must be at least 1, not \(batchSize)") }
+        guard valSplit.isFinite, valSplit >= 0, valSplit < 1 else {
+            throw invalid("--val-split must be at least 0 and below 1 (a fraction of the training set), not \(valSplit)")
+        }
+        guard momentum.isFinite, momentum >= 0, momentum < 1 else { throw invalid("--momentum must be at least 0 and below 1, not \(momentum)") }
+        guard weightDecay.isFinite, weightDecay >= 0 else { throw invalid("--weight-decay must be a finite number of at least 0, not \(weightDecay)") }
+        if let earlyStop, earlyStop < 1 { throw invalid("--early-stop must be at least 1, not \(earlyStop)") }
+    }
+
+    /// Checks the sizes that depend on the data: a training set that is not empty and holds at least one
+    /// batch, and a validation set (when there is one) that is not empty.
+    public func validate(trainingImages: Int, validationImages: Int?) throws {
+        let part = valSplit > 0 ? " after holding out --val-split \(valSplit)" : ""
+        guard trainingImages > 0 else { throw KilnError.invalidArgument("the training set of \(data) is empty\(part)") }
+        guard batchSize <= trainingImages else {
+            throw KilnError.invalidArgument("--batch-size \(batchSize) is larger than the training set (\(trainingImages) image\(trainingImages == 1 ? "" : "s")\(part))")
+        }
+        if let validationImages, validationImages == 0 {
+            throw KilnError.invalidArgument(valSplit > 0 ? "--val-split \(valSplit) holds out no image of the training set"
+                                                       : "the validation (test) set of \(data) is empty")
+        }
     }
 
     /// The optimiser this configuration names, for `model`'s parameters.
@@ -110,6 +143,7 @@ extension TrainingConfiguration {
     public func loadData() throws -> (train: Dataset, validation: Dataset, test: Dataset) {
         var train = try Dataset.load(data, split: .train)
         let test = try Dataset.load(data, split: .test)
+        guard train.count > 0 else { throw KilnError.invalidArgument("the data set \(data) has no training images") }
         var validation = test
         if valSplit > 0 { (train, validation) = train.splitValidation(fraction: valSplit) }
         return (train, validation, test)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A training run in a folder: it trains a model with the `Fit` loop and keeps, after every epoch,
 ///
@@ -6,13 +7,20 @@ import Foundation
 /// - metrics.csv: one `EpochMetrics` row per epoch (`MetricsLog`),
 /// - steps.csv: the loss of every step,
 /// - curves.svg: the loss and accuracy curves (`TrainingPlot`),
-/// - last.safetensors and last.optimizer.safetensors: the model, the optimiser and the `FitState` after the
-///   latest epoch (or at a requested stop),
+/// - resume.safetensors: the model, the optimiser (tensors under `optimizer.`) and the `FitState` after the
+///   latest epoch (or at a requested stop), in one file: the checkpoint a resume starts from,
+/// - last.safetensors: the model of resume.safetensors alone, with the same metadata (a PyTorch state dict,
+///   for `kiln eval`, `kiln predict` and PyTorch),
 /// - best.safetensors: the model after the epoch with the lowest validation loss.
 ///
-/// Every file but steps.csv (append-only, trimmed on resume) is replaced atomically, so a run killed at any
-/// point leaves whole files. A run created with `resuming: true` continues from last.safetensors exactly as
-/// if it had not stopped: the same batches, dropout masks, learning rates, early stopping and metrics rows.
+/// Every file but steps.csv (append-only, trimmed on resume) is replaced atomically (temporary file, fsync,
+/// rename, fsync of the folder). A checkpoint is committed by the one rename of resume.safetensors, so at
+/// every instant the folder holds either the previous whole checkpoint or the new one; best.safetensors and
+/// last.safetensors follow it, and a resume rewrites whichever of them a kill left behind. A run created with
+/// `resuming: true` continues from resume.safetensors exactly as if it had not stopped: the same batches,
+/// dropout masks, learning rates, early stopping and metrics rows. Runs of older versions (last.safetensors
+/// beside last.optimizer.safetensors) resume too; a run killed before its first checkpoint starts again.
+/// A new run refuses a folder that already holds one unless `overwrite` is set.
 ///
 ///     let configuration = try TrainingRun.savedConfiguration(in: folder)   // or a new one
 ///     let (train, validation, _) = try configuration.loadData()
@@ -27,6 +35,12 @@ public final class TrainingRun {
     public static let curvesFile = "curves.svg"
     public static let lastCheckpointFile = "last.safetensors"
     public static let bestCheckpointFile = "best.safetensors"
+    public static let resumeCheckpointFile = "resume.safetensors"
+    /// The optimiser file of runs written before resume.safetensors (read on resume, removed at the next commit).
+    public static let legacyOptimizerFile = "last.optimizer.safetensors"
+    /// Every file a run writes: a folder holding any of them holds a run.
+    public static let runFiles = [configurationFile, metricsFile, stepsFile, curvesFile, resumeCheckpointFile, lastCheckpointFile,
+                                  legacyOptimizerFile, bestCheckpointFile]
     /// Images per evaluation batch (validation and `evaluate`); it does not change the results.
     public static let evaluationBatchSize = 256
 
@@ -44,6 +58,9 @@ public final class TrainingRun {
     public let device: Device
     /// Whether the run continues one found in `folder`.
     public let isResumed: Bool
+    /// Set when a resumed run found no checkpoint (it was stopped before its first epoch ended) and starts
+    /// from the beginning.
+    public private(set) var startedAfresh = false
     /// Where the run stands: updated after every epoch and when `run` returns.
     public private(set) var state: FitState
     /// The rows of metrics.csv so far.
@@ -66,13 +83,30 @@ public final class TrainingRun {
     public var lastCheckpoint: URL { folder.appending(path: Self.lastCheckpointFile) }
     /// The checkpoint of the epoch with the best validation loss (the model alone).
     public var bestCheckpoint: URL { folder.appending(path: Self.bestCheckpointFile) }
+    /// The checkpoint a resume starts from: model, optimiser and fit state in one file.
+    public var resumeCheckpoint: URL { folder.appending(path: Self.resumeCheckpointFile) }
+    /// Training batches per epoch.
+    public var batchesPerEpoch: Int { train.batchCount }
+    /// Whether `folder` holds a checkpoint to resume from (`state` is then its state).
+    public var hasCheckpoint: Bool {
+        FileManager.default.fileExists(atPath: resumeCheckpoint.path) || FileManager.default.fileExists(atPath: lastCheckpoint.path)
+    }
 
-    /// Starts a run in `folder` (created if needed; its files are replaced), or with `resuming`, continues
-    /// the one there from its last checkpoint. `model` is trained as given (moved to `device`); its loss and
-    /// scoring follow `task`. The optimiser, schedule, epochs, batch size, seed and early stopping come from
-    /// `configuration`; `validation` scores every epoch (without it the training loss does).
+    /// The files of a run that `folder` holds (none for a new or empty folder).
+    public static func existingRunFiles(in folder: URL) -> [String] {
+        runFiles.filter { FileManager.default.fileExists(atPath: folder.appending(path: $0).path) }
+    }
+
+    /// Starts a run in `folder` (created if needed), or with `resuming`, continues the one there from its
+    /// last checkpoint. A folder that already holds a run is refused (`TrainingRunError.runExists`) unless
+    /// `overwrite`, which deletes that run's files first. `model` is trained as given (moved to `device`);
+    /// its loss and scoring follow `task`. The optimiser, schedule, epochs, batch size, seed and early
+    /// stopping come from `configuration` (a resumed run may be given more epochs than it was started with);
+    /// `validation` scores every epoch (without it the training loss does).
     public init(folder: URL, configuration: TrainingConfiguration, model: any Layer, task: ModelTask = .classification,
-                train: Dataset, validation: Dataset?, device: Device, resuming: Bool = false) throws {
+                train: Dataset, validation: Dataset?, device: Device, resuming: Bool = false, overwrite: Bool = false) throws {
+        try configuration.validateValues()
+        try configuration.validate(trainingImages: train.count, validationImages: validation?.count)
         self.folder = folder
         self.configuration = configuration
         self.model = model
@@ -86,24 +120,60 @@ public final class TrainingRun {
         steps = StepLog(url: folder.appending(path: Self.stepsFile))
         let metricsURL = folder.appending(path: Self.metricsFile)
 
+        var recorded = configuration
+        (recorded.resolvedDevice, recorded.deviceName) = (device.description, try device.backend().name)
+        let configurationURL = folder.appending(path: Self.configurationFile)
         if resuming {
-            let checkpoint = folder.appending(path: Self.lastCheckpointFile)
-            let (position, saved) = try TrainingCheckpoint.loadState(model: model, optimizer: optimizer, from: checkpoint)
-            guard let position else { throw KilnError.corruptFile(path: checkpoint.path, reason: "holds no training position") }
-            metrics = try MetricsLog.read(from: metricsURL)
-            metrics.truncate(afterEpoch: position.epoch)
-            // A checkpoint from before fit states were saved carries the position alone: the schedule and early
-            // stopping then start afresh, as they always did.
-            state = saved ?? FitState(position: position, seed: configuration.seed, elapsedSeconds: metrics.rows.last?.seconds ?? 0)
-            guard state.seed == configuration.seed else {
-                throw KilnError.corruptFile(path: checkpoint.path, reason: "was trained with seed \(state.seed), but the configuration has \(configuration.seed)")
+            let resumeURL = folder.appending(path: Self.resumeCheckpointFile), lastURL = folder.appending(path: Self.lastCheckpointFile)
+            var loaded: (position: TrainingPosition, state: FitState?, source: URL)?
+            if FileManager.default.fileExists(atPath: resumeURL.path) {
+                let (position, saved, modelPart) = try TrainingCheckpoint.loadResumable(model: model, optimizer: optimizer, from: resumeURL)
+                loaded = (position, saved, resumeURL)
+                try Self.restoreModelCheckpoints(modelPart, state: saved, last: lastURL,
+                                                 best: folder.appending(path: Self.bestCheckpointFile))
+            } else if FileManager.default.fileExists(atPath: lastURL.path) {
+                let (position, saved) = try TrainingCheckpoint.loadState(model: model, optimizer: optimizer, from: lastURL)
+                guard let position else { throw KilnError.corruptFile(path: lastURL.path, reason: "holds no training position") }
+                loaded = (position, saved, lastURL)
             }
-            try steps.keep(before: position.step)
+            metrics = try MetricsLog.read(from: metricsURL)
+            if let loaded {
+                metrics.truncate(afterEpoch: loaded.position.epoch)
+                // A checkpoint from before fit states were saved carries the position alone: the schedule and
+                // early stopping then start afresh, as they always did.
+                state = loaded.state ?? FitState(position: loaded.position, seed: configuration.seed,
+                                                 elapsedSeconds: metrics.rows.last?.seconds ?? 0)
+                guard state.seed == configuration.seed else {
+                    throw KilnError.corruptFile(path: loaded.source.path,
+                                                reason: "was trained with seed \(state.seed), but the configuration has \(configuration.seed)")
+                }
+                guard configuration.epochs >= state.position.epoch else {
+                    throw KilnError.invalidArgument("the run in \(folder.path) has trained \(state.position.epoch) epochs; "
+                                                    + "it cannot be shortened to \(configuration.epochs)")
+                }
+            } else {
+                // Killed before its first checkpoint: nothing of it is kept, so it starts again.
+                metrics.truncate(afterEpoch: 0)
+                state = FitState(seed: configuration.seed)
+                startedAfresh = true
+            }
+            try steps.keep(before: state.position.step)
+            // A resume given more epochs records them, so that the next resume trains to the same end.
+            let json = Array(try recorded.prettyJSON())
+            if (try? Data(contentsOf: configurationURL)).map(Array.init) != json { try writeAtomically(json, to: configurationURL) }
         } else {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            var recorded = configuration
-            (recorded.resolvedDevice, recorded.deviceName) = (device.description, try device.backend().name)
-            try writeAtomically(Array(try recorded.prettyJSON()), to: folder.appending(path: Self.configurationFile))
+            let existing = Self.existingRunFiles(in: folder)
+            if !existing.isEmpty {
+                guard overwrite else { throw TrainingRunError.runExists(folder: folder.path, files: existing) }
+                for file in existing {
+                    do { try FileManager.default.removeItem(at: folder.appending(path: file)) } catch {
+                        throw KilnError.corruptFile(path: folder.appending(path: file).path, reason: "cannot be removed: \(describeFileError(error))")
+                    }
+                }
+            }
+            try Self.createFolder(folder)
+            try writeAtomically(Array(try recorded.prettyJSON()), to: configurationURL)
+            KillSwitch.passed("config")
             try steps.create()
             metrics = MetricsLog(url: metricsURL)
             state = FitState(seed: configuration.seed)
@@ -118,17 +188,59 @@ public final class TrainingRun {
     /// A run of the zoo model `configuration.model`, built for `train`'s images and classes and initialised
     /// from the seed (a resumed run then loads its checkpoint over it).
     public convenience init(folder: URL, configuration: TrainingConfiguration, train: Dataset, validation: Dataset?,
-                            device: Device, resuming: Bool = false) throws {
+                            device: Device, resuming: Bool = false, overwrite: Bool = false) throws {
         let task = try ModelZoo.entry(configuration.model).task
         let model = try ModelZoo.make(configuration.model, inputShape: train.imageShape, classes: train.classNames.count)
         try model.reset(seed: configuration.seed)
         try self.init(folder: folder, configuration: configuration, model: model, task: task, train: train,
-                      validation: validation, device: device, resuming: resuming)
+                      validation: validation, device: device, resuming: resuming, overwrite: overwrite)
     }
 
     /// The configuration saved in a run folder's config.json.
     public static func savedConfiguration(in folder: URL) throws -> TrainingConfiguration {
-        try TrainingConfiguration.read(from: folder.appending(path: configurationFile))
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw TrainingRunError.notARun(folder: folder.path, reason: "there is no such folder")
+        }
+        guard FileManager.default.fileExists(atPath: folder.appending(path: configurationFile).path) else {
+            throw TrainingRunError.notARun(folder: folder.path, reason: "it has no \(configurationFile)")
+        }
+        return try TrainingConfiguration.read(from: folder.appending(path: configurationFile))
+    }
+
+    private static func createFolder(_ folder: URL) throws {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isFolder) {
+            guard isFolder.boolValue else { throw KilnError.corruptFile(path: folder.path, reason: "is a file, not a folder for a run") }
+            return
+        }
+        // Folder by folder with mkdir, so that the error names the part that fails and the system's reason.
+        var path = ""
+        for component in folder.standardizedFileURL.pathComponents {
+            path = component == "/" ? "/" : (path.hasSuffix("/") ? path : path + "/") + component
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
+                guard isFolder.boolValue else {
+                    throw KilnError.corruptFile(path: folder.path, reason: "cannot be created: \(path) is a file, not a folder")
+                }
+                continue
+            }
+            guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+                throw KilnError.corruptFile(path: folder.path, reason: "cannot be created: \(String(cString: strerror(errno)).lowercased())")
+            }
+        }
+    }
+
+    /// After a resume checkpoint is read: writes last.safetensors and best.safetensors again where a kill
+    /// between the commit and their own renames left them behind. The best is behind only when the committed
+    /// epoch is the best one (its best.safetensors is written before anything of the next epoch).
+    private static func restoreModelCheckpoints(_ modelPart: SafeTensors, state: FitState?, last: URL, best: URL) throws {
+        let bytes = try modelPart.serialized()
+        if (try? Data(contentsOf: last)).map(Array.init) != bytes { try writeAtomically(bytes, to: last) }
+        guard let state, let bestScore = state.bestScore, state.position.batch == 0, state.partialEpoch == nil else { return }
+        // A best.safetensors without a fit state (written before Kiln saved one) cannot be compared: it is kept.
+        if let bestFile = try? SafeTensors.read(from: best), bestFile.metadata[TrainingCheckpoint.stateKey] == nil { return }
+        let bestFileScore = (try? SafeTensors.read(from: best)).flatMap { try? TrainingCheckpoint.state(in: $0, source: best.path) }?.bestScore
+        if bestFileScore != bestScore { try writeAtomically(bytes, to: best) }
     }
 
     /// Trains the remaining epochs. Returns `.interrupted` after `requestStop`, with last.safetensors holding
@@ -138,23 +250,40 @@ public final class TrainingRun {
         var fit = Fit(trainer: trainer, scheduler: scheduler, train: train, validation: validation, epochs: configuration.epochs,
                       earlyStopPatience: configuration.earlyStop)
         fit.showProgress = showProgress
-        fit.passEnded = { [steps] firstStep, losses in try steps.append(firstStep: firstStep, losses: losses) }
+        fit.passEnded = { [steps] firstStep, losses in
+            try steps.append(firstStep: firstStep, losses: losses)
+            KillSwitch.passed("steps")
+        }
         var current = state
         let outcome = try fit.run(state: &current) { epochMetrics, isBest, epochState in
             try metrics.append(epochMetrics)
+            KillSwitch.passed("metrics")
             try writeAtomically(Array(TrainingPlot.svg(metrics.rows, title: title).utf8), to: folder.appending(path: Self.curvesFile))
-            try TrainingCheckpoint.save(model: model, optimizer: optimizer, state: epochState, configuration: configurationJSON, to: lastCheckpoint)
-            if isBest {
-                try TrainingCheckpoint.save(model: model, optimizer: nil, state: epochState, configuration: configurationJSON, to: bestCheckpoint)
-            }
-            state = epochState
+            KillSwitch.passed("curves")
+            try commit(epochState, isBest: isBest)
             try epochEnded?(epochMetrics, isBest)
         }
+        if case .interrupted = outcome { try commit(current, isBest: false) }
         state = current
-        if case .interrupted = outcome {
-            try TrainingCheckpoint.save(model: model, optimizer: optimizer, state: state, configuration: configurationJSON, to: lastCheckpoint)
-        }
         return outcome
+    }
+
+    /// Writes the checkpoint of `newState`: resume.safetensors in one rename (the commit), then the best
+    /// model and last.safetensors from the same tensors; a resume redoes the two after a kill.
+    private func commit(_ newState: FitState, isBest: Bool) throws {
+        let modelPart = try TrainingCheckpoint.saveResumable(model: model, optimizer: optimizer, state: newState,
+                                                             configuration: configurationJSON, to: resumeCheckpoint)
+        state = newState
+        KillSwitch.passed("checkpoint")
+        let legacy = folder.appending(path: Self.legacyOptimizerFile)
+        if FileManager.default.fileExists(atPath: legacy.path) { try? FileManager.default.removeItem(at: legacy) }
+        let bytes = try modelPart.serialized()
+        if isBest {
+            try writeAtomically(bytes, to: bestCheckpoint)
+            KillSwitch.passed("best")
+        }
+        try writeAtomically(bytes, to: lastCheckpoint)
+        KillSwitch.passed("last")
     }
 
     /// Asks `run` to stop after the current step and checkpoint (safe from any thread, e.g. a signal handler's).
@@ -163,6 +292,66 @@ public final class TrainingRun {
     /// The model's loss and accuracy on `dataset` (e.g. the test set after training).
     public func evaluate(_ dataset: Dataset) throws -> Evaluation {
         try trainer.evaluate(DataLoader(dataset: dataset, batchSize: Self.evaluationBatchSize, shuffle: false, device: device).batches(epoch: 0))
+    }
+}
+
+/// Why a run folder cannot be used.
+public enum TrainingRunError: Error, CustomStringConvertible, Equatable {
+    /// A new run was pointed at a folder that holds one (these of its files).
+    case runExists(folder: String, files: [String])
+    /// A folder to resume that holds no run.
+    case notARun(folder: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .runExists(folder, files):
+            return "\(folder) already holds a run (\(files.joined(separator: ", "))); continue it with --resume \(folder), "
+                + "or replace it with --overwrite"
+        case let .notARun(folder, reason):
+            return "\(folder) is not a Kiln run folder: \(reason)"
+        }
+    }
+}
+
+/// A file-system error in a sentence: the system's reason, without Foundation's domain and code.
+func describeFileError(_ error: any Error) -> String {
+    let error = error as NSError
+    if error.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(error.code))).lowercased() }
+    if let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code))).lowercased()
+    }
+    if error.domain == NSCocoaErrorDomain {
+        switch CocoaError.Code(rawValue: error.code) {
+        case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or folder"
+        case .fileReadNoPermission, .fileWriteNoPermission: return "permission denied"
+        case .fileWriteFileExists: return "a file of that name exists"
+        case .fileWriteOutOfSpace: return "no space left on the device"
+        case .fileReadCorruptFile: return "the file is damaged"
+        default: break
+        }
+    }
+    return error.localizedFailureReason ?? error.localizedDescription
+}
+
+/// A test hook: with `KILN_TEST_KILL_AFTER=<point>:<n>` in the environment, the process kills itself with
+/// SIGKILL right after the n-th time (from 1) it passes `point`: config, steps (steps.csv appended),
+/// metrics, curves, checkpoint (resume.safetensors committed), best or last (their renames done).
+enum KillSwitch {
+    private static let target: (point: String, count: Int)? = {
+        guard let value = ProcessInfo.processInfo.environment["KILN_TEST_KILL_AFTER"] else { return nil }
+        let parts = value.split(separator: ":")
+        guard parts.count == 2, let count = Int(parts[1]) else { return nil }
+        return (String(parts[0]), count)
+    }()
+    private static let passes = Mutex<[String: Int]>([:])
+
+    static func passed(_ point: String) {
+        guard let target, target.point == point else { return }
+        let count = passes.withLock { passes -> Int in
+            passes[point, default: 0] += 1
+            return passes[point, default: 0]
+        }
+        if count == target.count { kill(getpid(), SIGKILL) }
     }
 }
 
