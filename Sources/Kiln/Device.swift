@@ -24,7 +24,8 @@ public enum Device: Hashable, Sendable, CustomStringConvertible {
 
     /// The device `auto` stands for: a GPU, else another non-CPU OpenCL device (an accelerator), else the
     /// host. An OpenCL driver for the CPU itself (POCL) runs on the same cores as the host backend and is
-    /// several times slower there (BENCHMARKS.md), so `auto` leaves it to an explicit `cl:P:D`.
+    /// several times slower there (BENCHMARKS.md), so `auto` leaves it to an explicit `cl:P:D`; so too a
+    /// simulator (Oclgrind), which reports itself as a GPU.
     public static var auto: Device {
         guard let device = try? CLRuntime.preferredDevice(), device.info.type != .cpu else { return .host }
         return .opencl(platform: device.platformIndex, device: device.deviceIndex)

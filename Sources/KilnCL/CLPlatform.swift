@@ -20,6 +20,10 @@ public struct CLDeviceInfo: Sendable {
     public var localMemoryBytes: Int
     public var maxWorkGroupSize: Int
     public var extensions: [String]
+
+    /// Whether the device is a simulator (Oclgrind, which reports itself as a GPU): it checks kernels
+    /// but runs them thousands of times slower than any real device.
+    public var isSimulator: Bool { name.localizedCaseInsensitiveContains("oclgrind") }
 }
 
 /// An OpenCL platform (one installed driver) and its devices.
@@ -80,12 +84,13 @@ public enum CLRuntime {
     }
 
     /// The device `--device auto` picks: the first GPU, else the first other non-CPU device, else the first
-    /// device of any kind; nil when there is no OpenCL device at all.
+    /// device of any kind, leaving out simulators; nil when there is no such OpenCL device.
     public static func preferredDevice() throws -> CLDevice? {
         let all = try devices()
-        return all.first { $0.info.type == .gpu }
-            ?? all.first { $0.info.type != .cpu }
-            ?? all.first
+        let real = all.filter { !$0.info.isSimulator }
+        return real.first { $0.info.type == .gpu }
+            ?? real.first { $0.info.type != .cpu }
+            ?? real.first
     }
 
     private static func discoverPlatforms() throws -> [CLPlatform] {
