@@ -1,5 +1,4 @@
 import KilnCL
-import Synchronization
 
 /// Where a tensor lives and its ops run: the host backend (Swift + OpenBLAS) or an OpenCL device.
 public enum Device: Hashable, Sendable, CustomStringConvertible {
@@ -51,7 +50,7 @@ public enum Device: Hashable, Sendable, CustomStringConvertible {
 
 final class BackendRegistry: Sendable {
     static let shared = BackendRegistry()
-    private let backends = Mutex<[Device: any Backend]>([:])
+    private let backends = Locked<[Device: any Backend]>([:])
 
     func backend(for device: Device) throws -> any Backend {
         try backends.withLock { backends in

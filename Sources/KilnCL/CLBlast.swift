@@ -1,10 +1,9 @@
 import COpenCL
-import Synchronization
 
 // CLBlast compiles and caches its kernels on first use, and that path is not safe when several threads
 // reach it at once (seen on POCL as CLBlastUnexpectedError and heap corruption). Enqueueing is cheap, so
 // every CLBlast call of the process goes through this lock.
-private let clblastLock = Mutex(())
+private let clblastLock = Locked(())
 
 /// A matrix operand for `CLContext.sgemm`: a row-major matrix inside a buffer.
 public struct CLMatrix {

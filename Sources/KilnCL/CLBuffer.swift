@@ -1,5 +1,4 @@
 import COpenCL
-import Synchronization
 
 /// A device buffer leased from a `CLBufferAllocator`. When the last reference goes away the memory returns
 /// to the allocator's cache for reuse; it is released to the driver only when the cache is trimmed.
@@ -46,7 +45,7 @@ public final class CLBufferAllocator: @unchecked Sendable {
         var statistics = CLAllocatorStatistics()
     }
     private let context: cl_context
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(context: cl_context) { self.context = context }
 

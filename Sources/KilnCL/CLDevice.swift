@@ -1,5 +1,4 @@
 import COpenCL
-import Synchronization
 
 /// One OpenCL device. Its context (with queue, allocator and program cache) is created on first use and
 /// shared by every caller in the process.
@@ -8,7 +7,7 @@ public final class CLDevice: @unchecked Sendable {
     public let platformIndex: Int
     public let deviceIndex: Int
     public let info: CLDeviceInfo
-    private let sharedContext = Mutex<CLContext?>(nil)
+    private let sharedContext = Locked<CLContext?>(nil)
 
     init(id: cl_device_id, platformIndex: Int, deviceIndex: Int) throws {
         self.id = id

@@ -1,6 +1,5 @@
 import COpenCL
 import Foundation
-import Synchronization
 
 /// A built OpenCL program and the kernels made from it.
 public final class CLProgram: @unchecked Sendable {
@@ -12,7 +11,7 @@ public final class CLProgram: @unchecked Sendable {
     public let origin: Origin
     /// Seconds spent creating and building the program (from source or from a cached binary).
     public let buildSeconds: Double
-    private let kernels = Mutex<[String: CLKernel]>([:])
+    private let kernels = Locked<[String: CLKernel]>([:])
 
     init(program: cl_program, name: String, origin: Origin, buildSeconds: Double) {
         self.program = program
@@ -45,7 +44,7 @@ public final class CLProgram: @unchecked Sendable {
 /// kernel's own lock.
 public final class CLKernel: @unchecked Sendable {
     private let handle: cl_kernel
-    private let lock = Mutex(())
+    private let lock = Locked(())
     public let name: String
     // Keeps the program alive as long as the kernel.
     private let program: CLProgram
@@ -86,7 +85,7 @@ public final class CLKernel: @unchecked Sendable {
 final class CLProgramCache: @unchecked Sendable {
     private let diskCache: CLBinaryCache?
     // One lock for lookups and builds: two threads asking for the same program build it once.
-    private let programs = Mutex<[String: CLProgram]>([:])
+    private let programs = Locked<[String: CLProgram]>([:])
 
     init(diskCache: CLBinaryCache?) { self.diskCache = diskCache }
 

@@ -35,12 +35,17 @@ final class CrashResumeTests: XCTestCase {
                               : "resuming at epoch \(committed + 1), batch 0", label: point)
         }
 
-        // Random instants, from the data loading to the end of the run.
-        var random = TestRandom(seed: UInt64(Date().timeIntervalSince1970))
+        // Random instants, from the data loading to the end of the run (fixed, so that a failure reproduces).
+        var random = TestRandom(seed: 2026)
         for index in 0..<3 {
             let delay = Double(random.float(0.2, 2.5))
             let folder = runs.appending(path: "random-\(index)")
             let killed = try KilnCommand.runKillable(common + ["--out", folder.path], killAfter: delay)
+            // Killed before it wrote its folder (a slow start, e.g. under a sanitizer), the run is simply started again.
+            if !FileManager.default.fileExists(atPath: folder.appending(path: TrainingRun.configurationFile).path) {
+                XCTAssertEqual(try KilnCommand.run(common + ["--out", folder.path]).status, 0, "a fresh start after a kill at \(delay) s")
+                continue
+            }
             try assertResumes(folder, like: whole, expecting: nil, label: "killed after \(delay) s (killed: \(killed.killed))")
         }
     }

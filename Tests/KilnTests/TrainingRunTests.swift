@@ -141,7 +141,7 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(try makeRun(whole, configuration(epochs: 3)).run(), .completed)
 
         let first = try makeRun(stopped, configuration(epochs: 3))
-        first.epochEnded = { metrics, _ in if metrics.epoch == 1 { first.requestStop() } }
+        first.epochEnded = { [unowned first] metrics, _ in if metrics.epoch == 1 { first.requestStop() } }
         // The stop is seen after the next step: one batch into the second epoch.
         XCTAssertEqual(try first.run(), .interrupted(TrainingPosition(epoch: 1, batch: 1, step: 9)))
         let state = try XCTUnwrap(try savedState(in: stopped))
@@ -194,7 +194,7 @@ final class TrainingRunTests: XCTestCase {
 
         // Stop one step into epoch 6, after the rate has been lowered and four epochs have not improved.
         let first = try makeRun(stopped, setup, validation: validation)
-        first.epochEnded = { metrics, _ in if metrics.epoch == 5 { first.requestStop() } }
+        first.epochEnded = { [unowned first] metrics, _ in if metrics.epoch == 5 { first.requestStop() } }
         XCTAssertEqual(try first.run(), .interrupted(TrainingPosition(epoch: 5, batch: 1, step: 41)))
         let state = try XCTUnwrap(try savedState(in: stopped))
         XCTAssertEqual(state.scheduler.plateauScale, 0.1, accuracy: 1e-7)

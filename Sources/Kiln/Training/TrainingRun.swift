@@ -1,5 +1,5 @@
+import KilnCL
 import Foundation
-import Synchronization
 
 /// A training run in a folder: it trains a model with the `Fit` loop and keeps, after every epoch,
 ///
@@ -343,7 +343,7 @@ enum KillSwitch {
         guard parts.count == 2, let count = Int(parts[1]) else { return nil }
         return (String(parts[0]), count)
     }()
-    private static let passes = Mutex<[String: Int]>([:])
+    private static let passes = Locked<[String: Int]>([:])
 
     static func passed(_ point: String) {
         guard let target, target.point == point else { return }

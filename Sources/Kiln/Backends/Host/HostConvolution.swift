@@ -1,4 +1,4 @@
-import Synchronization
+import KilnCL
 
 /// Convolution on the host: im2col + OpenBLAS GEMM. The batch is split across the backend's threads, and
 /// each thread multiplies a chunk of its images at once, so that OpenBLAS gets a few large products instead
@@ -85,7 +85,7 @@ extension HostBackend: ConvolutionBackend {
         try BLAS.load()
         let dw = dw.hostBuffer
         // Each thread sums its images' contributions into its own partial gradient, then adds it to dw.
-        let total = Mutex(())
+        let total = Locked(())
         if !accumulate { dw.update(repeating: 0) }
         forEachChunk(s) { first, count, cols, columns, partial in
             let width = count * s.outputPixels

@@ -1,5 +1,5 @@
+import KilnCL
 import Dispatch
-import Synchronization
 
 /// Host memory for a tensor: a 64-byte aligned block from the host memory cache.
 final class HostStorage: TensorStorage, @unchecked Sendable {
@@ -33,7 +33,7 @@ final class HostMemoryCache: Sendable {
         var free: [Int: [UInt]] = [:]  // addresses of free blocks by size in bytes
         var cachedBytes = 0
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func take(count: Int) -> UnsafeMutablePointer<Float> {
         let bytes = Self.bytes(count)

@@ -1,6 +1,5 @@
 import Foundation
 import KilnCL
-import Synchronization
 
 /// The algorithm the tuner keeps for one (pass, shape), and what it measured.
 public struct ConvolutionChoice: Sendable {
@@ -174,7 +173,7 @@ final class ConvolutionTuner: Sendable {
 
     let deviceName: String
     let driverVersion: String
-    let state: Mutex<State>
+    let state: Locked<State>
 
     /// `directory` defaults to the program cache's folder (`$KILN_CACHE_DIR` or ~/.cache/kiln); the
     /// environment gives the forced algorithm and the tuning switch.
@@ -196,7 +195,7 @@ final class ConvolutionTuner: Sendable {
                 FileHandle.standardError.write(Data("kiln: ignoring KILN_CONV_ALGORITHM=\(name): not one of auto, \(names)\n".utf8))
             }
         }
-        state = Mutex(State(forced: forced, enabled: enabled, directory: directory))
+        state = Locked(State(forced: forced, enabled: enabled, directory: directory))
         let stored = load()
         state.withLock { $0.merge(stored) }
     }

@@ -1,5 +1,4 @@
 import KilnCL
-import Synchronization
 
 /// Device memory for a tensor: a buffer leased from the device's caching allocator.
 final class CLStorage: TensorStorage, @unchecked Sendable {
@@ -24,7 +23,7 @@ extension Tensor {
 public final class OpenCLBackend: Backend {
     public let device: Device
     public let context: CLContext
-    private let programs = Mutex<[String: CLProgram]>([:])
+    private let programs = Locked<[String: CLProgram]>([:])
     /// Work-group size of the reduction kernels: a power of two within the device's limit.
     let reduceGroupSize: Int
     /// Which convolution algorithm runs each (pass, shape): ConvolutionTuner.swift.

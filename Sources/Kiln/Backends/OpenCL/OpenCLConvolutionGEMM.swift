@@ -1,5 +1,4 @@
 import KilnCL
-import Synchronization
 
 /// Tile sizes of the implicit-GEMM kernels (Kernels/conv_gemm.cl), passed to the compiler as -D settings.
 struct ImplicitGEMMTiles: Sendable {
@@ -41,7 +40,7 @@ extension OpenCLBackend {
     /// Smallest slice of the filter-gradient reduction worth a work-group of its own, in (image, pixel) pairs.
     static let minimumFilterSlice = 256
     /// Tiles to use instead of the chosen ones, so that tests run every configuration on one device.
-    static let implicitGEMMTilesOverride = Mutex<ImplicitGEMMTiles?>(nil)
+    static let implicitGEMMTilesOverride = Locked<ImplicitGEMMTiles?>(nil)
 
     private func gemmTiles(rows: Int) throws -> ImplicitGEMMTiles {
         if let tiles = Self.implicitGEMMTilesOverride.withLock({ $0 }) { return tiles }
