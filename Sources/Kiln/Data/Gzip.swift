@@ -30,10 +30,10 @@ func inflateGzip(_ input: [UInt8], path: String) throws -> [UInt8] {
 }
 
 /// Inflates a gzip or zlib stream. Every failure, a truncated stream, bytes after its end or more than
-/// `limit` bytes of output, is a `KilnError.corruptFile` naming `path`.
-func inflateStream(_ input: [UInt8], wrapping: DeflateWrapping, limit: Int = .max, path: String) throws -> [UInt8] {
+/// `limit` bytes of output, is a `KilnError.corruptFile` naming `path`, its reason after `context`.
+func inflateStream(_ input: [UInt8], wrapping: DeflateWrapping, limit: Int = .max, path: String, context: String = "") throws -> [UInt8] {
     let name = wrapping == .gzip ? "gzip" : "zlib"
-    func corrupt(_ reason: String) -> KilnError { .corruptFile(path: path, reason: reason) }
+    func corrupt(_ reason: String) -> KilnError { .corruptFile(path: path, reason: context + reason) }
     guard input.count <= Int(UInt32.max) else { throw corrupt("\(input.count) bytes of \(name) data, more than zlib takes at once (4 GiB)") }
     var stream = z_stream()
     let windowBits: Int32 = wrapping == .gzip ? 15 + 16 : 15

@@ -178,9 +178,9 @@ public struct ImageFile {
               case let (rows, false) = rowBytes.multipliedReportingOverflow(by: height) else {
             throw corrupt("a \(width)×\(height) image of \(channels) channels has more bytes than an Int counts")
         }
-        let raw = try inflateStream(compressed, wrapping: .zlib, limit: rows, path: path)
+        let raw = try inflateStream(compressed, wrapping: .zlib, limit: rows, path: path, context: "PNG: IDAT: ")
         guard raw.count == rows else {
-            throw corrupt("image data is shorter than \(width)×\(height) needs: \(raw.count) of \(rows) bytes (\(height) rows of a filter byte and \(stride) bytes)")
+            throw corrupt("image data is shorter than \(width)×\(height) needs: \(raw.count) of \(rows) bytes (\(height) rows of a filter byte and \(stride) pixel bytes)")
         }
         // Undo the per-row filters (none, sub, up, average, Paeth).
         var image = [UInt8](repeating: 0, count: height * stride)
