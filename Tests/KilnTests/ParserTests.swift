@@ -158,6 +158,23 @@ final class ParserTests: XCTestCase {
         assertCorrupt("max.safetensors", "more than the format's limit") { try SafeTensors.parse(bytes: maximal, path: "max.safetensors") }
     }
 
+    func testSafeTensorsCutShortOrGarbled() throws {
+        var file = SafeTensors()
+        file.set("w", floats: [Float](repeating: 1, count: 100), shape: [10, 10])
+        let bytes = try file.serialized()
+        let headerLength = bytes.count - 8 - 400
+        assertCorrupt("cut.safetensors", "truncated: tensor w has data_offsets [0, 400) but the data buffer has 390 bytes") {
+            try SafeTensors.parse(bytes: Array(bytes.dropLast(10)), path: "cut.safetensors")
+        }
+        assertCorrupt("short.safetensors", "3 bytes, shorter than the 8-byte header length") { try SafeTensors.parse(bytes: [1, 2, 3], path: "short.safetensors") }
+        assertCorrupt("long.safetensors", "the header claims 65535 bytes but the file has \(headerLength + 400) after the length") {
+            try SafeTensors.parse(bytes: [255, 255, 0, 0, 0, 0, 0, 0] + bytes.dropFirst(8), path: "long.safetensors")
+        }
+        assertCorrupt("garbage.safetensors", "the header is not valid JSON (unexpected 'A' at header byte 0)") {
+            try SafeTensors.parse(bytes: Array(bytes.prefix(8)) + [UInt8](repeating: 0x41, count: bytes.count - 8), path: "garbage.safetensors")
+        }
+    }
+
     func testGoodSafeTensorsStillRead() throws {
         // Padding spaces, escapes, an empty tensor, tensors listed out of offset order, metadata with JSON in it.
         let json = #"{"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},"a":{"dtype":"I64","shape":[],"data_offsets":[0,8]},"#
@@ -231,6 +248,21 @@ final class ParserTests: XCTestCase {
         assertCorrupt(directory.appending(path: "train-images-idx3-ubyte").path, "gzip") {
             try Dataset.load("mnist:\(directory.path)", split: .train)
         }
+    }
+
+    func testImagesAndLabelsMustAgree() throws {
+        let directory = FileManager.default.temporaryDirectory.appending(path: "kiln-parsers-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let labels = directory.appending(path: "train-labels-idx1-ubyte")
+        try Data([0, 0, 8, 3] + bigEndian32(2) + bigEndian32(1) + bigEndian32(1) + [0, 0]).write(to: directory.appending(path: "train-images-idx3-ubyte"))
+        try Data([0, 0, 8, 1] + bigEndian32(3) + [0, 1, 2]).write(to: labels)
+        assertCorrupt(labels.path, "3 labels for 2 images in train-images-idx3-ubyte") { try Dataset.load("mnist:\(directory.path)", split: .train) }
+        try Data([0, 0, 8, 1] + bigEndian32(2) + [0, 10]).write(to: labels)
+        assertCorrupt(labels.path, "label 10 is outside 0..<10") { try Dataset.load("mnist:\(directory.path)", split: .train) }
+        try FileManager.default.removeItem(at: labels)
+        assertCorrupt(labels.path, "missing (also looked for .gz)") { try Dataset.load("mnist:\(directory.path)", split: .train) }
+        XCTAssertNoThrow(try { try Data([0, 0, 8, 1] + bigEndian32(2) + [0, 9]).write(to: labels) }())
+        XCTAssertEqual(try Dataset.load("mnist:\(directory.path)", split: .train).labels, [0, 9])
     }
 
     // MARK: CIFAR-10
