@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of every fuzz target into Tests/Fuzz/corpus/TARGET/: a few valid files and a few
-that are nearly valid, each a few KB at most. Deterministic; run it again after changing it."""
+that are nearly valid, each a few KB at most. Deterministic; run it again after changing it. The files named
+found-before-* are not written here: they are inputs that fuzzing found to crash the parsers before they were
+made total, kept as regression seeds."""
 import gzip, json, os, struct, zlib
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")

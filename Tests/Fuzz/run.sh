@@ -10,6 +10,8 @@
 # KilnError.corruptFile, breaks an invariant, leaks memory or exceeds the memory limit. Environment:
 # FUZZ_MAX_LEN (default 4096), FUZZ_FRESH=1 to start from the seeds only.
 set -euo pipefail
+# Let libFuzzer report a trap itself: the Swift runtime's backtracer would otherwise run under ASan.
+export SWIFT_BACKTRACE=enable=no
 cd "$(dirname "$0")/../.."
 executions=${1:-50000}
 [ $# -gt 0 ] && shift
