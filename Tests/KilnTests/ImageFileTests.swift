@@ -9,18 +9,9 @@ final class ImageFileTests: XCTestCase {
         return url
     }
 
-    /// A PNG built by hand: zlib stream of one stored (uncompressed) deflate block, CRCs left zero (unchecked).
+    /// A PNG built by hand: a zlib stream of stored (uncompressed) deflate blocks, CRCs computed.
     private func png(width: Int, height: Int, colourType: UInt8, rows: [[UInt8]]) -> [UInt8] {
-        func be32(_ v: Int) -> [UInt8] { withUnsafeBytes(of: UInt32(v).bigEndian, Array.init) }
-        func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] { be32(data.count) + Array(type.utf8) + data + [0, 0, 0, 0] }
-        let raw = rows.flatMap { $0 }
-        var (a, b) = (1, 0)
-        for byte in raw { a = (a + Int(byte)) % 65521; b = (b + a) % 65521 }
-        let length = raw.count
-        let zlib: [UInt8] = [0x78, 0x01, 0x01, UInt8(length & 0xFF), UInt8(length >> 8), UInt8(~length & 0xFF), UInt8((~length >> 8) & 0xFF)]
-            + raw + be32(b << 16 | a)
-        return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-            + chunk("IHDR", be32(width) + be32(height) + [8, colourType, 0, 0, 0]) + chunk("IDAT", zlib) + chunk("IEND", [])
+        pngFile(width: width, height: height, colourType: colourType, rows: rows)
     }
 
     func testPNGFiltersAndChannelsDecode() throws {

@@ -101,18 +101,33 @@ extension Dataset {
         var pixels: [Float] = [], labels: [Int] = []
         for name in files {
             let url = directory.appending(path: name)
-            let bytes = try readPossiblyCompressed(url)
-            guard bytes.count % 3073 == 0, !bytes.isEmpty else {
-                throw KilnError.corruptFile(path: url.path, reason: "\(bytes.count) bytes is not a whole number of 3,073-byte records")
-            }
-            for record in 0..<(bytes.count / 3073) {
-                let start = record * 3073
-                guard bytes[start] < 10 else { throw KilnError.corruptFile(path: url.path, reason: "label \(bytes[start]) in record \(record)") }
-                labels.append(Int(bytes[start]))
-                pixels += bytes[(start + 1)..<(start + 3073)].map { Float($0) / 255 }
-            }
+            let batch = try cifar10Batch(bytes: readPossiblyCompressed(url), path: url.path)
+            pixels += batch.pixels
+            labels += batch.labels
         }
         return Dataset(imageShape: [3, 32, 32], pixels: pixels, labels: labels, classNames: cifar10Classes)
+    }
+
+    /// The bytes of one CIFAR-10 batch file, already inflated (`path` names it in errors): a non-zero whole
+    /// number of 3,073-byte records, each label below 10.
+    static func cifar10Batch(bytes: [UInt8], path: String) throws -> (pixels: [Float], labels: [Int]) {
+        let recordSize = 1 + 3 * 32 * 32
+        guard !bytes.isEmpty else { throw KilnError.corruptFile(path: path, reason: "empty: no 3,073-byte records") }
+        guard bytes.count % recordSize == 0 else {
+            throw KilnError.corruptFile(path: path, reason: "\(bytes.count) bytes is not a whole number of 3,073-byte records "
+                                        + "(\(bytes.count / recordSize) records and \(bytes.count % recordSize) bytes over)")
+        }
+        var pixels: [Float] = [], labels: [Int] = []
+        pixels.reserveCapacity(bytes.count)
+        for record in 0..<(bytes.count / recordSize) {
+            let start = record * recordSize
+            guard bytes[start] < 10 else {
+                throw KilnError.corruptFile(path: path, reason: "label \(bytes[start]) in record \(record) (at byte \(start)) is outside 0..<10")
+            }
+            labels.append(Int(bytes[start]))
+            pixels += bytes[(start + 1)..<(start + recordSize)].map { Float($0) / 255 }
+        }
+        return (pixels, labels)
     }
 }
 
@@ -123,21 +138,46 @@ struct IDXFile {
     var bytes: [UInt8]
 
     static func read(_ url: URL, expectedRank: Int) throws -> IDXFile {
-        let data = try readPossiblyCompressed(url)
-        func corrupt(_ reason: String) -> KilnError { .corruptFile(path: url.path, reason: reason) }
+        try parse(bytes: readPossiblyCompressed(url), path: url.path, expectedRank: expectedRank)
+    }
+
+    /// An IDX file's bytes, already inflated (`path` names it in errors): the magic for unsigned bytes and
+    /// `expectedRank`, the dimensions, and exactly their product of data bytes.
+    static func parse(bytes data: [UInt8], path: String, expectedRank: Int) throws -> IDXFile {
+        func corrupt(_ reason: String) -> KilnError { .corruptFile(path: path, reason: reason) }
         guard data.count >= 4 else { throw corrupt("truncated: \(data.count) bytes, no IDX header") }
-        guard data[0] == 0, data[1] == 0, data[2] == 0x08, Int(data[3]) == expectedRank else {
-            throw corrupt(String(format: "bad magic 0x%02x%02x%02x%02x (expected 0x000008%02x: unsigned bytes, rank %d)",
-                                 data[0], data[1], data[2], data[3], expectedRank, expectedRank))
+        let magic = String(format: "0x%02x%02x%02x%02x", data[0], data[1], data[2], data[3])
+        let wanted = String(format: "0x000008%02x", expectedRank)
+        guard data[0] == 0, data[1] == 0 else {
+            throw corrupt("bad magic \(magic) (expected \(wanted)): an IDX file starts with two zero bytes")
+        }
+        let types: [UInt8: String] = [0x09: "signed bytes", 0x0B: "16-bit integers", 0x0C: "32-bit integers", 0x0D: "32-bit floats", 0x0E: "64-bit floats"]
+        guard data[2] == 0x08 else {
+            throw corrupt("bad magic \(magic) (expected \(wanted)): type code 0x\(String(data[2], radix: 16)) (\(types[data[2]] ?? "not an IDX type")); Kiln reads unsigned bytes (0x08)")
+        }
+        guard Int(data[3]) == expectedRank else {
+            throw corrupt("bad magic \(magic) (expected \(wanted)): rank \(data[3]), expected \(expectedRank) (\(expectedRank == 3 ? "images" : "labels"))")
         }
         let headerSize = 4 + 4 * expectedRank
         guard data.count >= headerSize else { throw corrupt("truncated: the header needs \(headerSize) bytes, the file has \(data.count)") }
         let dimensions = (0..<expectedRank).map { d in
             (0..<4).reduce(0) { $0 << 8 | Int(data[4 + 4 * d + $1]) }
         }
-        let expected = headerSize + dimensions.reduce(1, *)
+        var expected = headerSize
+        var product = 1
+        for dimension in dimensions {
+            let (next, overflow) = product.multipliedReportingOverflow(by: dimension)
+            guard !overflow else { throw corrupt("dimensions \(describe(dimensions)) multiply beyond what an Int counts") }
+            product = next
+        }
+        let (total, overflow) = expected.addingReportingOverflow(product)
+        guard !overflow else { throw corrupt("dimensions \(describe(dimensions)) multiply beyond what an Int counts") }
+        expected = total
         guard data.count == expected else {
-            throw corrupt("\(data.count < expected ? "truncated" : "too long"): expected \(expected) bytes for dimensions \(dimensions), got \(data.count)")
+            throw corrupt("\(data.count < expected ? "truncated" : "too long"): expected \(expected) bytes for dimensions \(describe(dimensions)), got \(data.count)")
+        }
+        if expectedRank == 3, let empty = dimensions.dropFirst().firstIndex(of: 0) {
+            throw corrupt("images of \(dimensions[1])×\(dimensions[2]) pixels (\(empty == 1 ? "rows" : "columns") is zero)")
         }
         return IDXFile(dimensions: dimensions, bytes: Array(data[headerSize...]))
     }
