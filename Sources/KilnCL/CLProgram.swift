@@ -91,13 +91,19 @@ final class CLProgramCache: @unchecked Sendable {
 
     func releaseAll() { programs.withLock { $0.removeAll() } }
 
+    /// The on-disk cache key: a binary is reused only by the same device and driver, for the same source and
+    /// build options (a new driver may compile differently, and its binaries may not load in another).
+    static func diskKey(device: String, driver: String, sourceHash: UInt64, options: String) -> String {
+        "\(device)|\(driver)|\(hex(sourceHash))|\(options)"
+    }
+
     func program(name: String, source: String, options: String, context: CLContext) throws -> CLProgram {
         let sourceHash = fnv1a64(source)
         let memoryKey = "\(hex(sourceHash)) \(options)"
         return try programs.withLock { programs in
             if let program = programs[memoryKey] { return program }
             let info = context.device.info
-            let diskKey = "\(info.name)|\(info.driverVersion)|\(hex(sourceHash))|\(options)"
+            let diskKey = Self.diskKey(device: info.name, driver: info.driverVersion, sourceHash: sourceHash, options: options)
             let program = try build(name: name, source: source, options: options, diskKey: diskKey, context: context)
             programs[memoryKey] = program
             return program

@@ -274,16 +274,17 @@ final class SignalStopper: @unchecked Sendable {
         for signalNumber in [SIGINT, SIGTERM] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { [self] in
+            source.setEventHandler { [self, source] in
+                // Signals that arrive before the handler runs are merged into one event: `data` counts them.
                 let first = lock.withLock { () -> Bool in
                     defer { received = signalNumber }
                     return received == 0
-                }
+                } && source.data < 2
                 if first {
                     FileHandle.standardError.write(Data("\nstopping after this step (press Ctrl-C again to quit at once)\n".utf8))
                     trainer.requestStop()
                 } else {
-                    exit(128 + signalNumber)
+                    _exit(128 + signalNumber)  // at once: no atexit handlers, which could wait for the step
                 }
             }
             source.resume()

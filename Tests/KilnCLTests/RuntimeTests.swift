@@ -140,6 +140,21 @@ final class ProgramTests: XCTestCase {
         try assertScaleRuns(rebuilt, on: context)
     }
 
+    /// A binary on disk is found again only by the same device, driver, source and options: a driver update
+    /// (or another device) compiles afresh rather than loading a binary it may not run.
+    func testBinariesAreKeyedByDeviceDriverSourceAndOptions() throws {
+        let key = CLProgramCache.diskKey(device: "GPU", driver: "1.0", sourceHash: 7, options: "-DX=1")
+        let others = [CLProgramCache.diskKey(device: "GPU 2", driver: "1.0", sourceHash: 7, options: "-DX=1"),
+                      CLProgramCache.diskKey(device: "GPU", driver: "1.1", sourceHash: 7, options: "-DX=1"),
+                      CLProgramCache.diskKey(device: "GPU", driver: "1.0", sourceHash: 8, options: "-DX=1"),
+                      CLProgramCache.diskKey(device: "GPU", driver: "1.0", sourceHash: 7, options: "-DX=2")]
+        let cache = CLBinaryCache(directory: temporaryDirectory("keys"))
+        defer { try? FileManager.default.removeItem(at: cache.directory) }
+        cache.store(key: key, binary: [1, 2, 3])
+        XCTAssertEqual(cache.load(key: key), [1, 2, 3])
+        for other in others { XCTAssertNil(cache.load(key: other), other) }
+    }
+
     /// A program whose source changed is compiled afresh, not loaded from the binary of its old source.
     func testAChangedSourceIsNotTakenFromTheDisk() throws {
         let device = try firstDevice()

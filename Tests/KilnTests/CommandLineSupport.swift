@@ -8,9 +8,14 @@ enum KilnCommand {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appending(path: "kiln")
     }
 
-    /// Runs `kiln arguments`, with standard output and error together; with `signal`, sends it once when the
+    /// Runs `kiln arguments`, with standard output and error together; with `signal`, sends it when the
     /// output first contains `after` (a progress line), while the process still runs.
     static func run(_ arguments: [String], signal: Int32? = nil, after line: String? = nil) throws -> (status: Int32, output: String) {
+        try run(arguments, signals: signal.map { [($0, line ?? "")] } ?? [])
+    }
+
+    /// Runs `kiln arguments`, sending each signal in turn once the output contains its line.
+    static func run(_ arguments: [String], signals: [(signal: Int32, after: String)]) throws -> (status: Int32, output: String) {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             throw KilnError.invalidArgument("\(executable.path) is missing: build the package (swift build) before running the tests")
         }
@@ -21,16 +26,16 @@ enum KilnCommand {
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
-        var output = "", signalled = false
+        var output = "", pending = signals[...]
         let reader = pipe.fileHandleForReading
         while true {
             let data = reader.availableData
             if data.isEmpty { break }
             output += String(decoding: data, as: UTF8.self)
-            if let signal, let line, !signalled, output.contains(line), process.isRunning {
-                kill(process.processIdentifier, signal)
-                signalled = true
-                output += "[sent signal \(signal)]\n"
+            while let next = pending.first, output.contains(next.after), process.isRunning {
+                kill(process.processIdentifier, next.signal)
+                pending = pending.dropFirst()
+                output += "[sent signal \(next.signal)]\n"
             }
         }
         process.waitUntilExit()

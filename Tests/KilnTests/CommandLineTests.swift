@@ -27,6 +27,19 @@ final class CommandLineTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(state).position.step, 20, "the checkpoint holds the stop's position, after epoch 1")
     }
 
+    /// A second Ctrl-C, while the first waits for its step to finish, quits at once without a checkpoint.
+    func testASecondCtrlCQuitsAtOnce() throws {
+        let data = try KilnCommand.smallDataSet()
+        let folder = Self.runs.appending(path: "quit")
+        // Steps of the whole training set, so that the first stop has a long step to wait for.
+        let run = try KilnCommand.run(["train", "--data", data.path, "--device", "host", "--epochs", "3",
+                                       "--batch-size", "640", "--out", folder.path],
+                                      signals: [(SIGINT, "device host"), (SIGINT, "stopping after this step")])
+        XCTAssertEqual(run.status, 130, run.output)
+        XCTAssertFalse(run.output.contains("resume with"), "no graceful stop:\n\(run.output)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appending(path: TrainingRun.resumeCheckpointFile).path))
+    }
+
     /// A loss that becomes NaN or infinite stops training with exit 3 and the step, and says truthfully
     /// whether a checkpoint from before it exists.
     func testADivergingRunStopsWithExit3AndNamesTheStep() throws {
