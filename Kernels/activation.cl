@@ -8,14 +8,8 @@
 // The kinds, shared with Swift (generated there as ActivationKind). p is the slope of leaky ReLU and the
 // alpha of ELU. An unknown kind gives NaN rather than some other activation.
 enum activation_kind {
-    ACTIVATION_RELU = 0,
-    ACTIVATION_LEAKY_RELU = 1,
-    ACTIVATION_ELU = 2,
-    ACTIVATION_SIGMOID = 3,
-    ACTIVATION_TANH = 4,
-    ACTIVATION_SOFTPLUS = 5,
-    ACTIVATION_SWISH = 6,
-    ACTIVATION_RELU6 = 7,
+    ACTIVATION_RELU = 0, ACTIVATION_LEAKY_RELU = 1, ACTIVATION_ELU = 2, ACTIVATION_SIGMOID = 3,
+    ACTIVATION_TANH = 4, ACTIVATION_SOFTPLUS = 5, ACTIVATION_SWISH = 6, ACTIVATION_RELU6 = 7,
 };
 typedef int activation_kind;
 

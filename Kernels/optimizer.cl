@@ -6,12 +6,7 @@
 // SGD: momentum, nesterov (0 or 1); AdaGrad: eps; Adadelta: rho, eps; RMSProp: alpha, eps, momentum;
 // Adam and AdamW: beta1, beta2, eps. An unknown rule writes NaN rather than running another rule.
 enum update_rule_kind {
-    UPDATE_SGD = 0,
-    UPDATE_ADAGRAD = 1,
-    UPDATE_ADADELTA = 2,
-    UPDATE_RMSPROP = 3,
-    UPDATE_ADAM = 4,
-    UPDATE_ADAMW = 5,
+    UPDATE_SGD = 0, UPDATE_ADAGRAD = 1, UPDATE_ADADELTA = 2, UPDATE_RMSPROP = 3, UPDATE_ADAM = 4, UPDATE_ADAMW = 5,
 };
 typedef int update_rule_kind;
 

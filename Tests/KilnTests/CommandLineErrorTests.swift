@@ -8,19 +8,10 @@ import XCTest
 final class CommandLineErrorTests: XCTestCase {
     private static let runs = FileManager.default.temporaryDirectory.appending(path: "kiln-cli-errors-\(UUID().uuidString)")
 
-    /// One epoch on the small data set, copied by the tests that change it.
-    private static let trained: Result<(data: URL, folder: URL), Error> = Result {
-        let data = try KilnCommand.smallDataSet()
-        let folder = runs.appending(path: "trained")
-        let run = try KilnCommand.run(["train", "--data", data.path, "--device", "host", "--epochs", "1", "--batch-size", "32",
-                                       "--out", folder.path])
-        guard run.status == 0 else { throw KilnError.invalidArgument("kiln train failed:\n\(run.output)") }
-        return (data, folder)
-    }
-
     private func copyOfTheTrainedRun(_ name: String) throws -> URL {
         let copy = Self.runs.appending(path: name)
-        try FileManager.default.copyItem(at: try Self.trained.get().folder, to: copy)
+        try FileManager.default.createDirectory(at: Self.runs, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: try KilnCommand.trainedRun.get().folder, to: copy)
         return copy
     }
 
@@ -110,7 +101,7 @@ final class CommandLineErrorTests: XCTestCase {
     }
 
     func testOutPointingAtARunIsRefusedUnlessOverwrite() throws {
-        let (data, _) = try Self.trained.get()
+        let (data, _) = try KilnCommand.trainedRun.get()
         let folder = try copyOfTheTrainedRun("existing")
         let best = try Data(contentsOf: folder.appending(path: TrainingRun.bestCheckpointFile))
         let arguments = ["train", "--data", data.path, "--device", "host", "--epochs", "1", "--batch-size", "64", "--out", folder.path]

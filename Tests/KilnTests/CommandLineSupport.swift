@@ -71,6 +71,17 @@ enum KilnCommand {
         return (process.terminationStatus, killed, output)
     }
 
+    /// One short host run on the small data set (1 epoch, batch 32, the default seed), trained once per test process for
+    /// the tests that read or copy its folder.
+    static let trainedRun: Result<(data: URL, folder: URL), Error> = Result {
+        let data = try smallDataSet()
+        let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-trained-\(UUID().uuidString)")
+        let result = try run(["train", "--data", data.path, "--device", "host", "--epochs", "1", "--batch-size", "32",
+                              "--out", folder.path])
+        guard result.status == 0 else { throw KilnError.invalidArgument("kiln train failed:\n\(result.output)") }
+        return (data, folder)
+    }
+
     /// A small MNIST-format copy of part of Fashion-MNIST (640 training and 200 test images), so that runs
     /// take seconds.
     static func smallDataSet() throws -> URL {

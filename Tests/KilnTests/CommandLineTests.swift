@@ -6,16 +6,6 @@ import XCTest
 final class CommandLineTests: XCTestCase {
     private static let runs = FileManager.default.temporaryDirectory.appending(path: "kiln-cli-\(UUID().uuidString)")
 
-    /// One short host run on the small data set, trained once for the tests that read its checkpoint.
-    private static let trained: Result<(data: URL, folder: URL), Error> = Result {
-        let data = try KilnCommand.smallDataSet()
-        let folder = runs.appending(path: "trained")
-        let run = try KilnCommand.run(["train", "--data", data.path, "--device", "host", "--epochs", "1", "--batch-size", "32",
-                                       "--seed", "5", "--out", folder.path])
-        guard run.status == 0 else { throw KilnError.invalidArgument("kiln train failed:\n\(run.output)") }
-        return (data, folder)
-    }
-
     func testSIGTERMStopsAfterTheStepWritesACheckpointAndExits143() throws {
         let data = try KilnCommand.smallDataSet()
         let folder = Self.runs.appending(path: "terminated")
@@ -58,7 +48,7 @@ final class CommandLineTests: XCTestCase {
     /// `kiln eval`: the confusion matrix has one row per true class (its row sums are the class counts of the
     /// test images), and each class's accuracy is its diagonal entry over its row.
     func testEvalReportsPerClassAccuracyAndAConfusionMatrixByTrueClass() throws {
-        let (data, folder) = try Self.trained.get()
+        let (data, folder) = try KilnCommand.trainedRun.get()
         let run = try KilnCommand.run(["eval", "--checkpoint", folder.appending(path: "best.safetensors").path, "--device", "host"])
         XCTAssertEqual(run.status, 0, run.output)
         let lines = run.output.split(separator: "\n").map(String.init)
@@ -81,7 +71,7 @@ final class CommandLineTests: XCTestCase {
     /// `kiln predict`: the classes of a test image in descending probability, summing to 100 % over all
     /// classes, with the probability the model itself gives.
     func testPredictListsTheTopClassesWithTheModelsProbabilities() throws {
-        let (data, folder) = try Self.trained.get()
+        let (data, folder) = try KilnCommand.trainedRun.get()
         let checkpoint = folder.appending(path: "best.safetensors")
         let run = try KilnCommand.run(["predict", "--checkpoint", checkpoint.path, "--device", "host", "--index", "3", "--top", "10"])
         XCTAssertEqual(run.status, 0, run.output)
@@ -118,5 +108,18 @@ final class CommandLineTests: XCTestCase {
         }
         let gemm = try XCTUnwrap(records.first { $0["op"] as? String == "gemm" }, "the peak row")
         XCTAssertGreaterThan(try XCTUnwrap(gemm["gflops"] as? Double), 0)
+    }
+
+    /// The check every benchmark row passes before it is timed: a result off by more than the tolerance, one
+    /// with a NaN or one of another shape is refused, naming the row; one within the tolerance passes.
+    func testBenchmarkValidationRefusesWrongResults() throws {
+        let suite = BenchmarkSuite(backend: try Device.host.backend())
+        let reference = try Tensor([1, 2, 3, 4], shape: [4])
+        XCTAssertNoThrow(try suite.validate(Tensor([1, 2, 3, 4.0004], shape: [4]), against: reference, tolerance: 1e-4, "row"))
+        for wrong in [try Tensor([1, 2, 3, 4.01], shape: [4]), try Tensor([1, 2, .nan, 4], shape: [4]), try Tensor([1, 2, 3], shape: [3])] {
+            XCTAssertThrowsError(try suite.validate(wrong, against: reference, tolerance: 1e-4, "row")) { error in
+                XCTAssertTrue("\(error)".contains("benchmark row on host"), "\(error)")
+            }
+        }
     }
 }

@@ -162,16 +162,20 @@ final class TrainingRunTests: XCTestCase {
                        try String(contentsOf: whole.appending(path: TrainingRun.stepsFile), encoding: .utf8))
     }
 
-    func testARunKilledAfterAnEpochResumesFromItsCheckpoint() throws {
+    /// An uninterrupted 3-epoch run, and one that ends as a process killed right after epoch `epoch`'s
+    /// checkpoint would (the checkpoint is written before the callback that throws).
+    private func wholeAndKilledRuns(killedAfter epoch: Int) throws -> (whole: URL, killed: URL, run: TrainingRun) {
         struct Killed: Error {}
         let whole = temporaryFolder(), killed = temporaryFolder()
         XCTAssertEqual(try makeRun(whole, configuration(epochs: 3)).run(), .completed)
+        let run = try makeRun(killed, configuration(epochs: 3))
+        run.epochEnded = { metrics, _ in if metrics.epoch == epoch { throw Killed() } }
+        XCTAssertThrowsError(try run.run()) { XCTAssertTrue($0 is Killed) }
+        return (whole, killed, run)
+    }
 
-        let first = try makeRun(killed, configuration(epochs: 3))
-        // The checkpoint of epoch 2 is written before the callback, as a process killed there would leave it.
-        first.epochEnded = { metrics, _ in if metrics.epoch == 2 { throw Killed() } }
-        XCTAssertThrowsError(try first.run()) { XCTAssertTrue($0 is Killed) }
-
+    func testARunKilledAfterAnEpochResumesFromItsCheckpoint() throws {
+        let (whole, killed, _) = try wholeAndKilledRuns(killedAfter: 2)
         let resumed = try makeRun(killed, configuration(epochs: 3), resuming: true)
         XCTAssertEqual(resumed.state.position, TrainingPosition(epoch: 2, batch: 0, step: 16))
         XCTAssertEqual(resumed.metrics.rows.count, 2)
@@ -309,12 +313,7 @@ final class TrainingRunTests: XCTestCase {
     /// A run of the earlier two-file layout (last.safetensors beside last.optimizer.safetensors) resumes
     /// exactly, and its next commit removes the old optimiser file.
     func testARunOfTheTwoFileLayoutResumes() throws {
-        struct Killed: Error {}
-        let whole = temporaryFolder(), old = temporaryFolder()
-        XCTAssertEqual(try makeRun(whole, configuration(epochs: 3)).run(), .completed)
-        let first = try makeRun(old, configuration(epochs: 3))
-        first.epochEnded = { metrics, _ in if metrics.epoch == 1 { throw Killed() } }
-        XCTAssertThrowsError(try first.run())
+        let (whole, old, first) = try wholeAndKilledRuns(killedAfter: 1)
         try FileManager.default.removeItem(at: first.resumeCheckpoint)
         let json = String(decoding: try JSONEncoder().encode(configuration(epochs: 3)), as: UTF8.self)
         try TrainingCheckpoint.save(model: first.model, optimizer: first.optimizer, state: first.state, configuration: json,

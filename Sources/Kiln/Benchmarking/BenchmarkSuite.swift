@@ -141,6 +141,10 @@ public struct BenchmarkSuite {
     /// Throws unless `result` matches `reference` within `|a − r| ≤ tolerance·(1 + |r|)`.
     func validate(_ result: Tensor, against reference: Tensor, tolerance: Float, _ what: String) throws {
         let (values, expected) = (try result.toArray(), try reference.toArray())
+        guard result.shape == reference.shape else {
+            throw KilnError.shapeMismatch(operation: "benchmark \(what) on \(backend.device)", expected: describe(reference.shape),
+                                          got: describe(result.shape))
+        }
         let worst = zip(values, expected).map { abs($0 - $1) / (1 + abs($1)) }.max() ?? 0
         guard worst <= tolerance, values.allSatisfy(\.isFinite) else {
             throw KilnError.invalidArgument("benchmark \(what) on \(backend.device): differs from the host by \(worst)")

@@ -125,11 +125,16 @@ public enum TrainingCheckpoint {
     /// Kiln that saved only the position). `source` names the file in errors.
     public static func state(in file: SafeTensors, source: String) throws -> FitState? {
         guard let json = file.metadata[stateKey] else { return nil }
+        let state: FitState
         do {
-            return try JSONDecoder.nonConforming.decode(FitState.self, from: Data(json.utf8))
+            state = try JSONDecoder.nonConforming.decode(FitState.self, from: Data(json.utf8))
         } catch {
             throw KilnError.corruptFile(path: source, reason: "its \(stateKey) metadata is not a fit state (\(describeDecodingError(error)))")
         }
+        if let problem = state.outOfRange {
+            throw KilnError.corruptFile(path: source, reason: "its \(stateKey) metadata is out of range: \(problem)")
+        }
+        return state
     }
 
     /// Loads the model (and the optimiser, when given) from a checkpoint; returns its position.

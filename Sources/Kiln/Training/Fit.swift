@@ -72,6 +72,28 @@ public struct FitState: Codable, Equatable, Sendable {
     }
 }
 
+extension FitState {
+    /// What is out of range in a decoded state (a damaged or hand-edited checkpoint), or nil: counts and
+    /// positions not negative, times finite and not negative, rates and scales finite and positive.
+    var outOfRange: String? {
+        let p = position
+        if p.epoch < 0 || p.batch < 0 || p.step < 0 { return "position \(p)" }
+        if !elapsedSeconds.isFinite || elapsedSeconds < 0 { return "elapsed seconds \(elapsedSeconds)" }
+        if epochsWithoutImprovement < 0 { return "epochs without improvement \(epochsWithoutImprovement)" }
+        if let bestScore, bestScore.isNaN { return "best score NaN" }
+        if let learningRate, !learningRate.isFinite || learningRate <= 0 { return "learning rate \(learningRate)" }
+        if scheduler.epochsWithoutImprovement < 0 || !scheduler.plateauScale.isFinite || scheduler.plateauScale <= 0 {
+            return "schedule state \(scheduler)"
+        }
+        if let partial = partialEpoch,
+           partial.images < 0 || partial.misclassified < 0 || partial.misclassified > partial.images || !partial.seconds.isFinite
+            || partial.seconds < 0 {
+            return "partly trained epoch \(partial)"
+        }
+        return nil
+    }
+}
+
 /// How a `fit` ended.
 public enum FitOutcome: Equatable, Sendable {
     case completed

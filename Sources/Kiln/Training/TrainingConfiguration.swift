@@ -52,9 +52,14 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         do { data = try Data(contentsOf: url) } catch {
             throw KilnError.corruptFile(path: url.path, reason: "cannot be read (\(describeFileError(error)))")
         }
-        do { return try JSONDecoder().decode(TrainingConfiguration.self, from: data) } catch {
+        let configuration: TrainingConfiguration
+        do { configuration = try JSONDecoder().decode(TrainingConfiguration.self, from: data) } catch {
             throw KilnError.corruptFile(path: url.path, reason: "is not a training configuration (\(describeDecodingError(error)))")
         }
+        do { try configuration.validateValues() } catch {
+            throw KilnError.corruptFile(path: url.path, reason: "holds a value out of range (\(error))")
+        }
+        return configuration
     }
 
     /// The JSON of config.json: pretty-printed with sorted keys.

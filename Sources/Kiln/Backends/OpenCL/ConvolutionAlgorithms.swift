@@ -47,19 +47,13 @@ extension ConvolutionAlgorithm {
     var descriptor: ConvolutionAlgorithmDescriptor {
         switch self {
         case .depthwiseDirect:
-            return ConvolutionAlgorithmDescriptor(
-                algorithm: self,
-                applies: { shape, _, _ in shape.isDepthwise },
-                // A direct loop over a few taps beats any GEMM of one channel.
-                rank: { _, _, _ in 0 },
-                run: { backend, call, output in try backend.depthwise(call, into: output) })
+            // A direct loop over a few taps beats any GEMM of one channel.
+            return ConvolutionAlgorithmDescriptor(algorithm: self, applies: { shape, _, _ in shape.isDepthwise }, rank: { _, _, _ in 0 },
+                                                  run: { backend, call, output in try backend.depthwise(call, into: output) })
         case .pointwiseGEMM:
-            return ConvolutionAlgorithmDescriptor(
-                algorithm: self,
-                applies: { shape, _, _ in shape.isPointwise },
-                // The input already is the patch matrix: one GEMM, no gather.
-                rank: { _, _, _ in 1 },
-                run: { backend, call, output in try backend.im2colGEMM(call, into: output) })
+            // The input already is the patch matrix: one GEMM, no gather.
+            return ConvolutionAlgorithmDescriptor(algorithm: self, applies: { shape, _, _ in shape.isPointwise }, rank: { _, _, _ in 1 },
+                                                  run: { backend, call, output in try backend.im2colGEMM(call, into: output) })
         case .winograd:
             return ConvolutionAlgorithmDescriptor(
                 algorithm: self,
@@ -84,11 +78,9 @@ extension ConvolutionAlgorithm {
                 },
                 run: { backend, call, output in try backend.implicitGEMM(call, into: output) })
         case .im2colGEMM:
-            return ConvolutionAlgorithmDescriptor(
-                algorithm: self,
-                applies: { shape, _, _ in !shape.isPointwise && !shape.isDepthwise },
-                rank: { _, _, _ in 4 },
-                run: { backend, call, output in try backend.im2colGEMM(call, into: output) })
+            return ConvolutionAlgorithmDescriptor(algorithm: self, applies: { shape, _, _ in !shape.isPointwise && !shape.isDepthwise },
+                                                  rank: { _, _, _ in 4 },
+                                                  run: { backend, call, output in try backend.im2colGEMM(call, into: output) })
         }
     }
 
