@@ -8,7 +8,7 @@ private let clblastLock = Locked(())
 /// A matrix operand for `CLContext.sgemm`: a row-major matrix inside a buffer.
 public struct CLMatrix {
     /// Elements from one matrix of a batch to the next (strided-batched GEMM only; 0 reuses one matrix).
-    public var batchStride: Int = 0
+    public var batchStride: Int
     public var buffer: CLBuffer
     /// Offset of the first element, in elements.
     public var offset: Int
@@ -18,11 +18,8 @@ public struct CLMatrix {
     public var transposed: Bool
 
     public init(_ buffer: CLBuffer, offset: Int = 0, leadingDimension: Int, transposed: Bool = false, batchStride: Int = 0) {
-        self.batchStride = batchStride
-        self.buffer = buffer
-        self.offset = offset
-        self.leadingDimension = leadingDimension
-        self.transposed = transposed
+        (self.buffer, self.offset, self.leadingDimension, self.transposed, self.batchStride) =
+            (buffer, offset, leadingDimension, transposed, batchStride)
     }
 }
 
