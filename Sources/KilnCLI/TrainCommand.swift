@@ -216,41 +216,45 @@ struct TrainArguments: ParsableArguments {
     @Option(name: .customLong("early-stop"), help: "Stop when the validation loss has not improved for this many epochs (at least 1).")
     var earlyStop: Int?
 
-    /// The options given, as a configuration over `kiln train`'s defaults.
-    var configuration: TrainingConfiguration { applied(to: Self.defaults) }
+    /// One option given: its flag and value, how it sets a configuration, and the value a configuration holds
+    /// instead of it (nil when the same).
+    struct GivenOption {
+        let flag: String
+        let value: String
+        let apply: (inout TrainingConfiguration) -> Void
+        let otherValue: (TrainingConfiguration) -> String?
+    }
 
-    /// `base` with every option given put in.
-    func applied(to base: TrainingConfiguration) -> TrainingConfiguration {
-        var c = base
-        c.model = model ?? c.model
-        c.data = data ?? c.data
-        c.device = device ?? c.device
-        c.epochs = epochs ?? c.epochs
-        c.batchSize = batchSize ?? c.batchSize
-        c.optimizer = optimizer ?? c.optimizer
-        c.lr = lr ?? c.lr
-        c.momentum = momentum ?? c.momentum
-        c.weightDecay = weightDecay ?? c.weightDecay
-        c.schedule = schedule ?? c.schedule
-        c.seed = seed ?? c.seed
-        c.valSplit = valSplit ?? c.valSplit
-        c.earlyStop = earlyStop ?? c.earlyStop
-        return c
+    /// Every option given, in the order above: the one place that ties each option to its configuration field.
+    var givenOptions: [GivenOption] {
+        func option<T: Equatable>(_ flag: String, _ value: T?, _ field: WritableKeyPath<TrainingConfiguration, T>) -> GivenOption? {
+            guard let value else { return nil }
+            return GivenOption(flag: flag, value: "\(value)", apply: { $0[keyPath: field] = value },
+                               otherValue: { $0[keyPath: field] == value ? nil : "\($0[keyPath: field])" })
+        }
+        // Optional in the configuration: said as "none" when it is not set.
+        let earlyStopOption = earlyStop.map { stop in
+            GivenOption(flag: "--early-stop", value: "\(stop)", apply: { $0.earlyStop = stop },
+                        otherValue: { $0.earlyStop == stop ? nil : $0.earlyStop.map(String.init) ?? "none" })
+        }
+        return [option("--model", model, \.model), option("--data", data, \.data), option("--device", device, \.device),
+                option("--epochs", epochs, \.epochs), option("--batch-size", batchSize, \.batchSize),
+                option("--optimizer", optimizer, \.optimizer), option("--lr", lr, \.lr), option("--momentum", momentum, \.momentum),
+                option("--weight-decay", weightDecay, \.weightDecay), option("--schedule", schedule, \.schedule),
+                option("--seed", seed, \.seed), option("--val-split", valSplit, \.valSplit), earlyStopOption]
+            .compactMap { $0 }
+    }
+
+    /// The options given, as a configuration over `kiln train`'s defaults.
+    var configuration: TrainingConfiguration {
+        var configuration = Self.defaults
+        for option in givenOptions { option.apply(&configuration) }
+        return configuration
     }
 
     /// The options given whose value differs from `saved`'s, with both values.
     func given(differingFrom saved: TrainingConfiguration) -> [(flag: String, given: String, saved: String)] {
-        func check<T: Equatable>(_ flag: String, _ value: T?, _ savedValue: T) -> (flag: String, given: String, saved: String)? {
-            guard let value, value != savedValue else { return nil }
-            return (flag, "\(value)", "\(savedValue)")
-        }
-        return [check("--model", model, saved.model), check("--data", data, saved.data), check("--device", device, saved.device),
-                check("--epochs", epochs, saved.epochs), check("--batch-size", batchSize, saved.batchSize),
-                check("--optimizer", optimizer, saved.optimizer), check("--lr", lr, saved.lr), check("--momentum", momentum, saved.momentum),
-                check("--weight-decay", weightDecay, saved.weightDecay), check("--schedule", schedule, saved.schedule),
-                check("--seed", seed, saved.seed), check("--val-split", valSplit, saved.valSplit),
-                earlyStop.flatMap { $0 == saved.earlyStop ? nil : ("--early-stop", "\($0)", saved.earlyStop.map(String.init) ?? "none") }]
-            .compactMap { $0 }
+        givenOptions.compactMap { option in option.otherValue(saved).map { (option.flag, option.value, $0) } }
     }
 
     /// Every value in its range and every name known, before any file is read.

@@ -237,9 +237,10 @@ public final class TrainingRun {
         let bytes = try modelPart.serialized()
         if (try? Data(contentsOf: last)).map(Array.init) != bytes { try writeAtomically(bytes, to: last) }
         guard let state, let bestScore = state.bestScore, state.position.batch == 0, state.partialEpoch == nil else { return }
+        let bestFile = try? SafeTensors.read(from: best)
         // A best.safetensors without a fit state (written before Kiln saved one) cannot be compared: it is kept.
-        if let bestFile = try? SafeTensors.read(from: best), bestFile.metadata[TrainingCheckpoint.stateKey] == nil { return }
-        let bestFileScore = (try? SafeTensors.read(from: best)).flatMap { try? TrainingCheckpoint.state(in: $0, source: best.path) }?.bestScore
+        if let bestFile, bestFile.metadata[TrainingCheckpoint.stateKey] == nil { return }
+        let bestFileScore = bestFile.flatMap { try? TrainingCheckpoint.state(in: $0, source: best.path) }?.bestScore
         if bestFileScore != bestScore { try writeAtomically(bytes, to: best) }
     }
 
