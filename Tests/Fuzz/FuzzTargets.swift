@@ -1,5 +1,6 @@
 // libFuzzer targets for Kiln's file parsers, compiled together with the parsers' sources by run.sh into one
-// binary that is linked under five names: fuzz-safetensors, fuzz-idx, fuzz-cifar, fuzz-png and fuzz-pgm.
+// binary that is linked under seven names: fuzz-safetensors, fuzz-idx, fuzz-cifar, fuzz-png, fuzz-pgm, fuzz-config
+// (a run's config.json) and fuzz-fitstate (the fit state JSON in a checkpoint's metadata).
 // The name the binary runs under (or KILN_FUZZ_TARGET) picks the target. A target fails (traps) when a
 // parser traps, raises anything but `KilnError.corruptFile`, or returns a value that breaks its invariants.
 import CZlib
@@ -106,8 +107,31 @@ func fuzzPGM(_ bytes: [UInt8]) {
     if let image = total({ try ImageFile.parse(bytes: bytes, path: "fuzz-input") }) { checkImage(image) }
 }
 
+func fuzzConfiguration(_ bytes: [UInt8]) {
+    guard let configuration = total({ try TrainingConfiguration.parse(Data(bytes), path: "fuzz-input") }) else { return }
+    // What was read is in range, and writes back to a config.json that reads back the same.
+    guard let json = try? configuration.prettyJSON(),
+          let again = try? TrainingConfiguration.parse(json, path: "fuzz-input") else {
+        preconditionFailure("a configuration that read does not read back after writing")
+    }
+    precondition(again == configuration, "\(again) read back from \(configuration)")
+}
+
+func fuzzFitState(_ bytes: [UInt8]) {
+    let json = String(decoding: bytes, as: UTF8.self)
+    guard let state = total({ try FitState.decode(json: json, source: "fuzz-input", what: "the state") }) else { return }
+    precondition(state.outOfRange == nil)
+    // The checkpoint writer's encoding of it reads back the same (NaN is refused, so == holds).
+    guard let written = try? JSONEncoder.sorted.encode(state),
+          let again = try? FitState.decode(json: String(decoding: written, as: UTF8.self), source: "fuzz-input", what: "the state") else {
+        preconditionFailure("a fit state that read does not read back after writing")
+    }
+    precondition(again == state, "\(again) read back from \(state)")
+}
+
 let targets: [String: ([UInt8]) -> Void] = [
     "safetensors": fuzzSafeTensors, "idx": fuzzIDX, "cifar": fuzzCIFAR, "png": fuzzPNG, "pgm": fuzzPGM,
+    "config": fuzzConfiguration, "fitstate": fuzzFitState,
 ]
 
 /// The target this binary runs: KILN_FUZZ_TARGET, else its name after `fuzz-`.

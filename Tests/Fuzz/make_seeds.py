@@ -95,3 +95,34 @@ write("pgm", "sixteen-bit", b"P5 2 1 1000\n" + struct.pack(">HH", 500, 1000))
 write("pgm", "truncated", b"P5\n4 4\n255\n" + bytes(5))
 write("pgm", "above-maxval", b"P5 2 1 100\n" + bytes([100, 200]))
 write("pgm", "overflow", b"P5 99999999999 99999999999 255\n\0")
+
+# config.json, as `kiln train` writes it, and nearly valid ones
+def config(**changes):
+    value = {"batchSize": 64, "data": "fashion-mnist", "device": "auto", "earlyStop": 3, "epochs": 10, "lr": 0.05,
+             "model": "lenet-bn", "momentum": 0.9, "optimizer": "nesterov", "resolvedDevice": "host",
+             "deviceName": "host (2 threads)", "schedule": "cosine", "seed": 1, "valSplit": 0.1, "weightDecay": 0.0005}
+    value.update(changes)
+    return json.dumps({k: v for k, v in value.items() if v is not None}, indent=2, sort_keys=True).encode()
+
+write("config", "train", config())
+write("config", "minimal", config(earlyStop=None, resolvedDevice=None, deviceName=None))
+write("config", "negative-epochs", config(epochs=-1))
+write("config", "split-one", config(valSplit=1))
+write("config", "huge-seed", config(seed=18446744073709551615))
+write("config", "lr-string", config(lr="fast"))
+
+# the fit state in a checkpoint's metadata (kiln.state), as the checkpoint writer encodes it
+def fit_state(**changes):
+    value = {"bestScore": 0.31, "elapsedSeconds": 12.5, "epochsWithoutImprovement": 1, "learningRate": 0.025,
+             "partialEpoch": {"images": 640, "misclassified": 71, "seconds": 1.5, "stepLosses": [0.5, 0.25, 0.125]},
+             "position": {"batch": 10, "epoch": 2, "step": 1886},
+             "scheduler": {"bestLoss": 0.31, "epochsWithoutImprovement": 1, "plateauScale": 0.1}, "seed": 1}
+    value.update(changes)
+    return json.dumps({k: v for k, v in value.items() if v is not None}, separators=(",", ":"), sort_keys=True).encode()
+
+write("fitstate", "inside-an-epoch", fit_state())
+write("fitstate", "epoch-end", fit_state(partialEpoch=None, bestScore="inf"))
+write("fitstate", "fresh", fit_state(partialEpoch=None, bestScore=None, learningRate=None,
+                                     scheduler={"epochsWithoutImprovement": 0, "plateauScale": 1}))
+write("fitstate", "negative-step", fit_state(position={"batch": 0, "epoch": 0, "step": -1}))
+write("fitstate", "nan-loss", fit_state(scheduler={"bestLoss": "nan", "epochsWithoutImprovement": 0, "plateauScale": 1}))

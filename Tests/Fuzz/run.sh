@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of Kiln's file parsers and runs each for a bounded number of executions.
 #
-#   Tests/Fuzz/run.sh [EXECUTIONS] [TARGET...]     (default 50000 executions; targets: safetensors idx cifar png pgm)
+#   Tests/Fuzz/run.sh [EXECUTIONS] [TARGET...]     (default 50000 executions; targets: safetensors idx cifar png pgm config fitstate)
 #
 # The parsers' sources are compiled with `swiftc -sanitize=fuzzer,address` into .build/fuzz/kiln-fuzz, which
 # runs the target it is named after (fuzz-safetensors, ...). Each target starts from its committed seeds in
@@ -16,13 +16,15 @@ cd "$(dirname "$0")/../.."
 executions=${1:-50000}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors idx cifar png pgm)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors idx cifar png pgm config fitstate)
 max_len=${FUZZ_MAX_LEN:-4096}
 out=.build/fuzz
 mkdir -p "$out"
 
-sources=(Sources/Kiln/KilnError.swift Sources/Kiln/Checkpoint/SafeTensors.swift Sources/Kiln/Data/Dataset.swift
-         Sources/Kiln/Data/Gzip.swift Sources/Kiln/Data/ImageFile.swift Tests/Fuzz/Support/Device.swift Tests/Fuzz/FuzzTargets.swift)
+sources=(Sources/Kiln/KilnError.swift Sources/Kiln/Checkpoint/SafeTensors.swift Sources/Kiln/Checkpoint/JSONFiles.swift
+         Sources/Kiln/Data/Dataset.swift Sources/Kiln/Data/Gzip.swift Sources/Kiln/Data/ImageFile.swift
+         Sources/Kiln/Training/TrainingConfiguration.swift Sources/Kiln/Training/FitState.swift
+         Tests/Fuzz/Support/Device.swift Tests/Fuzz/FuzzTargets.swift)
 echo "fuzz: building $out/kiln-fuzz"
 start=$SECONDS
 if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name Kiln -I Sources/CZlib -lz \

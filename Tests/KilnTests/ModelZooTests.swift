@@ -154,7 +154,7 @@ final class ModelZooTests: XCTestCase {
                                                   "decoder.0", "decoder.1", "decoder.2", "decoder.3"])
         XCTAssertEqual(summary.rows.map { $0.outputShape[2] }, [14, 14, 7, 7, 14, 14, 28, 28])
         XCTAssertEqual(summary.trainableParameters, (9 + 1) * 16 + (16 * 9 + 1) * 32 + (32 * 16 * 9 + 16) + (16 * 9 + 1))
-        XCTAssertEqual(try model.namedParameters.map(\.name),
+        XCTAssertEqual(model.namedParameters.map(\.name),
                        ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias",
                         "decoder.0.weight", "decoder.0.bias", "decoder.2.weight", "decoder.2.bias"])
         XCTAssertThrowsError(try ModelZoo.make("autoencoder", inputShape: [1, 30, 30], classes: 10)) { error in

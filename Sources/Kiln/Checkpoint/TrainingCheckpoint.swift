@@ -125,16 +125,7 @@ public enum TrainingCheckpoint {
     /// Kiln that saved only the position). `source` names the file in errors.
     public static func state(in file: SafeTensors, source: String) throws -> FitState? {
         guard let json = file.metadata[stateKey] else { return nil }
-        let state: FitState
-        do {
-            state = try JSONDecoder.nonConforming.decode(FitState.self, from: Data(json.utf8))
-        } catch {
-            throw KilnError.corruptFile(path: source, reason: "its \(stateKey) metadata is not a fit state (\(describeDecodingError(error)))")
-        }
-        if let problem = state.outOfRange {
-            throw KilnError.corruptFile(path: source, reason: "its \(stateKey) metadata is out of range: \(problem)")
-        }
-        return state
+        return try FitState.decode(json: json, source: source, what: "its \(stateKey) metadata")
     }
 
     /// Loads the model (and the optimiser, when given) from a checkpoint; returns its position.
@@ -168,48 +159,5 @@ public enum TrainingCheckpoint {
             try optimizer.loadState(state, source: optimizerFile.path)
         }
         return (file, position)
-    }
-}
-
-// JSON has no NaN or infinity, and a fit state may hold them (a validation loss of NaN, say); written as strings
-// they survive a checkpoint instead of failing it.
-private let nonConformingFloats = (positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-
-extension JSONEncoder {
-    /// Sorted keys, so the same value always encodes to the same bytes, and NaN and infinities as strings.
-    static var sorted: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(
-            positiveInfinity: nonConformingFloats.positiveInfinity, negativeInfinity: nonConformingFloats.negativeInfinity,
-            nan: nonConformingFloats.nan)
-        return encoder
-    }
-}
-
-extension JSONDecoder {
-    /// Reads what `JSONEncoder.sorted` writes.
-    static var nonConforming: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
-            positiveInfinity: nonConformingFloats.positiveInfinity, negativeInfinity: nonConformingFloats.negativeInfinity,
-            nan: nonConformingFloats.nan)
-        return decoder
-    }
-}
-
-/// A decoding error in a sentence, without Swift's debug dump: what is wrong, and where.
-func describeDecodingError(_ error: any Error) -> String {
-    func path(_ codingPath: [any CodingKey]) -> String {
-        codingPath.isEmpty ? "the top level" : "\"" + codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") + "\""
-    }
-    guard let error = error as? DecodingError else { return "\(error)" }
-    switch error {
-    case let .keyNotFound(key, context): return "\(path(context.codingPath + [key])) is missing"
-    case let .typeMismatch(type, context): return "\(path(context.codingPath)) is not a \(type)"
-    case let .valueNotFound(type, context): return "\(path(context.codingPath)) is null, not a \(type)"
-    case let .dataCorrupted(context):
-        return context.codingPath.isEmpty ? "not valid JSON" : "\(path(context.codingPath)) is invalid: \(context.debugDescription)"
-    @unknown default: return "not readable"
     }
 }

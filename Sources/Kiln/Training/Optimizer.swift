@@ -118,22 +118,7 @@ public enum LearningRateSchedule: Equatable, Sendable {
 
 /// Applies a `LearningRateSchedule` to an optimiser at the start of each epoch.
 public final class LearningRateScheduler {
-    /// What the scheduler has learnt from the epochs so far: only reduce-on-plateau keeps any, but a resumed
-    /// run needs it to lower the rate at the same epochs as an uninterrupted one.
-    public struct State: Codable, Equatable, Sendable {
-        /// The lowest validation loss reported so far; nil before the first epoch.
-        public var bestLoss: Double?
-        /// Epochs since the loss last improved (reset when the rate is lowered).
-        public var epochsWithoutImprovement: Int
-        /// The product of the plateau reductions applied so far.
-        public var plateauScale: Float
-
-        public init(bestLoss: Double? = nil, epochsWithoutImprovement: Int = 0, plateauScale: Float = 1) {
-            self.bestLoss = bestLoss
-            self.epochsWithoutImprovement = epochsWithoutImprovement
-            self.plateauScale = plateauScale
-        }
-    }
+    public typealias State = LearningRateSchedulerState
 
     public let schedule: LearningRateSchedule
     public let baseLearningRate: Float

@@ -314,26 +314,6 @@ public enum TrainingRunError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A file-system error in a sentence: the system's reason, without Foundation's domain and code.
-func describeFileError(_ error: any Error) -> String {
-    let error = error as NSError
-    if error.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(error.code))).lowercased() }
-    if let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-        return String(cString: strerror(Int32(underlying.code))).lowercased()
-    }
-    if error.domain == NSCocoaErrorDomain {
-        switch CocoaError.Code(rawValue: error.code) {
-        case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or folder"
-        case .fileReadNoPermission, .fileWriteNoPermission: return "permission denied"
-        case .fileWriteFileExists: return "a file of that name exists"
-        case .fileWriteOutOfSpace: return "no space left on the device"
-        case .fileReadCorruptFile: return "the file is damaged"
-        default: break
-        }
-    }
-    return error.localizedFailureReason ?? error.localizedDescription
-}
-
 /// A test hook: with `KILN_TEST_KILL_AFTER=<point>:<n>` in the environment, the process kills itself with
 /// SIGKILL right after the n-th time (from 1) it passes `point`: config, steps (steps.csv appended),
 /// metrics, curves, checkpoint (resume.safetensors committed), best or last (their renames done).
