@@ -24,6 +24,9 @@ struct CheckpointedModel {
     var network: Sequential
     var test: Dataset
     var device: Device
+    /// The configuration the checkpoint was trained with (`kiln train`'s defaults for one that carries none):
+    /// its preprocessing applies to every image the model sees.
+    var configuration: TrainingConfiguration
 
     /// Reads `checkpoint`; the model and data set come from its Kiln configuration unless given (a PyTorch
     /// state dict carries none, so it needs `model`).
@@ -38,9 +41,15 @@ struct CheckpointedModel {
         }
         self.name = name
         self.device = try DeviceOption.parse(device)
+        configuration = saved ?? TrainingConfiguration()
         test = try Dataset.load(data ?? saved?.data ?? "fashion-mnist", split: .test)
         network = try ModelZoo.make(name, inputShape: test.imageShape, classes: test.classNames.count)
         try network.loadStateDict(file, source: url.path, strict: false)
         try network.move(to: self.device)
+    }
+
+    /// Batches of `dataset` in order, preprocessed as the model was trained.
+    func batches(of dataset: Dataset, batchSize: Int) throws -> PrefetchedBatches {
+        try configuration.evaluationLoader(dataset, batchSize: batchSize, device: device).batches(epoch: 0)
     }
 }

@@ -16,8 +16,8 @@ struct EvalCommand: ParsableCommand {
             let restored = try source.restore()
             let (modelName, network, test, device) = (restored.name, restored.network, restored.test, restored.device)
             let task = try ModelZoo.entry(modelName).task
-            let result = try Evaluation(model: network, batches: DataLoader(dataset: test, batchSize: batchSize, shuffle: false, device: device)
-                .batches(epoch: 0), loss: task.loss, measuresAccuracy: task.measuresAccuracy)
+            let result = try Evaluation(model: network, batches: restored.batches(of: test, batchSize: batchSize), loss: task.loss,
+                                        measuresAccuracy: task.measuresAccuracy)
             guard task.measuresAccuracy else {
                 print(String(format: "%@ on %d test images (%@): reconstruction loss (MSE) %.5f", modelName, result.samples,
                              device.description, result.loss))

@@ -33,8 +33,10 @@ struct PredictCommand: ParsableCommand {
                 guard test.labels.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(test.count)") }
                 inputs.append(("test image \(i)", Array(test.subset([i]).pixels), test.labels[i]))
             }
-            let batch = try Tensor(inputs.flatMap(\.pixels), shape: [inputs.count] + test.imageShape, on: device)
-            let probabilities = try network.forward(batch, .inference).softmax().toArray()
+            let samples = Dataset(imageShape: test.imageShape, pixels: inputs.flatMap(\.pixels), labels: inputs.map { $0.label ?? 0 },
+                                 classNames: test.classNames)
+            guard let batch = try restored.batches(of: samples, batchSize: inputs.count).next() else { return }
+            let probabilities = try network.forward(batch.inputs, .inference).softmax().toArray()
             let classes = test.classNames.count
             for (row, input) in inputs.enumerated() {
                 let scores = Array(probabilities[(row * classes)..<((row + 1) * classes)])

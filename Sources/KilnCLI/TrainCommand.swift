@@ -96,6 +96,7 @@ struct TrainCommand: ParsableCommand {
             throw ValidationError("\(error)")
         }
         print("data \(configuration.data): \(trainSet.count) training, \(validates ? "\(validationSet.count) validation, " : "")\(testSet.count) test images of \(trainSet.imageShape.map(String.init).joined(separator: "×"))")
+        if let augment = configuration.augment { print("augmentation: \(augment)") }
 
         let run: TrainingRun
         do {
@@ -104,6 +105,10 @@ struct TrainCommand: ParsableCommand {
         } catch let KilnError.invalidArgument(message) {
             // The values are checked above; what is left is --epochs below the epochs a resumed run has trained.
             throw ValidationError(message)
+        }
+        if let mean = run.configuration.normalizationMean, let std = run.configuration.normalizationStd {
+            let numbers = { (values: [Float]) in values.map { String(format: "%.4f", $0) }.joined(separator: ", ") }
+            print("normalisation: mean \(numbers(mean)), std \(numbers(std))\(configuration.normalize?.lowercased() == "auto" ? " (of the training set)" : "")")
         }
         if run.startedAfresh {
             print("no checkpoint in \(folder.path) yet (the run stopped before its first epoch ended): starting it from the beginning")
@@ -215,6 +220,16 @@ struct TrainArguments: ParsableArguments {
     var valSplit: Double?
     @Option(name: .customLong("early-stop"), help: "Stop when the validation loss has not improved for this many epochs (at least 1).")
     var earlyStop: Int?
+    @Option(help: ArgumentHelp("Augmentation of training batches: a preset (\(AugmentationSpec.presets.map(\.name).joined(separator: ", "))) or steps, e.g. crop:4,flip,rotate:10,cutout:8,mixup:0.2.",
+                               discussion: "Steps: \(AugmentationSpec.grammar.joined(separator: ", ")).", valueName: "spec"))
+    var augment: String?
+    @Option(help: ArgumentHelp("Per-channel normalisation of every batch: auto (the training set's statistics), MEAN,STD, or C means then C deviations.",
+                               valueName: "auto|mean,std"))
+    var normalize: String?
+    @Flag(inversion: .prefixedNo, help: "Standardise each image to zero mean and unit variance (global contrast normalisation).")
+    var standardize: Bool?
+    @Flag(inversion: .prefixedNo, help: "Equalise each image's histogram when the data set loads.")
+    var equalize: Bool?
 
     /// One option given: its flag and value, how it sets a configuration, and the value a configuration holds
     /// instead of it (nil when the same).
@@ -233,15 +248,18 @@ struct TrainArguments: ParsableArguments {
                                otherValue: { $0[keyPath: field] == value ? nil : "\($0[keyPath: field])" })
         }
         // Optional in the configuration: said as "none" when it is not set.
-        let earlyStopOption = earlyStop.map { stop in
-            GivenOption(flag: "--early-stop", value: "\(stop)", apply: { $0.earlyStop = stop },
-                        otherValue: { $0.earlyStop == stop ? nil : $0.earlyStop.map(String.init) ?? "none" })
+        func optional<T: Equatable>(_ flag: String, _ value: T?, _ field: WritableKeyPath<TrainingConfiguration, T?>) -> GivenOption? {
+            guard let value else { return nil }
+            return GivenOption(flag: flag, value: "\(value)", apply: { $0[keyPath: field] = value },
+                               otherValue: { $0[keyPath: field] == value ? nil : $0[keyPath: field].map { "\($0)" } ?? "none" })
         }
         return [option("--model", model, \.model), option("--data", data, \.data), option("--device", device, \.device),
                 option("--epochs", epochs, \.epochs), option("--batch-size", batchSize, \.batchSize),
                 option("--optimizer", optimizer, \.optimizer), option("--lr", lr, \.lr), option("--momentum", momentum, \.momentum),
                 option("--weight-decay", weightDecay, \.weightDecay), option("--schedule", schedule, \.schedule),
-                option("--seed", seed, \.seed), option("--val-split", valSplit, \.valSplit), earlyStopOption]
+                option("--seed", seed, \.seed), option("--val-split", valSplit, \.valSplit), optional("--early-stop", earlyStop, \.earlyStop),
+                optional("--augment", augment, \.augment), optional("--normalize", normalize, \.normalize),
+                optional("--standardize", standardize, \.standardize), optional("--equalize", equalize, \.equalize)]
             .compactMap { $0 }
     }
 

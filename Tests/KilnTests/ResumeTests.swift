@@ -53,4 +53,37 @@ final class ResumeTests: XCTestCase {
             return whole
         }, "the fit state at the end equals the uninterrupted run's but for the time taken")
     }
+
+    /// With augmentation (mixing included) and auto normalisation, interrupted in the second epoch: the resumed
+    /// run draws the same augmented batches, so its losses equal the uninterrupted run's bit for bit.
+    func testAnAugmentedRunResumesBitForBit() throws {
+        let data = try KilnCommand.smallDataSet()
+        let runs = FileManager.default.temporaryDirectory.appending(path: "kiln-resume-augmented-\(UUID().uuidString)")
+        let common = ["train", "--data", data.path, "--device", "host", "--epochs", "2", "--batch-size", "32", "--seed", "5",
+                      "--augment", "crop:2:reflect,flip,rotate:8,jitter:0.2,cutout:6,mixup:0.3,cutmix:1", "--normalize", "auto", "--standardize"]
+        let whole = try KilnCommand.run(common + ["--out", runs.appending(path: "whole").path])
+        XCTAssertEqual(whole.status, 0, whole.output)
+        XCTAssertTrue(whole.output.contains("augmentation: crop:2:reflect,flip"), whole.output)
+        XCTAssertTrue(whole.output.contains("normalisation: mean "), whole.output)
+        let stopped = try KilnCommand.run(common + ["--out", runs.appending(path: "stopped").path], signal: SIGINT, after: "epoch 2/2 10/20")
+        XCTAssertEqual(stopped.status, 130, stopped.output)
+        let resumed = try KilnCommand.run(["train", "--resume", runs.appending(path: "stopped").path])
+        XCTAssertEqual(resumed.status, 0, resumed.output)
+        XCTAssertTrue(resumed.output.contains("resuming at epoch 2, batch "), resumed.output)
+        let wholeSteps = try String(contentsOf: runs.appending(path: "whole/steps.csv"), encoding: .utf8)
+        XCTAssertEqual(wholeSteps.split(separator: "\n").count, 41)
+        XCTAssertEqual(try String(contentsOf: runs.appending(path: "stopped/steps.csv"), encoding: .utf8), wholeSteps)
+        let config = try TrainingRun.savedConfiguration(in: runs.appending(path: "stopped"))
+        XCTAssertEqual(config.augment, "crop:2:reflect,flip,rotate:8,jitter:0.2,cutout:6,mixup:0.3,cutmix:1")
+        XCTAssertEqual(config.normalizationMean?.count, 1, "the statistics auto found are recorded")
+        // The checkpoint evaluates with the same preprocessing: eval's accuracy is the run's final test accuracy.
+        let eval = try KilnCommand.run(["eval", "--checkpoint", runs.appending(path: "whole/last.safetensors").path, "--data", data.path,
+                                        "--device", "host"])
+        XCTAssertEqual(eval.status, 0, eval.output)
+        let trained = whole.output.split(separator: "\n").first { $0.hasPrefix("test: loss ") }.map(String.init) ?? ""
+        let evaluated = eval.output.split(separator: "\n").first { $0.contains("test images") }.map(String.init) ?? ""
+        let percent = { (line: String) in line.range(of: #"accuracy [0-9.]+%"#, options: .regularExpression).map { String(line[$0]) } }
+        XCTAssertNotNil(percent(trained), whole.output)
+        XCTAssertEqual(percent(evaluated), percent(trained), "eval: \(evaluated); train: \(trained)")
+    }
 }

@@ -28,7 +28,7 @@ public struct ReductionShape: Equatable, Sendable {
 /// guaranteed done when values are read back or after `synchronize()`.
 public protocol Backend: AnyObject, Sendable,
     ConvolutionBackend, PoolingBackend, NormalizationBackend, DropoutBackend, ActivationBackend, LossBackend,
-    OptimizerBackend
+    OptimizerBackend, AugmentationBackend
 {
     var device: Device { get }
     /// A human-readable name, e.g. "host (OpenBLAS, 2 threads)" or the OpenCL device name.

@@ -1,7 +1,8 @@
 import Foundation
 
 /// Serves a data set as batches on a device: shuffled per epoch (deterministically from the seed and the
-/// epoch), prepared on a background thread a few batches ahead so the device does not wait for data.
+/// epoch), augmented and preprocessed on the device, prepared on a background thread a few batches ahead so
+/// the model does not wait for data.
 public struct DataLoader: Sendable {
     public let dataset: Dataset
     public let batchSize: Int
@@ -11,6 +12,10 @@ public struct DataLoader: Sendable {
     public let device: Device
     /// Batches prepared ahead of the consumer.
     public var prefetch = 3
+    /// Random augmentation of each batch (training batches).
+    public var augmentation: AugmentationPipeline?
+    /// What every batch goes through last, as the model expects its input.
+    public var preprocessing: Preprocessing?
 
     public init(dataset: Dataset, batchSize: Int, shuffle: Bool, dropLast: Bool = false, seed: UInt64 = 0, device: Device) {
         self.dataset = dataset
@@ -40,25 +45,36 @@ public struct DataLoader: Sendable {
 
     /// The batches of `epoch`, starting at batch `first` (to resume mid-epoch).
     public func batches(epoch: Int, startingAt first: Int = 0) -> PrefetchedBatches {
-        PrefetchedBatches(loader: self, order: order(epoch: epoch), first: first)
+        PrefetchedBatches(loader: self, order: order(epoch: epoch), epoch: epoch, first: first)
     }
 
-    /// Builds batch `index` of a sample order.
-    func makeBatch(_ index: Int, order: [Int]) throws -> Batch {
-        let indices = Array(order[(index * batchSize)..<Swift.min((index + 1) * batchSize, order.count)])
+    /// Builds batch `index` of a sample order in `epoch`: the images (and, for a mixing augmentation, their
+    /// partners' after them) copied to the device, augmented there, then preprocessed.
+    func makeBatch(_ index: Int, order: [Int], epoch: Int) throws -> Batch {
+        let samples = Array(order[(index * batchSize)..<Swift.min((index + 1) * batchSize, order.count)])
+        let partners = augmentation?.partners(of: samples, epoch: epoch, datasetCount: dataset.count)
+        let rows = samples + (partners ?? [])
         let size = dataset.imageSize
-        var pixels = [Float](repeating: 0, count: indices.count * size)
+        var pixels = [Float](repeating: 0, count: rows.count * size)
         pixels.withUnsafeMutableBufferPointer { target in
             dataset.pixels.withUnsafeBufferPointer { source in
-                for (row, sample) in indices.enumerated() {
+                for (row, sample) in rows.enumerated() {
                     _ = UnsafeMutableBufferPointer(rebasing: target[(row * size)..<((row + 1) * size)])
                         .update(fromContentsOf: source[(sample * size)..<((sample + 1) * size)])
                 }
             }
         }
-        let labels = indices.map { dataset.labels[$0] }
-        return Batch(inputs: try Tensor(pixels, shape: [indices.count] + dataset.imageShape, on: device),
-                     targets: try Tensor(labels.map(Float.init), shape: [labels.count], on: device), labels: labels)
+        let labels = samples.map { dataset.labels[$0] }
+        var inputs = try Tensor(pixels, shape: [rows.count] + dataset.imageShape, on: device)
+        var targets: Tensor
+        if let augmentation {
+            (inputs, targets) = try augmentation.apply(to: inputs, samples: samples, labels: labels, partners: partners,
+                                                       partnerLabels: partners?.map { dataset.labels[$0] }, epoch: epoch)
+        } else {
+            targets = try Tensor(labels.map(Float.init), shape: [labels.count], on: device)
+        }
+        if let preprocessing { inputs = try preprocessing.apply(inputs) }
+        return Batch(inputs: inputs, targets: targets, labels: labels, samples: samples)
     }
 }
 
@@ -71,11 +87,11 @@ public final class PrefetchedBatches: Sequence, IteratorProtocol, @unchecked Sen
     private var cancelled = false
     private let capacity: Int
 
-    init(loader: DataLoader, order: [Int], first: Int) {
+    init(loader: DataLoader, order: [Int], epoch: Int, first: Int) {
         capacity = Swift.max(loader.prefetch, 1)
         let thread = Thread { [self] in
             for index in first..<loader.batchCount {
-                let result = Result { try loader.makeBatch(index, order: order) }
+                let result = Result { try loader.makeBatch(index, order: order, epoch: epoch) }
                 condition.lock()
                 while ready.count >= capacity && !cancelled { condition.wait() }
                 if cancelled { condition.unlock(); return }

@@ -5,15 +5,19 @@ import Synchronization
 public struct Batch {
     /// [B, C, H, W] (or [B, features]) on the training device.
     public var inputs: Tensor
-    /// [B] class indices as Float values, on the training device.
+    /// What the loss trains towards, on the training device: [B] class indices as Float values, or [B, K]
+    /// class probabilities (after mixup or cutmix).
     public var targets: Tensor
-    /// The same class indices on the host.
+    /// The class indices on the host (of the first image, for a mixed one).
     public var labels: [Int]
+    /// The images' indices in their data set (empty when the batch was not made by a `DataLoader`).
+    public var samples: [Int]
 
-    public init(inputs: Tensor, targets: Tensor, labels: [Int]) {
+    public init(inputs: Tensor, targets: Tensor, labels: [Int], samples: [Int] = []) {
         self.inputs = inputs
         self.targets = targets
         self.labels = labels
+        self.samples = samples
     }
 }
 
@@ -125,7 +129,10 @@ public final class Trainer {
             pending.append((stepNumber, loss))
             if measuresAccuracy {
                 if tracker == nil { tracker = try AccuracyTracker(on: output.device) }
-                try tracker?.add(output: output, targets: batch.targets)
+                // Soft targets are scored against the first image's label.
+                let labels = batch.targets.rank == 1 ? batch.targets
+                    : try Tensor(batch.labels.map(Float.init), shape: [batch.labels.count], on: output.device)
+                try tracker?.add(output: output, targets: labels)
             }
             images += batch.labels.count
             stepsInPass += 1

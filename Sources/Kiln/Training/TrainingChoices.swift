@@ -10,7 +10,44 @@ extension TrainingConfiguration {
         _ = try ModelZoo.entry(model)
         _ = try updateRule()
         _ = try learningRateSchedule()
+        if let augment { _ = try AugmentationSpec(augment) }
+        if let normalize { _ = try Preprocessing.parseNormalize(normalize) }
         try validateValues()
+    }
+
+    /// The augmentation of training batches, or nil for none.
+    public func augmentationPipeline(seed: UInt64, classes: Int) throws -> AugmentationPipeline? {
+        guard let augment else { return nil }
+        let spec = try AugmentationSpec(augment)
+        return spec.isEmpty ? nil : AugmentationPipeline(spec: spec, seed: seed, epochs: epochs, classes: classes)
+    }
+
+    /// Batches of `dataset` in its order, preprocessed as this configuration trains (for evaluation and
+    /// prediction; the normalisation must be resolved, as a run's recorded configuration is).
+    public func evaluationLoader(_ dataset: Dataset, batchSize: Int, device: Device) throws -> DataLoader {
+        if normalize?.lowercased() == "auto", normalizationMean == nil {
+            throw KilnError.invalidArgument("--normalize auto: the training set's statistics were not recorded with this configuration")
+        }
+        var dataset = dataset
+        if equalize == true { dataset.equalizeHistograms() }
+        var loader = DataLoader(dataset: dataset, batchSize: batchSize, shuffle: false, device: device)
+        loader.preprocessing = try preprocessing(for: dataset)
+        return loader
+    }
+
+    /// The preprocessing of every batch: the recorded normalisation, else `normalize` resolved for `train`
+    /// (its per-channel statistics for `auto`), and standardisation; nil for none.
+    public func preprocessing(for train: Dataset) throws -> Preprocessing? {
+        var preprocessing = Preprocessing(standardize: standardize ?? false, equalize: equalize ?? false)
+        if let mean = normalizationMean, let std = normalizationStd {
+            (preprocessing.mean, preprocessing.std) = (mean, std)
+        } else if let normalize {
+            let channels = train.imageShape[0]
+            let values = try Preprocessing.parseNormalize(normalize).map { try Preprocessing.perChannel($0, channels: channels) }
+                ?? train.channelStatistics()
+            (preprocessing.mean, preprocessing.std) = (values.mean, values.std)
+        }
+        return preprocessing.isIdentity ? nil : preprocessing
     }
 
     /// The optimiser this configuration names, for `model`'s parameters.

@@ -30,6 +30,19 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var valSplit = 0.0
     /// Stop when the validation loss has not improved for this many epochs.
     public var earlyStop: Int?
+    /// The augmentation of training batches: an `AugmentationSpec` (steps or a preset); nil for none.
+    public var augment: String?
+    /// Per-channel normalisation: `auto` (the training set's statistics), `MEAN,STD`, or C means then C
+    /// standard deviations; nil for none.
+    public var normalize: String?
+    /// Per-image standardisation of every batch (global contrast normalisation).
+    public var standardize: Bool?
+    /// Histogram equalisation of every image when the data set loads.
+    public var equalize: Bool?
+    /// The means and standard deviations `normalize` resolved to, per channel: recorded in config.json (and
+    /// so in every checkpoint), so that eval and predict normalise exactly as training did.
+    public var normalizationMean: [Float]?
+    public var normalizationStd: [Float]?
     /// The device `device` resolved to and its name: recorded in config.json, not read.
     public var resolvedDevice: String?
     public var deviceName: String?
@@ -88,6 +101,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         guard momentum.isFinite, momentum >= 0, momentum < 1 else { throw invalid("--momentum must be at least 0 and below 1, not \(momentum)") }
         guard weightDecay.isFinite, weightDecay >= 0 else { throw invalid("--weight-decay must be a finite number of at least 0, not \(weightDecay)") }
         if let earlyStop, earlyStop < 1 { throw invalid("--early-stop must be at least 1, not \(earlyStop)") }
+        if normalizationMean != nil || normalizationStd != nil {
+            let (mean, std) = (normalizationMean ?? [], normalizationStd ?? [])
+            guard mean.count == std.count, !mean.isEmpty, mean.allSatisfy(\.isFinite), std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw invalid("the recorded normalisation needs as many finite means as positive standard deviations, not \(mean) and \(std)")
+            }
+        }
     }
 
     /// Checks the sizes that depend on the data: a training set that is not empty and holds at least one

@@ -107,6 +107,14 @@ public final class TrainingRun {
                 train: Dataset, validation: Dataset?, device: Device, resuming: Bool = false, overwrite: Bool = false) throws {
         try configuration.validateValues()
         try configuration.validate(trainingImages: train.count, validationImages: validation?.count)
+        var (configuration, train, validation) = (configuration, train, validation)
+        if configuration.equalize == true {
+            train.equalizeHistograms()
+            validation?.equalizeHistograms()
+        }
+        // Resolved once and recorded, so that checkpoints (and a resumed run) carry the statistics `auto` found.
+        let preprocessing = try configuration.preprocessing(for: train)
+        (configuration.normalizationMean, configuration.normalizationStd) = (preprocessing?.mean, preprocessing?.std)
         self.folder = folder
         self.configuration = configuration
         self.model = model
@@ -181,8 +189,15 @@ public final class TrainingRun {
         scheduler.state = state.scheduler
         trainer = Trainer(model: model, optimizer: optimizer, loss: task.loss, seed: state.seed, step: state.position.step,
                           measuresAccuracy: task.measuresAccuracy)
-        self.train = DataLoader(dataset: train, batchSize: configuration.batchSize, shuffle: true, seed: state.seed, device: device)
-        self.validation = validation.map { DataLoader(dataset: $0, batchSize: Self.evaluationBatchSize, shuffle: false, device: device) }
+        var trainLoader = DataLoader(dataset: train, batchSize: configuration.batchSize, shuffle: true, seed: state.seed, device: device)
+        trainLoader.augmentation = try configuration.augmentationPipeline(seed: state.seed, classes: train.classNames.count)
+        trainLoader.preprocessing = preprocessing
+        self.train = trainLoader
+        self.validation = validation.map {
+            var loader = DataLoader(dataset: $0, batchSize: Self.evaluationBatchSize, shuffle: false, device: device)
+            loader.preprocessing = preprocessing
+            return loader
+        }
     }
 
     /// A run of the zoo model `configuration.model`, built for `train`'s images and classes and initialised
@@ -292,7 +307,7 @@ public final class TrainingRun {
 
     /// The model's loss and accuracy on `dataset` (e.g. the test set after training).
     public func evaluate(_ dataset: Dataset) throws -> Evaluation {
-        try trainer.evaluate(DataLoader(dataset: dataset, batchSize: Self.evaluationBatchSize, shuffle: false, device: device).batches(epoch: 0))
+        try trainer.evaluate(configuration.evaluationLoader(dataset, batchSize: Self.evaluationBatchSize, device: device).batches(epoch: 0))
     }
 }
 
