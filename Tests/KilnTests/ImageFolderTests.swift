@@ -173,6 +173,8 @@ final class ImageFolderTests: XCTestCase {
         let garbage = folder.appending(path: "garbage.jpg")
         try Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 3, 1, 2, 3, 4]).write(to: garbage)
         assertCorrupt(garbage.path, contains: "JPEG: ") { try ImageFile.read(garbage) }
+        let cmyk = Self.fixtures.appending(path: "cmyk.jpg")
+        assertCorrupt(cmyk.path, contains: "JPEG: CMYK JPEGs are not read") { try ImageFile.read(cmyk) }
     }
 
     // MARK: Folders
