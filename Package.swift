@@ -24,6 +24,9 @@ let package = Package(
         .systemLibrary(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"])]),
+        // JPEG decoding through libjpeg-turbo (Debian libjpeg62-turbo-dev). A C target rather than a system
+        // library: libjpeg reports errors by longjmp, which needs C on the far side of the jump.
+        .target(name: "CJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
 
         // The OpenCL runtime: devices, queues, buffers, programs, kernels. Knows nothing of tensors.
         .target(name: "KilnCL", dependencies: ["COpenCL"]),
@@ -39,7 +42,7 @@ let package = Package(
         // Tensors, the Backend protocol and its two implementations.
         .target(
             name: "Kiln",
-            dependencies: ["KilnCL", "CBLAS", "CZlib"],
+            dependencies: ["KilnCL", "CBLAS", "CZlib", "CJPEG"],
             plugins: ["EmbedKernels"]),
 
         .executableTarget(

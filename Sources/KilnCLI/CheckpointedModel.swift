@@ -27,6 +27,12 @@ struct CheckpointedModel {
     /// The configuration the checkpoint was trained with (`kiln train`'s defaults for one that carries none):
     /// its preprocessing applies to every image the model sees.
     var configuration: TrainingConfiguration
+    /// The class names the checkpoint records, else the data set's.
+    var classNames: [String]
+    /// What the model takes, [C, H, W]: the test set's images are this shape.
+    var inputShape: [Int] { test.imageShape }
+    /// The side the training images were resized to, if they were.
+    var imageSize: Int?
 
     /// Reads `checkpoint`; the model and data set come from its Kiln configuration unless given (a PyTorch
     /// state dict carries none, so it needs `model`).
@@ -42,8 +48,18 @@ struct CheckpointedModel {
         self.name = name
         self.device = try DeviceOption.parse(device)
         configuration = saved ?? TrainingConfiguration()
-        test = try Dataset.load(data ?? saved?.data ?? "fashion-mnist", split: .test)
-        network = try ModelZoo.make(name, inputShape: test.imageShape, classes: test.classNames.count)
+        // The test images are made what the model was trained on: the size and channels of its training set.
+        imageSize = saved?.imageSize
+        let dataSpec = data ?? saved?.data ?? "fashion-mnist"
+        test = try Dataset.load(dataSpec, split: .test, imageSize: imageSize,
+                                imageShape: try TrainingCheckpoint.inputShape(in: file, source: url.path))
+        reportConversions(test.convertedImages, channels: test.imageShape[0], data: dataSpec)
+        classNames = try TrainingCheckpoint.classNames(in: file, source: url.path) ?? test.classNames
+        guard classNames.count == test.classNames.count else {
+            throw KilnError.invalidArgument("\(checkpoint) was trained on \(classNames.count) classes (\(classNames.joined(separator: ", "))), "
+                                            + "but the data set \(dataSpec) has \(test.classNames.count)")
+        }
+        network = try ModelZoo.make(name, inputShape: test.imageShape, classes: classNames.count)
         try network.loadStateDict(file, source: url.path, strict: false)
         try network.move(to: self.device)
     }

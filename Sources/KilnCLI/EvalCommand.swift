@@ -26,7 +26,7 @@ struct EvalCommand: ParsableCommand {
             print(String(format: "%@ on %d test images (%@): loss %.4f, accuracy %.2f%%", modelName, result.samples, device.description,
                          result.loss, 100 * result.accuracy))
             print("\nper-class accuracy:")
-            for (index, name) in test.classNames.enumerated() where index < result.perClassAccuracy.count {
+            for (index, name) in restored.classNames.enumerated() where index < result.perClassAccuracy.count {
                 let padded = name.padding(toLength: 12, withPad: " ", startingAt: 0)
                 print("  \(padded) " + String(format: "%6.2f%%", 100 * result.perClassAccuracy[index]))
             }

@@ -56,6 +56,14 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data("error: \(message)\n".utf8))
 }
 
+/// Says on standard error how many images of `data` loading converted between grey and colour, if any.
+func reportConversions(_ count: Int, channels: Int, data: String) {
+    guard count > 0 else { return }
+    let what = channels >= 3 ? "grey image\(count == 1 ? "" : "s") converted to RGB, as the data holds colour images"
+                             : "colour image\(count == 1 ? "" : "s") converted to grey, as the model takes one channel"
+    FileHandle.standardError.write(Data("\(data): \(count) \(what)\n".utf8))
+}
+
 /// An error as a sentence: Kiln's own descriptions, Foundation's reason without its domain and code.
 func describe(_ error: any Error) -> String {
     switch error {

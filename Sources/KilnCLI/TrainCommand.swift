@@ -91,6 +91,7 @@ struct TrainCommand: ParsableCommand {
         print("device \(device): \(backend.name)")
 
         let (trainSet, validationSet, testSet) = try configuration.loadData()
+        reportConversions(trainSet.convertedImages + testSet.convertedImages, channels: trainSet.imageShape[0], data: configuration.data)
         let validates = configuration.valSplit > 0
         do { try configuration.validate(trainingImages: trainSet.count, validationImages: validationSet.count) } catch {
             throw ValidationError("\(error)")
@@ -196,8 +197,10 @@ struct TrainArguments: ParsableArguments {
 
     @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")) (default: \(defaults.model)).")
     var model: String?
-    @Option(help: "Data set: fashion-mnist, mnist:DIR, cifar10:DIR, or a folder of MNIST-format IDX files (default: \(defaults.data)).")
+    @Option(help: "Data set: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR (one sub-folder of PNG, PGM or JPEG images per class, or train/ and test/ folders laid out so), or a folder of MNIST-format IDX files (default: \(defaults.data)).")
     var data: String?
+    @Option(help: "Resize every image to N×N pixels (bilinear), at least 1 (default: the data's own size, which the images of a folder must then share).")
+    var imageSize: Int?
     @Option(help: "auto (a GPU, else another OpenCL accelerator, else the host), host, or cl:P:D (default: \(defaults.device)).")
     var device: String?
     @Option(help: "Number of epochs, at least 1 (default: \(defaults.epochs)).")
@@ -253,7 +256,11 @@ struct TrainArguments: ParsableArguments {
             return GivenOption(flag: flag, value: "\(value)", apply: { $0[keyPath: field] = value },
                                otherValue: { $0[keyPath: field] == value ? nil : $0[keyPath: field].map { "\($0)" } ?? "none" })
         }
-        return [option("--model", model, \.model), option("--data", data, \.data), option("--device", device, \.device),
+        let imageSizeOption = imageSize.map { size in
+            GivenOption(flag: "--image-size", value: "\(size)", apply: { $0.imageSize = size },
+                        otherValue: { $0.imageSize == size ? nil : $0.imageSize.map(String.init) ?? "none" })
+        }
+        return [option("--model", model, \.model), option("--data", data, \.data), imageSizeOption, option("--device", device, \.device),
                 option("--epochs", epochs, \.epochs), option("--batch-size", batchSize, \.batchSize),
                 option("--optimizer", optimizer, \.optimizer), option("--lr", lr, \.lr), option("--momentum", momentum, \.momentum),
                 option("--weight-decay", weightDecay, \.weightDecay), option("--schedule", schedule, \.schedule),

@@ -256,7 +256,7 @@ final class AugmentationTests: XCTestCase {
         XCTAssertEqual(on, Array(1...8) + Array(11...18) + Array(21...26), "on 8, off 2, off at the start and for the last tenth")
         var loader = DataLoader(dataset: smallDataset(), batchSize: 23, shuffle: false, device: .host)
         loader.augmentation = pipeline
-        let plain = try loader.dataset.pixels
+        let plain = loader.dataset.pixels
         let epoch0 = try XCTUnwrap(loader.batches(epoch: 0).next())
         XCTAssertEqual(try epoch0.inputs.toArray(), plain, "off in the first epoch")
         let epoch1 = try XCTUnwrap(loader.batches(epoch: 1).next())

@@ -387,7 +387,7 @@ final class ParserTests: XCTestCase {
         assertCorrupt("i.pgm", "truncated: 2×1 needs 4 pixel bytes") { try pgm("P5 2 1 1000\n", [0, 1, 0]) }
         assertCorrupt("i.pgm", "pixel (1, 0) is 200, above the maxval 100") { try pgm("P5 2 1 100\n", [100, 200]) }
         assertCorrupt("i.pgm", "pixel (0, 0) is 1001, above the maxval 1000") { try pgm("P5 1 1 1000\n", [0x03, 0xE9]) }
-        assertCorrupt("i.pgm", "not a PNG or binary PGM (P5) image") { try pgm("P2 1 1 255\n0\n") }
+        assertCorrupt("i.pgm", "not a PNG, binary PGM (P5) or JPEG image") { try pgm("P2 1 1 255\n0\n") }
         // Good ones: comments between tokens, 16-bit samples, bytes after the image.
         XCTAssertEqual(try pgm("P5 # c\n2 # d\n1\n# e\n100\n", [0, 100, 9, 9]).pixels, [0, 1])
         XCTAssertEqual(try pgm("P5 2 1 1000\n", [0x01, 0xF4, 0x03, 0xE8]).pixels, [0.5, 1])

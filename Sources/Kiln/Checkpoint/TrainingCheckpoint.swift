@@ -48,6 +48,38 @@ public enum TrainingCheckpoint {
         return file
     }
 
+    // MARK: What the model was trained on
+
+    /// The metadata key of the data set's class names, in label order, as a JSON array of strings.
+    public static let classesKey = "kiln.classes"
+    /// The metadata key of the model's input shape [C, H, W], as a JSON array of numbers.
+    public static let inputShapeKey = "kiln.input"
+
+    /// The metadata that tells a reader of a checkpoint what its labels mean and what images it takes.
+    public static func dataMetadata(classNames: [String], imageShape: [Int]) throws -> [String: String] {
+        [classesKey: String(decoding: try JSONEncoder.sorted.encode(classNames), as: UTF8.self),
+         inputShapeKey: String(decoding: try JSONEncoder.sorted.encode(imageShape), as: UTF8.self)]
+    }
+
+    /// The class names a checkpoint records, or nil when it has none (a checkpoint from before Kiln wrote
+    /// them, or a PyTorch state dict); a value that is not an array of strings is an error naming `source`.
+    public static func classNames(in file: SafeTensors, source: String) throws -> [String]? {
+        guard let json = file.metadata[classesKey] else { return nil }
+        guard let names = try? JSONDecoder().decode([String].self, from: Data(json.utf8)), !names.isEmpty else {
+            throw KilnError.corruptFile(path: source, reason: "its \(classesKey) metadata is not a non-empty JSON array of strings")
+        }
+        return names
+    }
+
+    /// The input shape [C, H, W] a checkpoint records, or nil when it has none.
+    public static func inputShape(in file: SafeTensors, source: String) throws -> [Int]? {
+        guard let json = file.metadata[inputShapeKey] else { return nil }
+        guard let shape = try? JSONDecoder().decode([Int].self, from: Data(json.utf8)), shape.count == 3, shape.allSatisfy({ $0 >= 1 }) else {
+            throw KilnError.corruptFile(path: source, reason: "its \(inputShapeKey) metadata is not a JSON array of three positive numbers [C, H, W]")
+        }
+        return shape
+    }
+
     // MARK: Resume checkpoints: model, optimiser and fit state in one file
 
     /// The prefix of the optimiser's tensors in a resume checkpoint: `optimizer.<parameter>.<state>`.
@@ -62,9 +94,10 @@ public enum TrainingCheckpoint {
     /// new one. Returns the model's part (`modelPart(of:)`), the file to export as last.safetensors.
     @discardableResult
     public static func saveResumable(model: any Layer, optimizer: Optimizer, state: FitState, configuration: String,
-                                     to url: URL) throws -> SafeTensors {
+                                     metadata: [String: String] = [:], to url: URL) throws -> SafeTensors {
         let json = String(decoding: try JSONEncoder.sorted.encode(state), as: UTF8.self)
-        let modelPart = try modelFile(model: model, position: state.position, metadata: [stateKey: json], configuration: configuration)
+        let modelPart = try modelFile(model: model, position: state.position, metadata: metadata.merging([stateKey: json]) { $1 },
+                                      configuration: configuration)
         var file = modelPart
         let optimizerState = try optimizer.state()
         for name in optimizerState.names {

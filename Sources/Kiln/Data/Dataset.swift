@@ -8,6 +8,9 @@ public struct Dataset: Sendable {
     public var pixels: [Float]
     public var labels: [Int]
     public var classNames: [String]
+    /// How many images loading converted between grey and colour to give them all `imageShape[0]` channels
+    /// (an image folder that mixes the two); 0 for the other data sets. Subsets do not carry it.
+    public var convertedImages = 0
 
     public init(imageShape: [Int], pixels: [Float], labels: [Int], classNames: [String]) {
         self.imageShape = imageShape
@@ -57,18 +60,46 @@ public struct Dataset: Sendable {
 public enum DatasetSplit: String, Sendable { case train, test }
 
 extension Dataset {
-    /// A data set named by a spec: `fashion-mnist`, `mnist:DIR`, `cifar10:DIR`, or a folder of MNIST-format
-    /// IDX files.
-    public static func load(_ spec: String, split: DatasetSplit) throws -> Dataset {
-        if spec == "fashion-mnist" { return try mnistFamily(directory: fashionMNISTDirectory, split: split, classNames: fashionMNISTClasses) }
-        if spec.hasPrefix("cifar10:") { return try cifar10(directory: URL(fileURLWithPath: String(spec.dropFirst(8))), split: split) }
-        let path = spec.hasPrefix("mnist:") ? String(spec.dropFirst(6)) : spec
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw KilnError.invalidArgument("data set '\(spec)': not fashion-mnist, mnist:DIR, cifar10:DIR or an existing folder")
+    /// A data set named by a spec: `fashion-mnist`, `mnist:DIR`, `cifar10:DIR`, `folder:DIR` (an image folder,
+    /// `ImageFolder`), or a folder of MNIST-format IDX files. `imageSize` resizes every image to
+    /// imageSize × imageSize (bilinear, `ImageFile.resized`). `imageShape` matters to image folders alone:
+    /// it fixes their channels and, without `imageSize`, their size (a test split takes its training split's).
+    public static func load(_ spec: String, split: DatasetSplit, imageSize: Int? = nil, imageShape: [Int]? = nil) throws -> Dataset {
+        if spec.hasPrefix("folder:") {
+            return try ImageFolder.load(URL(fileURLWithPath: String(spec.dropFirst(7))), split: split, imageSize: imageSize, imageShape: imageShape)
         }
-        let names = path.lowercased().contains("fashion") ? fashionMNISTClasses : (0..<10).map(String.init)
-        return try mnistFamily(directory: URL(fileURLWithPath: path), split: split, classNames: names)
+        if let imageSize, imageSize < 1 { throw KilnError.invalidArgument("--image-size must be at least 1, not \(imageSize)") }
+        let dataset: Dataset
+        if spec == "fashion-mnist" {
+            dataset = try mnistFamily(directory: fashionMNISTDirectory, split: split, classNames: fashionMNISTClasses)
+        } else if spec.hasPrefix("cifar10:") {
+            dataset = try cifar10(directory: URL(fileURLWithPath: String(spec.dropFirst(8))), split: split)
+        } else {
+            let path = spec.hasPrefix("mnist:") ? String(spec.dropFirst(6)) : spec
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw KilnError.invalidArgument("data set '\(spec)': not fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR or an existing folder")
+            }
+            let names = path.lowercased().contains("fashion") ? fashionMNISTClasses : (0..<10).map(String.init)
+            dataset = try mnistFamily(directory: URL(fileURLWithPath: path), split: split, classNames: names)
+        }
+        return imageSize.map { dataset.resized(toSize: $0) } ?? dataset
+    }
+
+    /// Every image resized to `size` × `size` (bilinear, `ImageFile.resized`).
+    public func resized(toSize size: Int) -> Dataset {
+        let (channels, height, width) = (imageShape[0], imageShape[1], imageShape[2])
+        guard (height, width) != (size, size) else { return self }
+        var pixels: [Float] = []
+        pixels.reserveCapacity(count * channels * size * size)
+        for index in 0..<count {
+            let image = ImageFile(channels: channels, height: height, width: width,
+                                  pixels: Array(self.pixels[(index * imageSize)..<((index + 1) * imageSize)]))
+            pixels += image.resized(width: size, height: size).pixels
+        }
+        var result = Dataset(imageShape: [channels, size, size], pixels: pixels, labels: labels, classNames: classNames)
+        result.convertedImages = convertedImages
+        return result
     }
 
     /// MNIST-format IDX files (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`, `t10k-...`),

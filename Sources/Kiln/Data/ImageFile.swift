@@ -1,12 +1,19 @@
 import CZlib
 import Foundation
 
-/// An 8-bit image read from a PNG or binary PGM file, as [C, H, W] values in [0, 1].
-public struct ImageFile {
+/// An 8-bit image read from a PNG, binary PGM or JPEG file, as [C, H, W] values in [0, 1].
+public struct ImageFile: Sendable, Equatable {
     public var channels: Int, height: Int, width: Int
     public var pixels: [Float]
 
-    /// Reads a PNG (8-bit grey, grey+alpha, RGB or RGBA, not interlaced) or a binary PGM (P5) file.
+    /// An image of `pixels` in CHW order, which must hold channels × height × width values.
+    public init(channels: Int, height: Int, width: Int, pixels: [Float]) {
+        precondition(pixels.count == channels * height * width, "an image of \(channels)×\(height)×\(width) holds \(channels * height * width) values, not \(pixels.count)")
+        (self.channels, self.height, self.width, self.pixels) = (channels, height, width, pixels)
+    }
+
+    /// Reads a PNG (8-bit grey, grey+alpha, RGB or RGBA, not interlaced), a binary PGM (P5) or a JPEG (grey or
+    /// colour, baseline or progressive) file.
     public static func read(_ url: URL) throws -> ImageFile {
         let bytes: [UInt8]
         do { bytes = Array(try Data(contentsOf: url)) } catch {
@@ -19,7 +26,8 @@ public struct ImageFile {
     static func parse(bytes: [UInt8], path: String) throws -> ImageFile {
         if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try png(bytes, path: path) }
         if bytes.starts(with: Array("P5".utf8)) { return try pgm(bytes, path: path) }
-        throw KilnError.corruptFile(path: path, reason: "not a PNG or binary PGM (P5) image")
+        if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return try jpeg(bytes, path: path) }
+        throw KilnError.corruptFile(path: path, reason: "not a PNG, binary PGM (P5) or JPEG image")
     }
 
     /// The image as `channels` channels: colour is averaged with the Rec. 601 weights for one channel,

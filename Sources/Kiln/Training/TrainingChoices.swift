@@ -82,14 +82,20 @@ extension TrainingConfiguration {
         }
     }
 
-    /// The training, validation and test sets of `data`: the validation set is `valSplit` of the training
-    /// set, or the test set when `valSplit` is 0.
+    /// The training, validation and test sets of `data`, resized to `imageSize`: the validation set is
+    /// `valSplit` of the training set, or the test set when `valSplit` is 0. The test set's images are made
+    /// the training set's shape (an image folder's channels follow its training split).
     public func loadData() throws -> (train: Dataset, validation: Dataset, test: Dataset) {
-        var train = try Dataset.load(data, split: .train)
-        let test = try Dataset.load(data, split: .test)
+        var train = try Dataset.load(data, split: .train, imageSize: imageSize)
+        let test = try Dataset.load(data, split: .test, imageSize: imageSize, imageShape: train.imageShape)
         guard train.count > 0 else { throw KilnError.invalidArgument("the data set \(data) has no training images") }
         var validation = test
-        if valSplit > 0 { (train, validation) = train.splitValidation(fraction: valSplit) }
+        if valSplit > 0 {
+            // The count of conversions stays with the training set: it is what loading did to the whole split.
+            let converted = train.convertedImages
+            (train, validation) = train.splitValidation(fraction: valSplit)
+            train.convertedImages = converted
+        }
         return (train, validation, test)
     }
 }

@@ -6,8 +6,12 @@ import Foundation
 public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// A model of the zoo (`ModelZoo.names`).
     public var model = "lenet-bn"
-    /// A data set spec for `Dataset.load`: fashion-mnist, mnist:DIR, cifar10:DIR, or a folder of IDX files.
+    /// A data set spec for `Dataset.load`: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR (an image
+    /// folder), or a folder of IDX files.
     public var data = "fashion-mnist"
+    /// The side every image is resized to (bilinear); nil keeps the data set's own size (the images of an
+    /// image folder must then share one). Optional, so that config.json files written before it decode.
+    public var imageSize: Int?
     /// A device spec: auto, host or cl:P:D.
     public var device = "auto"
     /// Epochs of the whole run (a resumed run trains those left).
@@ -88,7 +92,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     }
 
     /// The hyperparameters' ranges, each error named by its `kiln train` option: `--lr` positive and finite,
-    /// `--epochs`, `--batch-size` and `--early-stop` at least 1, `--val-split` in [0, 1), `--momentum` in
+    /// `--epochs`, `--batch-size`, `--early-stop` and `--image-size` at least 1, `--val-split` in [0, 1), `--momentum` in
     /// [0, 1), `--weight-decay` finite and not negative.
     public func validateValues() throws {
         func invalid(_ message: String) -> KilnError { .invalidArgument(message) }
@@ -101,6 +105,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         guard momentum.isFinite, momentum >= 0, momentum < 1 else { throw invalid("--momentum must be at least 0 and below 1, not \(momentum)") }
         guard weightDecay.isFinite, weightDecay >= 0 else { throw invalid("--weight-decay must be a finite number of at least 0, not \(weightDecay)") }
         if let earlyStop, earlyStop < 1 { throw invalid("--early-stop must be at least 1, not \(earlyStop)") }
+        if let imageSize, imageSize < 1 { throw invalid("--image-size must be at least 1 (the side in pixels every image is resized to), not \(imageSize)") }
         if normalizationMean != nil || normalizationStd != nil {
             let (mean, std) = (normalizationMean ?? [], normalizationStd ?? [])
             guard mean.count == std.count, !mean.isEmpty, mean.allSatisfy(\.isFinite), std.allSatisfy({ $0.isFinite && $0 > 0 }) else {

@@ -76,6 +76,8 @@ public final class TrainingRun {
     private let validation: DataLoader?
     private let steps: StepLog
     private let configurationJSON: String
+    /// The training set's class names and image shape, written into every checkpoint.
+    private let dataMetadata: [String: String]
 
     /// The configuration's optimiser, for `model`'s parameters.
     public var optimizer: Optimizer { trainer.optimizer }
@@ -125,6 +127,7 @@ public final class TrainingRun {
         let optimizer = try configuration.makeOptimizer(for: model)
         scheduler = LearningRateScheduler(schedule: try configuration.learningRateSchedule(), baseLearningRate: configuration.lr)
         configurationJSON = String(decoding: try JSONEncoder.sorted.encode(configuration), as: UTF8.self)
+        dataMetadata = try TrainingCheckpoint.dataMetadata(classNames: train.classNames, imageShape: train.imageShape)
         steps = StepLog(url: folder.appending(path: Self.stepsFile))
         let metricsURL = folder.appending(path: Self.metricsFile)
 
@@ -288,7 +291,8 @@ public final class TrainingRun {
     /// model and last.safetensors from the same tensors; a resume redoes the two after a kill.
     private func commit(_ newState: FitState, isBest: Bool) throws {
         let modelPart = try TrainingCheckpoint.saveResumable(model: model, optimizer: optimizer, state: newState,
-                                                             configuration: configurationJSON, to: resumeCheckpoint)
+                                                             configuration: configurationJSON, metadata: dataMetadata,
+                                                             to: resumeCheckpoint)
         state = newState
         KillSwitch.passed("checkpoint")
         let legacy = folder.appending(path: Self.legacyOptimizerFile)
