@@ -51,7 +51,11 @@ public struct DataLoader: Sendable {
     /// Builds batch `index` of a sample order in `epoch`: the images (and, for a mixing augmentation, their
     /// partners' after them) copied to the device, augmented there, then preprocessed.
     func makeBatch(_ index: Int, order: [Int], epoch: Int) throws -> Batch {
-        let samples = Array(order[(index * batchSize)..<Swift.min((index + 1) * batchSize, order.count)])
+        try batch(of: Array(order[(index * batchSize)..<Swift.min((index + 1) * batchSize, order.count)]), epoch: epoch)
+    }
+
+    /// The batch of the data set's images `samples` as `epoch` presents them.
+    public func batch(of samples: [Int], epoch: Int) throws -> Batch {
         let partners = augmentation?.partners(of: samples, epoch: epoch, datasetCount: dataset.count)
         let rows = samples + (partners ?? [])
         let size = dataset.imageSize
