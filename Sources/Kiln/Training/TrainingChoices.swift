@@ -45,14 +45,16 @@ extension TrainingConfiguration {
         }
     }
 
-    /// The training, validation and test sets of `data`: the validation set is `valSplit` of the training
-    /// set, or the test set when `valSplit` is 0.
+    /// The training, validation and test sets of `data`. The validation set is held out of the training set,
+    /// stratified by class and chosen by `seed` (`Dataset.validationSplit`), `validationCount` images of it;
+    /// the training set is the rest, in its stored order. With `valSplit` 0 the test set validates and the
+    /// training set is whole.
     public func loadData() throws -> (train: Dataset, validation: Dataset, test: Dataset) {
-        var train = try Dataset.load(data, split: .train)
+        let whole = try Dataset.load(data, split: .train)
         let test = try Dataset.load(data, split: .test)
-        guard train.count > 0 else { throw KilnError.invalidArgument("the data set \(data) has no training images") }
-        var validation = test
-        if valSplit > 0 { (train, validation) = train.splitValidation(fraction: valSplit) }
+        guard whole.count > 0 else { throw KilnError.invalidArgument("the data set \(data) has no training images") }
+        guard !validatesOnTestSet else { return (whole, test, test) }
+        let (train, validation) = try whole.splitValidation(count: validationCount(trainingImages: whole.count), seed: seed)
         return (train, validation, test)
     }
 }
