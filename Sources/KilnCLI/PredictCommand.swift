@@ -19,7 +19,7 @@ struct PredictCommand: ParsableCommand {
         try reportingErrors(Self.self) {
             guard !images.isEmpty || !index.isEmpty else { throw ValidationError("give image files or --index N") }
             let restored = try source.restore()
-            let (network, test, device) = (restored.network, restored.test, restored.device)
+            let (network, test) = (restored.network, restored.test)
 
             var inputs: [(name: String, pixels: [Float], label: Int?)] = []
             // An image file is made what the model takes as training made its images: resized (bilinear) to

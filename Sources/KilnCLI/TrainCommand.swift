@@ -77,7 +77,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     /// Runs `configuration` in `folder` with the command's output: the device and data, a line per epoch,
-    /// how a stop resumes, and the test set's score.
+    /// how a stop resumes, and the test set's score of best.safetensors (also in test.json).
     private func train(_ configuration: TrainingConfiguration, in folder: URL, resuming: Bool) throws {
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
         let device = try DeviceOption.parse(configuration.device)
@@ -92,11 +92,18 @@ struct TrainCommand: ParsableCommand {
 
         let (trainSet, validationSet, testSet) = try configuration.loadData()
         reportConversions(trainSet.convertedImages + testSet.convertedImages, channels: trainSet.imageShape[0], data: configuration.data)
-        let validates = configuration.valSplit > 0
         do { try configuration.validate(trainingImages: trainSet.count, validationImages: validationSet.count) } catch {
             throw ValidationError("\(error)")
         }
-        print("data \(configuration.data): \(trainSet.count) training, \(validates ? "\(validationSet.count) validation, " : "")\(testSet.count) test images of \(trainSet.imageShape.map(String.init).joined(separator: "×"))")
+        let scored = configuration.scoredSet
+        let shape = trainSet.imageShape.map(String.init).joined(separator: "×")
+        if configuration.validatesOnTestSet {
+            print("data \(configuration.data): \(trainSet.count) training, \(testSet.count) test images of \(shape); "
+                  + "--val-split 0: the test set scores every epoch and chooses best.safetensors")
+        } else {
+            print("data \(configuration.data): \(trainSet.count) training, \(validationSet.count) validation (held out of the training set, "
+                  + "stratified, seed \(configuration.seed)), \(testSet.count) test images of \(shape)")
+        }
         if let augment = configuration.augment { print("augmentation: \(augment)") }
 
         let run: TrainingRun
@@ -121,12 +128,12 @@ struct TrainCommand: ParsableCommand {
         run.epochEnded = { metrics, _ in
             if measuresAccuracy {
                 print(String(format: "epoch %d: train loss %.4f acc %.2f%% | %@ loss %.4f acc %.2f%% | lr %.3g | %.0f img/s",
-                             metrics.epoch, metrics.trainLoss, 100 * metrics.trainAccuracy, validates ? "val" : "test",
+                             metrics.epoch, metrics.trainLoss, 100 * metrics.trainAccuracy, scored.abbreviation,
                              metrics.validationLoss ?? .nan, 100 * (metrics.validationAccuracy ?? .nan), metrics.learningRate,
                              metrics.imagesPerSecond))
             } else {
                 print(String(format: "epoch %d: train reconstruction MSE %.5f | %@ MSE %.5f | lr %.3g | %.0f img/s",
-                             metrics.epoch, metrics.trainLoss, validates ? "val" : "test", metrics.validationLoss ?? .nan,
+                             metrics.epoch, metrics.trainLoss, scored.abbreviation, metrics.validationLoss ?? .nan,
                              metrics.learningRate, metrics.imagesPerSecond))
             }
             fflush(nil)
@@ -152,11 +159,12 @@ struct TrainCommand: ParsableCommand {
         case .completed:
             break
         }
-        let test = try run.evaluate(testSet)
-        if measuresAccuracy {
-            print(String(format: "test: loss %.4f, accuracy %.2f%% (%d images)", test.loss, 100 * test.accuracy, test.samples))
+        let test = try run.testBestModel(on: testSet)
+        let scoredModel = "\(test.checkpoint)\(test.epoch.map { ", epoch \($0)" } ?? "")"
+        if let accuracy = test.accuracy {
+            print(String(format: "test: loss %.4f, accuracy %.2f%% (%d images, %@)", test.loss, 100 * accuracy, test.images, scoredModel))
         } else {
-            print(String(format: "test: reconstruction MSE %.5f (%d images)", test.loss, test.samples))
+            print(String(format: "test: reconstruction MSE %.5f (%d images, %@)", test.loss, test.images, scoredModel))
         }
         print("run folder: \(folder.path)")
     }
@@ -219,7 +227,10 @@ struct TrainArguments: ParsableArguments {
     var schedule: String?
     @Option(help: "Seed for initialisation, shuffling and dropout (default: \(defaults.seed)).")
     var seed: UInt64?
-    @Option(help: "Fraction of the training set held out for validation, in [0, 1); 0 validates on the test set (default: 0).")
+    @Option(help: """
+        Fraction of the training set held out for validation (stratified by class, chosen by --seed), in [0, 1); \
+        0 validates on the test set (default: min(\(TrainingConfiguration.defaultValidationImages) images, 10 %)).
+        """)
     var valSplit: Double?
     @Option(name: .customLong("early-stop"), help: "Stop when the validation loss has not improved for this many epochs (at least 1).")
     var earlyStop: Int?
@@ -250,23 +261,21 @@ struct TrainArguments: ParsableArguments {
             return GivenOption(flag: flag, value: "\(value)", apply: { $0[keyPath: field] = value },
                                otherValue: { $0[keyPath: field] == value ? nil : "\($0[keyPath: field])" })
         }
-        // Optional in the configuration: said as "none" when it is not set.
-        func optional<T: Equatable>(_ flag: String, _ value: T?, _ field: WritableKeyPath<TrainingConfiguration, T?>) -> GivenOption? {
+        // Optional in the configuration: said as `unset` when it is not set.
+        func optional<T: Equatable>(_ flag: String, _ value: T?, _ field: WritableKeyPath<TrainingConfiguration, T?>,
+                                    unset: String = "none") -> GivenOption? {
             guard let value else { return nil }
             return GivenOption(flag: flag, value: "\(value)", apply: { $0[keyPath: field] = value },
-                               otherValue: { $0[keyPath: field] == value ? nil : $0[keyPath: field].map { "\($0)" } ?? "none" })
+                               otherValue: { $0[keyPath: field] == value ? nil : $0[keyPath: field].map { "\($0)" } ?? unset })
         }
-        let imageSizeOption = imageSize.map { size in
-            GivenOption(flag: "--image-size", value: "\(size)", apply: { $0.imageSize = size },
-                        otherValue: { $0.imageSize == size ? nil : $0.imageSize.map(String.init) ?? "none" })
-        }
-        return [option("--model", model, \.model), option("--data", data, \.data), imageSizeOption, option("--device", device, \.device),
-                option("--epochs", epochs, \.epochs), option("--batch-size", batchSize, \.batchSize),
+        return [option("--model", model, \.model), option("--data", data, \.data), optional("--image-size", imageSize, \.imageSize),
+                option("--device", device, \.device), option("--epochs", epochs, \.epochs), option("--batch-size", batchSize, \.batchSize),
                 option("--optimizer", optimizer, \.optimizer), option("--lr", lr, \.lr), option("--momentum", momentum, \.momentum),
                 option("--weight-decay", weightDecay, \.weightDecay), option("--schedule", schedule, \.schedule),
-                option("--seed", seed, \.seed), option("--val-split", valSplit, \.valSplit), optional("--early-stop", earlyStop, \.earlyStop),
-                optional("--augment", augment, \.augment), optional("--normalize", normalize, \.normalize),
-                optional("--standardize", standardize, \.standardize), optional("--equalize", equalize, \.equalize)]
+                option("--seed", seed, \.seed), optional("--val-split", valSplit, \.valSplit, unset: "the default"),
+                optional("--early-stop", earlyStop, \.earlyStop), optional("--augment", augment, \.augment),
+                optional("--normalize", normalize, \.normalize), optional("--standardize", standardize, \.standardize),
+                optional("--equalize", equalize, \.equalize)]
             .compactMap { $0 }
     }
 

@@ -44,7 +44,8 @@ final class CommandLineErrorTests: XCTestCase {
         }
         // Those that need the data's size: refused once it is loaded, before the model is built.
         for (index, (arguments, message)) in [
-            (["--batch-size", "100000"], "--batch-size 100000 is larger than the training set (640 images)"),
+            (["--batch-size", "100000"], "--batch-size 100000 is larger than the training set (576 images after holding out 64 validation images)"),
+            (["--batch-size", "100000", "--val-split", "0"], "--batch-size 100000 is larger than the training set (640 images)"),
             (["--batch-size", "64", "--val-split", "0.95"],
              "--batch-size 64 is larger than the training set (32 images after holding out --val-split 0.95)"),
             (["--val-split", "0.0001"], "--val-split 0.0001 holds out no image of the training set"),
@@ -108,7 +109,7 @@ final class CommandLineErrorTests: XCTestCase {
         let refused = try KilnCommand.run(arguments)
         XCTAssertEqual(refused.status, 1, refused.output)
         XCTAssertEqual(refused.output, "error: \(folder.path) already holds a run (config.json, metrics.csv, steps.csv, curves.svg, "
-                       + "resume.safetensors, last.safetensors, best.safetensors); continue it with --resume \(folder.path), "
+                       + "resume.safetensors, last.safetensors, best.safetensors, test.json); continue it with --resume \(folder.path), "
                        + "or replace it with --overwrite\n")
         XCTAssertEqual(try Data(contentsOf: folder.appending(path: TrainingRun.bestCheckpointFile)), best, "best.safetensors untouched")
 
@@ -139,7 +140,7 @@ final class CommandLineErrorTests: XCTestCase {
         XCTAssertEqual(extended.status, 0, extended.output)
         XCTAssertTrue(extended.output.contains("extending the run to 2 epochs (it had 1); the cosine schedule now spans 2 epochs"),
                       extended.output)
-        XCTAssertTrue(extended.output.contains("resuming at epoch 2, batch 0, step 20"), extended.output)
+        XCTAssertTrue(extended.output.contains("resuming at epoch 2, batch 0, step 18"), extended.output)
         XCTAssertEqual(try MetricsLog.read(from: folder.appending(path: TrainingRun.metricsFile)).rows.map(\.epoch), [1, 2])
         XCTAssertEqual(try TrainingRun.savedConfiguration(in: folder).epochs, 2, "config.json records the new end")
 

@@ -78,10 +78,9 @@ final class DataTests: XCTestCase {
     func testShufflingSplittingAndPrefetchedBatches() throws {
         let directory = try folder()
         try writeIDX(directory, prefix: "train", count: 53, gzip: false)
-        let (train, validation) = try Dataset.load(directory.path, split: .train).splitValidation(fraction: 0.2)
+        let (train, validation) = try Dataset.load(directory.path, split: .train).splitValidation(count: 11, seed: 5)
         XCTAssertEqual(train.count + validation.count, 53)
         XCTAssertEqual(validation.count, 11)
-        XCTAssertEqual(validation.labels.first, 42 % 10, "the last fifth is held out")
 
         let loader = DataLoader(dataset: train, batchSize: 8, shuffle: true, seed: 5, device: try openCLDevice())
         XCTAssertEqual(loader.order(epoch: 1), loader.order(epoch: 1))

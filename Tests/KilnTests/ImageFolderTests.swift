@@ -330,7 +330,7 @@ final class ImageFolderTests: XCTestCase {
             }
         }
         let out = folder.appending(path: "run")
-        let train = try KilnCommand.run(["train", "--data", "folder:\(folder.path)", "--image-size", "16", "--epochs", "1",
+        let train = try KilnCommand.run(["train", "--data", "folder:\(folder.path)", "--image-size", "16", "--epochs", "1", "--val-split", "0",
                                          "--batch-size", "8", "--device", "host", "--out", out.path])
         XCTAssertEqual(train.status, 0, train.output)
         XCTAssertTrue(train.output.contains("24 training"), train.output)

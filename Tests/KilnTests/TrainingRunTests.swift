@@ -442,7 +442,7 @@ final class TrainingRunTests: XCTestCase {
             ({ $0.lr = .infinity }, "--lr must be a positive finite number, not inf"),
             ({ $0.epochs = -1 }, "--epochs must be at least 1, not -1"),
             ({ $0.batchSize = 0 }, "--batch-size must be at least 1, not 0"),
-            ({ $0.batchSize = 65 }, "--batch-size 65 is larger than the training set (64 images)"),
+            ({ $0.batchSize = 65 }, "--batch-size 65 is larger than the training set (64 images after holding out 32 validation images)"),
             ({ $0.valSplit = 2 }, "--val-split must be at least 0 and below 1 (a fraction of the training set), not 2.0"),
             ({ $0.momentum = 1 }, "--momentum must be at least 0 and below 1, not 1.0"),
             ({ $0.weightDecay = -1 }, "--weight-decay must be a finite number of at least 0, not -1.0"),

@@ -30,11 +30,58 @@ public struct Dataset: Sendable {
         return Dataset(imageShape: imageShape, pixels: pixels, labels: indices.map { labels[$0] }, classNames: classNames)
     }
 
-    /// Splits off the last `fraction` of the samples as a validation set: (train, validation).
-    public func splitValidation(fraction: Double) -> (train: Dataset, validation: Dataset) {
-        let validationCount = Int((Double(count) * fraction).rounded())
-        let cut = count - validationCount
-        return (subset(Array(0..<cut)), subset(Array(cut..<count)))
+    /// Holds out `validationCount` samples as a validation set, stratified and seeded: (train, validation),
+    /// each in the stored order. See `validationSplit(count:seed:)` for which samples.
+    public func splitValidation(count validationCount: Int, seed: UInt64) throws -> (train: Dataset, validation: Dataset) {
+        let (train, validation) = try validationSplit(count: validationCount, seed: seed)
+        return (subset(train), subset(validation))
+    }
+
+    /// The indices of a stratified, seeded split: `count` indices for validation and the rest for training,
+    /// both ascending. Each class gives its share of `count` in proportion to its images, rounded by largest
+    /// remainder (ties to the lower class) so that the shares add up to `count` exactly; within a class, the
+    /// first images of one Fisher–Yates shuffle of all indices are held out. The shuffle is keyed by `seed`
+    /// alone, so the split depends on the seed and the data set only and a resumed run holds out the same
+    /// images; it draws from a stream of its own, apart from the epochs' shuffles.
+    public func validationSplit(count validationCount: Int, seed: UInt64) throws -> (train: [Int], validation: [Int]) {
+        guard validationCount >= 0, validationCount <= count else {
+            throw KilnError.invalidArgument("cannot hold out \(validationCount) of \(count) images for validation")
+        }
+        if let bad = labels.first(where: { $0 < 0 }) { throw KilnError.invalidArgument("label \(bad) is negative: the data set cannot be stratified") }
+        var perClass = Array(repeating: 0, count: Swift.max(classNames.count, (labels.max() ?? -1) + 1))
+        for label in labels { perClass[label] += 1 }
+        let shares = Self.largestRemainderShares(of: validationCount, counts: perClass)
+
+        var order = Array(0..<count)
+        let stream = Philox.mix(seed, Self.validationStream)
+        for (k, i) in stride(from: order.count - 1, to: 0, by: -1).enumerated() {
+            order.swapAt(i, Int(Philox.mix(stream, UInt64(k)) % UInt64(i + 1)))
+        }
+        var left = shares, heldOut = Array(repeating: false, count: count)
+        for index in order where left[labels[index]] > 0 {
+            left[labels[index]] -= 1
+            heldOut[index] = true
+        }
+        return ((0..<count).filter { !heldOut[$0] }, (0..<count).filter { heldOut[$0] })
+    }
+
+    /// The index given to `Philox.mix` for the validation split's stream: far from the epoch numbers that
+    /// key the training shuffles (`DataLoader.order`), so the two never share a stream.
+    static let validationStream: UInt64 = 0x7661_6c69_6461_7465  // "validate"
+
+    /// `total` shared among classes in proportion to `counts`: each gets the floor of its exact share, and
+    /// the units left go to the largest remainders (the lower class first on a tie). No class gets more than
+    /// its count when `total` is at most their sum.
+    static func largestRemainderShares(of total: Int, counts: [Int]) -> [Int] {
+        let sum = counts.reduce(0, +)
+        guard sum > 0 else { return counts.map { _ in 0 } }
+        // Exact integer shares: total · count / sum as a quotient and a remainder (no rounding of Doubles).
+        var shares = counts.map { total * $0 / sum }
+        let remainders = counts.map { total * $0 % sum }
+        let left = total - shares.reduce(0, +)
+        let byRemainder = counts.indices.sorted { remainders[$0] != remainders[$1] ? remainders[$0] > remainders[$1] : $0 < $1 }
+        for index in byRemainder.prefix(left) { shares[index] += 1 }
+        return shares
     }
 
     /// Standardises every channel: (x − mean) / std.

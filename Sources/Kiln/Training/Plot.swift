@@ -1,9 +1,9 @@
 import Foundation
 
 /// Renders the loss and accuracy curves of a run as a self-contained SVG: two panels side by side, train
-/// and validation series, labelled axes.
+/// and validation (or test, as `scoredSet` says) series, labelled axes.
 public enum TrainingPlot {
-    public static func svg(_ rows: [EpochMetrics], title: String) -> String {
+    public static func svg(_ rows: [EpochMetrics], title: String, scoredSet: ScoredSet = .validation) -> String {
         let width = 960.0, height = 400.0
         var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="Helvetica, Arial, sans-serif">
@@ -13,9 +13,9 @@ public enum TrainingPlot {
         """
         let epochs = rows.map { Double($0.epoch) }
         svg += panel(x: 60, y: 50, width: 400, height: 290, title: "loss", epochs: epochs,
-                     series: [("train", "#1f77b4", rows.map(\.trainLoss)), ("validation", "#ff7f0e", rows.map { $0.validationLoss ?? .nan })])
+                     series: [("train", "#1f77b4", rows.map(\.trainLoss)), (scoredSet.rawValue, "#ff7f0e", rows.map { $0.validationLoss ?? .nan })])
         svg += panel(x: 540, y: 50, width: 400, height: 290, title: "accuracy", epochs: epochs,
-                     series: [("train", "#1f77b4", rows.map(\.trainAccuracy)), ("validation", "#ff7f0e", rows.map { $0.validationAccuracy ?? .nan })])
+                     series: [("train", "#1f77b4", rows.map(\.trainAccuracy)), (scoredSet.rawValue, "#ff7f0e", rows.map { $0.validationAccuracy ?? .nan })])
         return svg + "</svg>\n"
     }
 

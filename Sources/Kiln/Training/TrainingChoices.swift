@@ -82,20 +82,19 @@ extension TrainingConfiguration {
         }
     }
 
-    /// The training, validation and test sets of `data`, resized to `imageSize`: the validation set is
-    /// `valSplit` of the training set, or the test set when `valSplit` is 0. The test set's images are made
-    /// the training set's shape (an image folder's channels follow its training split).
+    /// The training, validation and test sets of `data`, resized to `imageSize` (the test set's images made
+    /// the training set's shape: an image folder's channels follow its training split). The validation set is
+    /// held out of the training set, stratified by class and chosen by `seed` (`Dataset.validationSplit`),
+    /// `validationCount` images of it; the training set is the rest, in its stored order. With `valSplit` 0
+    /// the test set validates and the training set is whole.
     public func loadData() throws -> (train: Dataset, validation: Dataset, test: Dataset) {
-        var train = try Dataset.load(data, split: .train, imageSize: imageSize)
-        let test = try Dataset.load(data, split: .test, imageSize: imageSize, imageShape: train.imageShape)
-        guard train.count > 0 else { throw KilnError.invalidArgument("the data set \(data) has no training images") }
-        var validation = test
-        if valSplit > 0 {
-            // The count of conversions stays with the training set: it is what loading did to the whole split.
-            let converted = train.convertedImages
-            (train, validation) = train.splitValidation(fraction: valSplit)
-            train.convertedImages = converted
-        }
+        let whole = try Dataset.load(data, split: .train, imageSize: imageSize)
+        let test = try Dataset.load(data, split: .test, imageSize: imageSize, imageShape: whole.imageShape)
+        guard whole.count > 0 else { throw KilnError.invalidArgument("the data set \(data) has no training images") }
+        guard !validatesOnTestSet else { return (whole, test, test) }
+        var (train, validation) = try whole.splitValidation(count: validationCount(trainingImages: whole.count), seed: seed)
+        // The count of conversions stays with the training set: it is what loading did to the whole split.
+        train.convertedImages = whole.convertedImages
         return (train, validation, test)
     }
 }

@@ -30,8 +30,10 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var schedule = "cosine"
     /// The seed of initialisation, shuffling and dropout.
     public var seed: UInt64 = 1
-    /// The fraction of the training set held out for validation (0 validates on the test set).
-    public var valSplit = 0.0
+    /// The fraction of the training set held out for validation. nil, the default, holds out a stratified
+    /// min(5,000, 10 %) of it (`validationCount`); 0 validates on the test set, as runs did before the
+    /// default split (their config.json says 0, and they resume so).
+    public var valSplit: Double?
     /// Stop when the validation loss has not improved for this many epochs.
     public var earlyStop: Int?
     /// The augmentation of training batches: an `AugmentationSpec` (steps or a preset); nil for none.
@@ -56,10 +58,27 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
 
     /// A configuration with every option given, in `kiln train`'s order.
     public init(model: String, data: String, device: String, epochs: Int, batchSize: Int, optimizer: String, lr: Float,
-                momentum: Float, weightDecay: Float, schedule: String, seed: UInt64, valSplit: Double, earlyStop: Int?) {
+                momentum: Float, weightDecay: Float, schedule: String, seed: UInt64, valSplit: Double?, earlyStop: Int?) {
         (self.model, self.data, self.device, self.epochs, self.batchSize) = (model, data, device, epochs, batchSize)
         (self.optimizer, self.lr, self.momentum, self.weightDecay) = (optimizer, lr, momentum, weightDecay)
         (self.schedule, self.seed, self.valSplit, self.earlyStop) = (schedule, seed, valSplit, earlyStop)
+    }
+
+    /// The most images the default split holds out: enough for a steady validation loss, while a large
+    /// training set keeps nearly all of its images for training.
+    public static let defaultValidationImages = 5_000
+
+    /// Whether the test set scores every epoch (`valSplit` 0) rather than a split of the training set.
+    public var validatesOnTestSet: Bool { valSplit == 0 }
+
+    /// The set that scores every epoch, as metrics.csv, curves.svg and `kiln train` name it.
+    public var scoredSet: ScoredSet { validatesOnTestSet ? .test : .validation }
+
+    /// How many of `trainingImages` images are held out for validation: `valSplit` of them rounded, or by
+    /// default min(5,000, 10 % rounded); 0 when the test set validates.
+    public func validationCount(trainingImages: Int) -> Int {
+        guard let valSplit else { return Swift.min(Self.defaultValidationImages, (trainingImages + 5) / 10) }
+        return Int((Double(trainingImages) * valSplit).rounded())
     }
 
     /// Reads a config.json, raising an error that names the file when it is missing or not a configuration.
@@ -99,7 +118,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         guard lr.isFinite, lr > 0 else { throw invalid("--lr must be a positive finite number, not \(lr)") }
         guard epochs >= 1 else { throw invalid("--epochs must be at least 1, not \(epochs)") }
         guard batchSize >= 1 else { throw invalid("--batch-size must be at least 1, not \(batchSize)") }
-        guard valSplit.isFinite, valSplit >= 0, valSplit < 1 else {
+        if let valSplit, !(valSplit.isFinite && valSplit >= 0 && valSplit < 1) {
             throw invalid("--val-split must be at least 0 and below 1 (a fraction of the training set), not \(valSplit)")
         }
         guard momentum.isFinite, momentum >= 0, momentum < 1 else { throw invalid("--momentum must be at least 0 and below 1, not \(momentum)") }
@@ -114,17 +133,30 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         }
     }
 
-    /// Checks the sizes that depend on the data: a training set that is not empty and holds at least one
-    /// batch, and a validation set (when there is one) that is not empty.
+    /// Checks the sizes that depend on the data: a validation set (when there is one) that is not empty,
+    /// and a training set, what is left of it, that is not empty and holds at least one batch.
     public func validate(trainingImages: Int, validationImages: Int?) throws {
-        let part = valSplit > 0 ? " after holding out --val-split \(valSplit)" : ""
+        if let validationImages, validationImages == 0 {
+            switch valSplit {
+            case nil:
+                // The default split of a data set of under 5 images rounds to nothing.
+                throw KilnError.invalidArgument("the training set of \(data) (\(trainingImages) image\(trainingImages == 1 ? "" : "s")) is too small "
+                                                + "to hold out validation images (10 % of it rounds to 0); give --val-split 0 to validate on the test set")
+            case let fraction? where fraction > 0:
+                throw KilnError.invalidArgument("--val-split \(fraction) holds out no image of the training set")
+            default:
+                throw KilnError.invalidArgument("the test set of \(data), which --val-split 0 validates on, is empty")
+            }
+        }
+        let part: String
+        switch valSplit {
+        case nil: part = validationImages.map { " after holding out \($0) validation image\($0 == 1 ? "" : "s")" } ?? ""
+        case let fraction? where fraction > 0: part = " after holding out --val-split \(fraction)"
+        default: part = ""
+        }
         guard trainingImages > 0 else { throw KilnError.invalidArgument("the training set of \(data) is empty\(part)") }
         guard batchSize <= trainingImages else {
             throw KilnError.invalidArgument("--batch-size \(batchSize) is larger than the training set (\(trainingImages) image\(trainingImages == 1 ? "" : "s")\(part))")
-        }
-        if let validationImages, validationImages == 0 {
-            throw KilnError.invalidArgument(valSplit > 0 ? "--val-split \(valSplit) holds out no image of the training set"
-                                                       : "the validation (test) set of \(data) is empty")
         }
     }
 }

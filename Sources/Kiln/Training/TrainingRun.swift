@@ -11,7 +11,9 @@ import Foundation
 ///   latest epoch (or at a requested stop), in one file: the checkpoint a resume starts from,
 /// - last.safetensors: the model of resume.safetensors alone, with the same metadata (a PyTorch state dict,
 ///   for `kiln eval`, `kiln predict` and PyTorch),
-/// - best.safetensors: the model after the epoch with the lowest validation loss.
+/// - best.safetensors: the model after the epoch with the lowest validation loss,
+/// - test.json: the test set's score of best.safetensors' model, written once by `testBestModel` when the
+///   run has ended (a resume removes it until its own end).
 ///
 /// Every file but steps.csv (append-only, trimmed on resume) is replaced atomically (temporary file, fsync,
 /// rename, fsync of the folder). A checkpoint is committed by the one rename of resume.safetensors, so at
@@ -36,11 +38,12 @@ public final class TrainingRun {
     public static let lastCheckpointFile = "last.safetensors"
     public static let bestCheckpointFile = "best.safetensors"
     public static let resumeCheckpointFile = "resume.safetensors"
+    public static let testFile = "test.json"
     /// The optimiser file of runs written before resume.safetensors (read on resume, removed at the next commit).
     public static let legacyOptimizerFile = "last.optimizer.safetensors"
     /// Every file a run writes: a folder holding any of them holds a run.
     public static let runFiles = [configurationFile, metricsFile, stepsFile, curvesFile, resumeCheckpointFile, lastCheckpointFile,
-                                  legacyOptimizerFile, bestCheckpointFile]
+                                  legacyOptimizerFile, bestCheckpointFile, testFile]
     /// Images per evaluation batch (validation and `evaluate`); it does not change the results.
     public static let evaluationBatchSize = 256
 
@@ -148,6 +151,14 @@ public final class TrainingRun {
                 loaded = (position, saved, lastURL)
             }
             metrics = try MetricsLog.read(from: metricsURL)
+            metrics.scoredSet = configuration.scoredSet
+            // The test score of an earlier end no longer describes the run, which trains on.
+            let testURL = folder.appending(path: Self.testFile)
+            if FileManager.default.fileExists(atPath: testURL.path) {
+                do { try FileManager.default.removeItem(at: testURL) } catch {
+                    throw KilnError.corruptFile(path: testURL.path, reason: "cannot be removed: \(describeFileError(error))")
+                }
+            }
             if let loaded {
                 metrics.truncate(afterEpoch: loaded.position.epoch)
                 // A checkpoint from before fit states were saved carries the position alone: the schedule and
@@ -186,7 +197,7 @@ public final class TrainingRun {
             try writeAtomically(Array(try recorded.prettyJSON()), to: configurationURL)
             KillSwitch.passed("config")
             try steps.create()
-            metrics = MetricsLog(url: metricsURL)
+            metrics = MetricsLog(url: metricsURL, scoredSet: configuration.scoredSet)
             state = FitState(seed: configuration.seed)
         }
         scheduler.state = state.scheduler
@@ -277,7 +288,7 @@ public final class TrainingRun {
         let outcome = try fit.run(state: &current) { epochMetrics, isBest, epochState in
             try metrics.append(epochMetrics)
             KillSwitch.passed("metrics")
-            try writeAtomically(Array(TrainingPlot.svg(metrics.rows, title: title).utf8), to: folder.appending(path: Self.curvesFile))
+            try writeAtomically(Array(TrainingPlot.svg(metrics.rows, title: title, scoredSet: metrics.scoredSet).utf8), to: folder.appending(path: Self.curvesFile))
             KillSwitch.passed("curves")
             try commit(epochState, isBest: isBest)
             try epochEnded?(epochMetrics, isBest)
@@ -312,6 +323,57 @@ public final class TrainingRun {
     /// The model's loss and accuracy on `dataset` (e.g. the test set after training).
     public func evaluate(_ dataset: Dataset) throws -> Evaluation {
         try trainer.evaluate(configuration.evaluationLoader(dataset, batchSize: Self.evaluationBatchSize, device: device).batches(epoch: 0))
+    }
+
+    /// Scores a finished run on the test set, once, and records it in test.json: the model of
+    /// best.safetensors, which the validation loss chose (the model as trained when there is no such file),
+    /// as a PyTorch user would report the best checkpoint's test accuracy. The run's model holds the
+    /// weights scored afterwards.
+    public func testBestModel(on test: Dataset) throws -> TestResult {
+        var checkpoint = Self.lastCheckpointFile
+        var epoch: Int? = state.position.batch == 0 ? state.position.epoch : nil
+        if FileManager.default.fileExists(atPath: bestCheckpoint.path) {
+            let file = try SafeTensors.read(from: bestCheckpoint)
+            try model.loadStateDict(TrainingCheckpoint.modelPart(of: file), source: bestCheckpoint.path)
+            checkpoint = Self.bestCheckpointFile
+            epoch = try TrainingCheckpoint.state(in: file, source: bestCheckpoint.path)?.position.epoch
+                ?? TrainingCheckpoint.position(in: file)?.epoch
+        }
+        let evaluation = try evaluate(test)
+        let result = TestResult(checkpoint: checkpoint, epoch: epoch, loss: evaluation.loss,
+                                accuracy: trainer.measuresAccuracy ? evaluation.accuracy : nil, images: evaluation.samples)
+        let encoder = JSONEncoder.sorted
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeAtomically(Array(try encoder.encode(result)) + Array("\n".utf8), to: folder.appending(path: Self.testFile))
+        return result
+    }
+}
+
+/// A run's score on the test set after training: test.json.
+public struct TestResult: Codable, Equatable, Sendable {
+    /// The checkpoint whose model was scored: best.safetensors (or last.safetensors).
+    public var checkpoint: String
+    /// The epoch after which that checkpoint was written; nil when it does not say.
+    public var epoch: Int?
+    public var loss: Double
+    /// nil for a model whose accuracy is not measured (an autoencoder).
+    public var accuracy: Double?
+    /// Test images scored.
+    public var images: Int
+
+    public init(checkpoint: String, epoch: Int?, loss: Double, accuracy: Double?, images: Int) {
+        (self.checkpoint, self.epoch, self.loss, self.accuracy, self.images) = (checkpoint, epoch, loss, accuracy, images)
+    }
+
+    /// Reads a test.json, raising an error that names the file when it is missing or not a test result.
+    public static func read(from url: URL) throws -> TestResult {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw KilnError.corruptFile(path: url.path, reason: "cannot be read (\(describeFileError(error)))")
+        }
+        do { return try JSONDecoder.nonConforming.decode(TestResult.self, from: data) } catch {
+            throw KilnError.corruptFile(path: url.path, reason: "is not a test result (\(describeDecodingError(error)))")
+        }
     }
 }
 
