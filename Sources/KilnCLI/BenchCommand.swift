@@ -9,7 +9,9 @@ struct BenchCommand: ParsableCommand {
         discussion: """
             Models: LeNet-BN (1x28x28, batch 64 and 256) and ResNet-18 with its small-image stem (3x32x32, batch 64 \
             and 128). Ops: convolution forward, backward-data and backward-filter on those models' layer shapes, \
-            max pooling, batch norm, and a 1024x1024 GEMM whose speed is the ceiling each row is compared with. \
+            max pooling, batch norm, augmentation pipelines (standard, strong, and crop + flip + mixup/cutmix, on \
+            1x28x28 and 3x32x32 batches of 64, parameter draws included), and a 1024x1024 GEMM whose speed is the \
+            ceiling each row is compared with. \
             Every result is validated against the host first; one warm-up is excluded; the median of the timed \
             repeats is reported. On OpenCL devices the convolution tuner times every algorithm per shape and keeps \
             the fastest, and the table shows its pick.
@@ -18,7 +20,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customLong("device"), help: "A device to measure (repeatable): host or cl:P:D. Default: every device.")
     var devices: [String] = []
 
-    @Option(help: "Models, comma-separated: lenet-bn, resnet18.")
+    @Option(help: "Models, comma-separated: lenet-bn, resnet18, or none (the op rows alone).")
     var models = "lenet-bn,resnet18"
 
     @Option(help: "Batch sizes for every model, comma-separated (default: 64,256 for LeNet-BN, 64,128 for ResNet-18).")
@@ -42,7 +44,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         guard repeats > 0 else { throw ValidationError("--repeats must be positive") }
         var options = BenchmarkOptions()
-        options.models = models.split(separator: ",").map { String($0).lowercased() }
+        options.models = models.lowercased() == "none" ? [] : models.split(separator: ",").map { String($0).lowercased() }
         for model in options.models where !["lenet-bn", "resnet18"].contains(model) {
             throw ValidationError("kiln bench measures lenet-bn and resnet18, not '\(model)'")
         }

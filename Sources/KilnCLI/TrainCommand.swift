@@ -8,7 +8,7 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a model on a data set, with progress, metrics, plots and checkpoints.",
         discussion: """
-            Defaults train LeNet-BN on Fashion-MNIST on the best device for 10 epochs. A run folder receives \
+            Defaults train LeNet-BN2 (kiln models) on Fashion-MNIST on the best device for 10 epochs. A run folder receives \
             metrics.csv, steps.csv, curves.svg, config.json and checkpoints (resume.safetensors to resume from, \
             last.safetensors and best.safetensors, PyTorch state dicts). Ctrl-C finishes the current step, writes a \
             checkpoint and prints how to resume; a second Ctrl-C exits at once. Exit codes: 64 usage error, 1 runtime \

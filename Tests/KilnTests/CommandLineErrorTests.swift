@@ -15,6 +15,8 @@ final class CommandLineErrorTests: XCTestCase {
         return copy
     }
 
+    private static let augmentationSteps = "crop:PIXELS[:reflect], translate:FRACTION, flip, vflip, rotate:DEGREES, shear:FACTOR, zoom:FRACTION, rrc[:MIN_SCALE], jitter:AMOUNT, brightness:AMOUNT, contrast:AMOUNT, saturation:AMOUNT, cutout:PIXELS, erase:PROBABILITY, mixup:ALPHA, cutmix:ALPHA, pairing, nearest, fill:VALUE"
+
     func testBadOptionValuesAreUsageErrorsRaisedBeforeAnyWork() throws {
         let data = try KilnCommand.smallDataSet()
         let cases: [(arguments: [String], message: String)] = [
@@ -33,6 +35,13 @@ final class CommandLineErrorTests: XCTestCase {
             (["--device", "gpu"], "--device must be auto, host or cl:P:D (see kiln devices), not 'gpu'"),
             (["--optimizer", "adamm"], "unknown optimizer 'adamm'; use sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw"),
             (["--resume", "somewhere"], "--resume continues a run in its own folder: give --resume or --out, not both"),
+            (["--augment", "flop"], "--augment: unknown step 'flop'; use \(Self.augmentationSteps), or a preset: none, standard, strong"),
+            (["--augment", "Strongest"], "--augment: unknown step 'strongest'; use \(Self.augmentationSteps), or a preset: none, standard, strong"),
+            (["--augment", "rotate:200"], "--augment rotate:200: the angle in degrees must be a number from 0 to 180"),
+            (["--augment", "cutout:0"], "--augment cutout:0: the square's side in pixels must be a number from 1 to 1024"),
+            (["--augment", "mixup:0.2,pairing"], "--augment: pairing does not combine with mixup or cutmix; choose one"),
+            (["--normalize", "0.5"], "--normalize '0.5': give auto, MEAN,STD, or C means then C standard deviations (e.g. 0.49,0.48,0.45,0.25,0.24,0.26)"),
+            (["--normalize", "0.5,0"], "--normalize '0.5,0': the standard deviations must be positive"),
         ]
         for (index, (arguments, message)) in cases.enumerated() {
             let folder = Self.runs.appending(path: "bad-\(index)")

@@ -85,10 +85,35 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(percentages.count, 10, run.output)
         XCTAssertEqual(percentages, percentages.sorted(by: >), "descending")
         XCTAssertEqual(percentages.reduce(0, +), 100, accuracy: 0.06)
-        let model = try LeNetBN()
+        let model = try LeNetBN2()
         try model.loadStateDict(SafeTensors.read(from: checkpoint), source: checkpoint.path)
         let probabilities = try model.forward(Tensor(Array(test.subset([3]).pixels), shape: [1, 1, 28, 28]), .inference).softmax().toArray()
         XCTAssertEqual(percentages[0], 100 * Double(probabilities.max() ?? 0), accuracy: 0.006)
+    }
+
+    /// `kiln augment`: row pairs of stored and augmented images in a PNG, and a bad spec refused by name.
+    func testAugmentWritesRowsOfOriginalsAndTheirAugmentedVersions() throws {
+        let data = try KilnCommand.smallDataSet()
+        let out = FileManager.default.temporaryDirectory.appending(path: "kiln-augment-\(UUID().uuidString).png")
+        let run = try KilnCommand.run(["augment", "--data", data.path, "--augment", "crop:4,flip,cutout:8", "--count", "6",
+                                       "--columns", "4", "--seed", "2", "--out", out.path])
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("wrote \(out.path): 6 images"), run.output)
+        // Two row pairs of 4 cells of 28×28 with a 2-pixel border: 4·30 + 2 wide, 4·30 + 2 high.
+        let grid = try ImageFile.read(out)
+        XCTAssertEqual([grid.channels, grid.width, grid.height], [1, 122, 122])
+        // The first row holds the first images of seed 2's epoch-0 order as they are stored (8-bit in the PNG).
+        let train = try Dataset.load(data.path, split: .train)
+        let first = DataLoader(dataset: train, batchSize: 6, shuffle: true, seed: 2, device: .host).order(epoch: 0)[0]
+        let cell = (0..<28).flatMap { y in (0..<28).map { x in grid.pixels[(2 + y) * grid.width + 2 + x] } }
+        let stored = Array(train.pixels[(first * 784)..<((first + 1) * 784)])
+        XCTAssertEqual(cell.map { Int(($0 * 255).rounded()) }, stored.map { Int(($0 * 255).rounded()) })
+        // The row below it is augmented: a cutout of 8×8 makes it differ.
+        let below = (0..<28).flatMap { y in (0..<28).map { x in grid.pixels[(32 + y) * grid.width + 2 + x] } }
+        XCTAssertNotEqual(below, cell)
+        let bad = try KilnCommand.run(["augment", "--data", data.path, "--augment", "spin:3", "--out", out.path])
+        XCTAssertEqual(bad.status, 64, bad.output)
+        XCTAssertTrue(bad.output.contains("unknown step 'spin'"), bad.output)
     }
 
     /// `kiln bench --json`: a record per row with the documented fields, validated results and positive speeds.

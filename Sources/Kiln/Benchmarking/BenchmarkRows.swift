@@ -197,4 +197,31 @@ extension BenchmarkSuite {
         return [record(op: "batchnorm", shape: label, batch: batch, mode: "forward", seconds: forward, flops: 5 * elements),
                 record(op: "batchnorm", shape: label, batch: batch, mode: "backward", seconds: backward, flops: 8 * elements)]
     }
+
+    /// Augmentation pipelines on a batch of Fashion-MNIST-sized and CIFAR-sized images: the host's parameter
+    /// draws and their upload included, as the data loader runs them. A mixing pipeline gets the partners'
+    /// rows too. The device's result is checked against the host's first.
+    func augmentation(batch: Int) throws -> [BenchmarkRecord] {
+        var records: [BenchmarkRecord] = []
+        for (label, shape) in [("1x28x28", [1, 28, 28]), ("3x32x32", [3, 32, 32])] {
+            for text in ["standard", "strong", "crop:4,flip,mixup:0.2,cutmix:1"] {
+                let spec = try AugmentationSpec(text)
+                let pipeline = AugmentationPipeline(spec: spec, seed: 9, epochs: 10, classes: 10)
+                let samples = Array(0..<batch), labels = samples.map { $0 % 10 }
+                let partners = pipeline.partners(of: samples, epoch: 1, datasetCount: 60000)
+                let rows = samples.count + (partners?.count ?? 0)
+                let hostX = try Tensor.uniform([rows] + shape, low: 0, high: 1, seed: 8)
+                let x = try hostX.to(backend.device)
+                func run(_ images: Tensor) throws -> Tensor {
+                    try pipeline.apply(to: images, samples: samples, labels: labels, partners: partners,
+                                       partnerLabels: partners?.map { $0 % 10 }, epoch: 1).images
+                }
+                if backend.device != .host { try validate(try run(x), against: try run(hostX), tolerance: 1e-4, "augment \(text)") }
+                let seconds = try perStep { _ = try run(x) }
+                records.append(record(op: "augment \(text)", shape: label, batch: batch, mode: "batch", seconds: seconds,
+                                      flops: 0, images: batch))
+            }
+        }
+        return records
+    }
 }

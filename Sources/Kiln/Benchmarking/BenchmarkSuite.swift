@@ -103,6 +103,8 @@ public struct BenchmarkSuite {
             progress("pooling and batch norm")
             records += try pooling(batch: 64)
             records += try batchNorm(batch: 64)
+            progress("augmentation")
+            records += try augmentation(batch: 64)
         }
         return records
     }

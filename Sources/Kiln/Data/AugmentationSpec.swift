@@ -96,13 +96,14 @@ private struct ParsedSteps {
         guard let name = fields.first, !name.isEmpty else {
             throw KilnError.invalidArgument("--augment '\(text)': an empty step; use \(AugmentationSpec.grammar.joined(separator: ", ")) or a preset (\(AugmentationSpec.presets.map(\.name).joined(separator: ", ")))")
         }
+        func plain(_ x: Double) -> String { x == x.rounded() ? String(Int(x)) : String(x) }
         func value(_ range: ClosedRange<Double>, _ meaning: String, default fallback: Double? = nil) throws -> Double {
             guard fields.count >= 2 else {
                 if let fallback { return fallback }
                 throw KilnError.invalidArgument("--augment \(name) needs a value: \(name):\(meaning.uppercased().replacingOccurrences(of: " ", with: "_"))")
             }
             guard let number = Double(fields[1]), number.isFinite, range.contains(number) else {
-                throw KilnError.invalidArgument("--augment \(name):\(fields[1]): the \(meaning) must be a number from \(range.lowerBound.formatted()) to \(range.upperBound.formatted())")
+                throw KilnError.invalidArgument("--augment \(name):\(fields[1]): the \(meaning) must be a number from \(plain(range.lowerBound)) to \(plain(range.upperBound))")
             }
             return number
         }

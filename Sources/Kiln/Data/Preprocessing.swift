@@ -50,7 +50,7 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     public static func perChannel(_ values: (mean: [Float], std: [Float]), channels: Int) throws -> (mean: [Float], std: [Float]) {
         if values.mean.count == channels { return values }
         if values.mean.count == 1 { return (Array(repeating: values.mean[0], count: channels), Array(repeating: values.std[0], count: channels)) }
-        throw KilnError.invalidArgument("--normalize gives \(values.mean.count) means and standard deviations for images of \(channels) channels")
+        throw KilnError.invalidArgument("--normalize gives \(values.mean.count) means and standard deviations for images of \(channels) channel\(channels == 1 ? "" : "s"): give one pair or one per channel")
     }
 }
 

@@ -37,6 +37,8 @@ public enum ModelZoo {
               task: .classification),
         Entry(name: "lenet-bn", description: "LeNet with batch norm and dropout, Kiln's reference network",
               defaultInput: [1, 28, 28], smallImages: "as is", task: .classification),
+        Entry(name: "lenet-bn2", description: "LeNet-BN widened to 8 and 16 channels, one hidden layer, dropout 0.25: kiln train's default",
+              defaultInput: [1, 28, 28], smallImages: "as is", task: .classification),
         Entry(name: "smallcnn", description: "two VGG-style blocks (32, 64 channels) with batch norm and dropout, for 28–32 px images",
               defaultInput: [1, 28, 28], smallImages: "as is (made for them)", task: .classification),
         Entry(name: "alexnet", description: "AlexNet (2012), one tower with local response normalisation",
@@ -96,6 +98,7 @@ public enum ModelZoo {
         switch entry.name {
         case "lenet5": model = try LeNet5(inputChannels: channels, inputSize: size, classes: classes)
         case "lenet-bn": model = try LeNetBN(inputChannels: channels, inputSize: size, classes: classes)
+        case "lenet-bn2": model = try LeNetBN2(inputChannels: channels, inputSize: size, classes: classes)
         case "smallcnn": model = try SmallCNN(inputChannels: channels, inputSize: size, classes: classes)
         case "alexnet": model = try upsampledAlexNet(inputChannels: channels, inputSize: size, classes: classes)
         case "resnet18": model = try ResNet18(inputChannels: channels, classes: classes, stem: stem)

@@ -5,7 +5,7 @@ import Foundation
 /// naming them again. The property defaults are `kiln train`'s.
 public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// A model of the zoo (`ModelZoo.names`).
-    public var model = "lenet-bn"
+    public var model = "lenet-bn2"
     /// A data set spec for `Dataset.load`: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR (an image
     /// folder), or a folder of IDX files.
     public var data = "fashion-mnist"
