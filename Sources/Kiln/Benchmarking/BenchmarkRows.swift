@@ -218,8 +218,9 @@ extension BenchmarkSuite {
                 }
                 if backend.device != .host { try validate(try run(x), against: try run(hostX), tolerance: 1e-4, "augment \(text)") }
                 let seconds = try perStep { _ = try run(x) }
-                records.append(record(op: "augment \(text)", shape: label, batch: batch, mode: "batch", seconds: seconds,
-                                      flops: 0, images: batch))
+                var row = record(op: "augment \(text)", shape: label, batch: batch, mode: "batch", seconds: seconds, flops: 0, images: batch)
+                (row.gflops, row.fractionOfPeak) = (nil, nil)  // memory-bound gathers: images/s is the measure
+                records.append(row)
             }
         }
         return records

@@ -87,12 +87,16 @@ extension HostBackend: AugmentationBackend {
                 }
                 let mean = sum / Float(plane)
                 for q in 0..<plane {
-                    var v = (0..<channels).map { k in unit(c * unit(x[image + k * plane + q] * b) + (1 - c) * mean) }
-                    if channels == 3 {
-                        let grey = 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2]
-                        v = v.map { unit(s * $0 + (1 - s) * grey) }
+                    // Contrast on every channel, then (for RGB) saturation towards the pixel's own grey.
+                    for k in 0..<channels {
+                        y[image + k * plane + q] = unit(c * unit(x[image + k * plane + q] * b) + (1 - c) * mean)
                     }
-                    for k in 0..<channels { y[image + k * plane + q] = v[k] }
+                    guard channels == 3 else { continue }
+                    let (r, g, bl) = (y[image + q], y[image + plane + q], y[image + 2 * plane + q])
+                    let grey = 0.299 * r + 0.587 * g + 0.114 * bl
+                    y[image + q] = unit(s * r + (1 - s) * grey)
+                    y[image + plane + q] = unit(s * g + (1 - s) * grey)
+                    y[image + 2 * plane + q] = unit(s * bl + (1 - s) * grey)
                 }
             }
         }
