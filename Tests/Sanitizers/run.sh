@@ -17,7 +17,7 @@ address)
     # which ASan then fails to unmap when the thread ends ("unable to unmmap", error code 22); ASan's own
     # stack is not needed to report memory errors. Leaks reported inside XCTest, POCL and the OpenCL loader,
     # which allocate once per process and never free, are listed in leaks.supp.
-    export ASAN_OPTIONS=use_sigaltstack=0:detect_leaks=1
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}use_sigaltstack=0:detect_leaks=1
     export LSAN_OPTIONS=suppressions=$PWD/Tests/Sanitizers/leaks.supp:print_suppressions=1
     ;;
 thread)
