@@ -1,6 +1,7 @@
 // libFuzzer targets for Kiln's file parsers, compiled together with the parsers' sources by run.sh into one
-// binary that is linked under seven names: fuzz-safetensors, fuzz-idx, fuzz-cifar, fuzz-png, fuzz-pgm, fuzz-config
-// (a run's config.json) and fuzz-fitstate (the fit state JSON in a checkpoint's metadata).
+// binary that is linked under eight names: fuzz-safetensors, fuzz-idx, fuzz-cifar, fuzz-png, fuzz-pgm, fuzz-jpeg
+// (through libjpeg-turbo), fuzz-config (a run's config.json) and fuzz-fitstate (the fit state JSON in a
+// checkpoint's metadata).
 // The name the binary runs under (or KILN_FUZZ_TARGET) picks the target. A target fails (traps) when a
 // parser traps, raises anything but `KilnError.corruptFile`, or returns a value that breaks its invariants.
 import CZlib
@@ -107,6 +108,10 @@ func fuzzPGM(_ bytes: [UInt8]) {
     if let image = total({ try ImageFile.parse(bytes: bytes, path: "fuzz-input") }) { checkImage(image) }
 }
 
+func fuzzJPEG(_ bytes: [UInt8]) {
+    if let image = total({ try ImageFile.jpeg(bytes, path: "fuzz-input") }) { checkImage(image) }
+}
+
 func fuzzConfiguration(_ bytes: [UInt8]) {
     guard let configuration = total({ try TrainingConfiguration.parse(Data(bytes), path: "fuzz-input") }) else { return }
     // What was read is in range, and writes back to a config.json that reads back the same.
@@ -131,7 +136,7 @@ func fuzzFitState(_ bytes: [UInt8]) {
 
 let targets: [String: ([UInt8]) -> Void] = [
     "safetensors": fuzzSafeTensors, "idx": fuzzIDX, "cifar": fuzzCIFAR, "png": fuzzPNG, "pgm": fuzzPGM,
-    "config": fuzzConfiguration, "fitstate": fuzzFitState,
+    "jpeg": fuzzJPEG, "config": fuzzConfiguration, "fitstate": fuzzFitState,
 ]
 
 /// The target this binary runs: KILN_FUZZ_TARGET, else its name after `fuzz-`.

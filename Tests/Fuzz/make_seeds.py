@@ -126,3 +126,12 @@ write("fitstate", "fresh", fit_state(partialEpoch=None, bestScore=None, learning
                                      scheduler={"epochsWithoutImprovement": 0, "plateauScale": 1}))
 write("fitstate", "negative-step", fit_state(position={"batch": 0, "epoch": 0, "step": -1}))
 write("fitstate", "nan-loss", fit_state(scheduler={"bestLoss": "nan", "epochsWithoutImprovement": 0, "plateauScale": 1}))
+
+# JPEG: the test fixtures (made by Tests/KilnTests/Fixtures/jpeg_fixture.py) and a truncated copy
+fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "KilnTests", "Fixtures")
+for name in ["colour.jpg", "grey.jpg", "cmyk.jpg"]:
+    with open(os.path.join(fixtures, name), "rb") as f:
+        data = f.read()
+    write("jpeg", name.replace(".jpg", ""), data)
+    if name == "colour.jpg":
+        write("jpeg", "truncated", data[: len(data) // 2])

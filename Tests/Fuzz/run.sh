@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of Kiln's file parsers and runs each for a bounded number of executions.
 #
-#   Tests/Fuzz/run.sh [EXECUTIONS] [TARGET...]     (default 50000 executions; targets: safetensors idx cifar png pgm config fitstate)
+#   Tests/Fuzz/run.sh [EXECUTIONS] [TARGET...]     (default 50000 executions; targets: safetensors idx cifar png pgm jpeg config fitstate)
 #
 # The parsers' sources are compiled with `swiftc -sanitize=fuzzer,address` into .build/fuzz/kiln-fuzz, which
 # runs the target it is named after (fuzz-safetensors, ...). Each target starts from its committed seeds in
@@ -16,19 +16,25 @@ cd "$(dirname "$0")/../.."
 executions=${1:-50000}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors idx cifar png pgm config fitstate)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors idx cifar png pgm jpeg config fitstate)
 max_len=${FUZZ_MAX_LEN:-4096}
 out=.build/fuzz
 mkdir -p "$out"
 
 sources=(Sources/Kiln/KilnError.swift Sources/Kiln/Checkpoint/SafeTensors.swift Sources/Kiln/Checkpoint/JSONFiles.swift
          Sources/Kiln/Data/Dataset.swift Sources/Kiln/Data/Gzip.swift Sources/Kiln/Data/ImageFile.swift
+         Sources/Kiln/Data/JPEG.swift Sources/Kiln/Data/ImageResize.swift Sources/Kiln/Data/ImageFolder.swift
+         Sources/Kiln/Random/Philox.swift Sources/Kiln/Random/SeedMixing.swift
          Sources/Kiln/Training/TrainingConfiguration.swift Sources/Kiln/Training/FitState.swift
          Tests/Fuzz/Support/Device.swift Tests/Fuzz/FuzzTargets.swift)
 echo "fuzz: building $out/kiln-fuzz"
 start=$SECONDS
-if ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name Kiln -I Sources/CZlib -lz \
-        "${sources[@]}" -o "$out/kiln-fuzz" >"$out/build.log" 2>&1; then
+# The JPEG decoder's C side, instrumented like the rest, and a module map for Swift to import it by.
+mkdir -p "$out/cjpeg"
+printf 'module CJPEG {\n    header "%s/Sources/CJPEG/include/kiln_jpeg.h"\n    export *\n}\n' "$PWD" > "$out/cjpeg/module.modulemap"
+if ! clang -c -O1 -g -fsanitize=fuzzer-no-link,address -I Sources/CJPEG/include Sources/CJPEG/jpeg.c -o "$out/jpeg.o" >"$out/build.log" 2>&1 ||
+   ! swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name Kiln -I Sources/CZlib -I "$out/cjpeg" -lz -ljpeg \
+        "${sources[@]}" "$out/jpeg.o" -o "$out/kiln-fuzz" >>"$out/build.log" 2>&1; then
     grep -v "Cannot export local symbol" "$out/build.log" >&2
     echo "fuzz: the build failed" >&2
     exit 1

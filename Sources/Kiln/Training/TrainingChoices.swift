@@ -3,6 +3,9 @@ import Foundation
 // What a configuration's names mean to the trainer: the zoo model, update rule, schedule and data set. Kept
 // apart from TrainingConfiguration.swift, which reads and checks config.json on its own.
 extension TrainingConfiguration {
+    /// The set that scores every epoch, as metrics.csv, curves.svg and `kiln train` name it.
+    public var scoredSet: ScoredSet { validatesOnTestSet ? .test : .validation }
+
     /// Checks the names of the model, optimiser and schedule and the values of the hyperparameters, so a typo
     /// or a bad value fails before any data is loaded; raises `KilnError.invalidArgument` listing the choices
     /// or naming the allowed range.

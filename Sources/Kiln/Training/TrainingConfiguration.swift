@@ -71,9 +71,6 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// Whether the test set scores every epoch (`valSplit` 0) rather than a split of the training set.
     public var validatesOnTestSet: Bool { valSplit == 0 }
 
-    /// The set that scores every epoch, as metrics.csv, curves.svg and `kiln train` name it.
-    public var scoredSet: ScoredSet { validatesOnTestSet ? .test : .validation }
-
     /// How many of `trainingImages` images are held out for validation: `valSplit` of them rounded, or by
     /// default min(5,000, 10 % rounded); 0 when the test set validates.
     public func validationCount(trainingImages: Int) -> Int {
