@@ -9,6 +9,9 @@
 
 #include <jpeglib.h>
 
+// 8192 × 8192: the largest image decoded (libjpeg itself allows 65500 × 65500).
+#define KILN_JPEG_MAX_PIXELS (8192u * 8192u)
+
 // libjpeg's default error_exit prints and calls exit(); this one jumps back to kiln_jpeg_decode instead.
 struct kiln_error_manager {
     struct jpeg_error_mgr base;
@@ -65,8 +68,11 @@ int kiln_jpeg_decode(const unsigned char *data, size_t size, unsigned char **pix
     jpeg_start_decompress(&info);
 
     size_t stride = (size_t)info.output_width * (size_t)info.output_components;
-    if (info.output_height != 0 && stride > SIZE_MAX / info.output_height) {
-        snprintf(message, message_size, "a %ux%u image has more bytes than memory can address", info.output_width, info.output_height);
+    // The header alone sets the size, and a few bytes of entropy-coded data can claim a huge image: refuse
+    // one beyond any training image before allocating for it (Kiln then holds 4-byte floats of every sample).
+    if ((size_t)info.output_width * (size_t)info.output_height > KILN_JPEG_MAX_PIXELS) {
+        snprintf(message, message_size, "a %ux%u image is larger than the %u pixels Kiln decodes", info.output_width,
+                 info.output_height, (unsigned)KILN_JPEG_MAX_PIXELS);
         jpeg_destroy_decompress(&info);
         return 1;
     }

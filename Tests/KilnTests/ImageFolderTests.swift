@@ -175,6 +175,12 @@ final class ImageFolderTests: XCTestCase {
         assertCorrupt(garbage.path, contains: "JPEG: ") { try ImageFile.read(garbage) }
         let cmyk = Self.fixtures.appending(path: "cmyk.jpg")
         assertCorrupt(cmyk.path, contains: "JPEG: CMYK JPEGs are not read") { try ImageFile.read(cmyk) }
+        // 665 bytes whose header claims 65,286 × 32,261 pixels (found by the fuzzer): refused before allocating.
+        let bomb = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appending(path: "../Fuzz/corpus/jpeg/found-before-huge-dimensions").standardized
+        assertCorrupt(bomb.path, contains: "JPEG: a 65286x32261 image is larger than the 67108864 pixels Kiln decodes") {
+            try ImageFile.read(bomb)
+        }
     }
 
     // MARK: Folders
