@@ -87,6 +87,19 @@ __kernel void warp_affine(__global const float *x, const uint x_offset, __global
 
 inline float clamp_unit(float v) { return fmin(fmax(v, 0.0f), 1.0f); }
 
+// The sum of `value` over the work-group, in every work-item (a tree reduction in `partial`).
+inline float group_sum(float value, __local float *partial) {
+    const uint lid = get_local_id(0);
+    barrier(CLK_LOCAL_MEM_FENCE);  // `partial` may still be read from a previous sum
+    partial[lid] = value;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint step = REDUCE_WG / 2; step > 0; step >>= 1) {
+        if (lid < step) partial[lid] += partial[lid + step];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return partial[0];
+}
+
 // The luma torchvision uses for grey (ITU-R 601-2) of pixel q of an image, after the brightness factor.
 inline float bright_grey(__global const float *image, uint q, uint plane, uint channels, float brightness) {
     if (channels != 3) return clamp_unit(image[q] * brightness);
@@ -108,13 +121,7 @@ void color_jitter(__global const float *x, const uint x_offset, __global float *
     const float s = factors[f_offset + 3 * sample + 2];
     float sum = 0.0f;
     for (uint q = lid; q < plane; q += REDUCE_WG) sum += bright_grey(image, q, plane, channels, b);
-    partial[lid] = sum;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint step = REDUCE_WG / 2; step > 0; step >>= 1) {
-        if (lid < step) partial[lid] += partial[lid + step];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float mean = partial[0] / (float)plane;
+    const float mean = group_sum(sum, partial) / (float)plane;
     for (uint q = lid; q < plane; q += REDUCE_WG) {
         float v[3];
         for (uint k = 0; k < channels && k < 3; ++k) {
@@ -177,25 +184,12 @@ void standardize_images(__global const float *x, const uint x_offset, __global f
     __global const float *image = x + x_offset + sample * size;
     float sum = 0.0f;
     for (uint q = lid; q < size; q += REDUCE_WG) sum += image[q];
-    partial[lid] = sum;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint step = REDUCE_WG / 2; step > 0; step >>= 1) {
-        if (lid < step) partial[lid] += partial[lid + step];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float mean = partial[0] / (float)size;
-    barrier(CLK_LOCAL_MEM_FENCE);
+    const float mean = group_sum(sum, partial) / (float)size;
     float squares = 0.0f;
     for (uint q = lid; q < size; q += REDUCE_WG) {
         const float d = image[q] - mean;
         squares += d * d;
     }
-    partial[lid] = squares;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint step = REDUCE_WG / 2; step > 0; step >>= 1) {
-        if (lid < step) partial[lid] += partial[lid + step];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float scale = 1.0f / fmax(sqrt(partial[0] / (float)size), rsqrt((float)size));
+    const float scale = 1.0f / fmax(sqrt(group_sum(squares, partial) / (float)size), rsqrt((float)size));
     for (uint q = lid; q < size; q += REDUCE_WG) y[y_offset + sample * size + q] = (image[q] - mean) * scale;
 }

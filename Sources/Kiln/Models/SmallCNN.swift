@@ -6,20 +6,12 @@ public func SmallCNN(inputChannels: Int = 1, inputSize: Int = 28, classes: Int =
     let after = inputSize / 4
     guard after > 0 else { throw KilnError.invalidArgument("smallcnn: input \(inputSize)×\(inputSize) is too small (two 2× poolings need 4×4)") }
     return try Sequential {
-        try Conv2D(inputChannels: inputChannels, outputChannels: 32, kernelSize: 3, padding: 1).named("conv1")
-        try BatchNorm(features: 32).named("bn1")
-        ReLU()
-        try Conv2D(inputChannels: 32, outputChannels: 32, kernelSize: 3, padding: 1).named("conv2")
-        try BatchNorm(features: 32).named("bn2")
-        ReLU()
-        try MaxPool2D(window: 2)
-        try Conv2D(inputChannels: 32, outputChannels: 64, kernelSize: 3, padding: 1).named("conv3")
-        try BatchNorm(features: 64).named("bn3")
-        ReLU()
-        try Conv2D(inputChannels: 64, outputChannels: 64, kernelSize: 3, padding: 1).named("conv4")
-        try BatchNorm(features: 64).named("bn4")
-        ReLU()
-        try MaxPool2D(window: 2)
+        for (index, (input, output)) in [(inputChannels, 32), (32, 32), (32, 64), (64, 64)].enumerated() {
+            try Conv2D(inputChannels: input, outputChannels: output, kernelSize: 3, padding: 1).named("conv\(index + 1)")
+            try BatchNorm(features: output).named("bn\(index + 1)")
+            ReLU()
+            if index % 2 == 1 { try MaxPool2D(window: 2) }
+        }
         Flatten()
         try Dropout(probability: 0.25)
         try Linear(inputFeatures: 64 * after * after, outputFeatures: 256).named("fc1")
