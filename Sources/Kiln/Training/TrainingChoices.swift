@@ -1,7 +1,7 @@
 import Foundation
 
-// What a configuration's names mean to the trainer: the zoo model, update rule, schedule and data set. Kept
-// apart from TrainingConfiguration.swift, which reads and checks config.json on its own.
+// What a configuration's names mean to the trainer: the zoo model, update rule, schedule, data set, augmentation and
+// preprocessing. Kept apart from TrainingConfiguration.swift, which reads and checks config.json on its own.
 extension TrainingConfiguration {
     /// The set that scores every epoch, as metrics.csv, curves.svg and `kiln train` name it.
     public var scoredSet: ScoredSet { validatesOnTestSet ? .test : .validation }
