@@ -31,8 +31,6 @@ struct CheckpointedModel {
     var classNames: [String]
     /// What the model takes, [C, H, W]: the test set's images are this shape.
     var inputShape: [Int] { test.imageShape }
-    /// The side the training images were resized to, if they were.
-    var imageSize: Int?
 
     /// Reads `checkpoint`; the model and data set come from its Kiln configuration unless given (a PyTorch
     /// state dict carries none, so it needs `model`).
@@ -49,9 +47,8 @@ struct CheckpointedModel {
         self.device = try DeviceOption.parse(device)
         configuration = saved ?? TrainingConfiguration()
         // The test images are made what the model was trained on: the size and channels of its training set.
-        imageSize = saved?.imageSize
         let dataSpec = data ?? saved?.data ?? "fashion-mnist"
-        test = try Dataset.load(dataSpec, split: .test, imageSize: imageSize,
+        test = try Dataset.load(dataSpec, split: .test, imageSize: configuration.imageSize,
                                 imageShape: try TrainingCheckpoint.inputShape(in: file, source: url.path))
         reportConversions(test.convertedImages, channels: test.imageShape[0], data: dataSpec)
         classNames = try TrainingCheckpoint.classNames(in: file, source: url.path) ?? test.classNames

@@ -16,9 +16,13 @@ public struct AugmentationPipeline: Sendable {
     /// Classes, for the soft targets of mixup and cutmix.
     public let classes: Int
 
+    /// The root of the augmentation streams; its mix keeps them apart from the loader's shuffle (mix(seed, epoch)).
+    private let domain: UInt64
+
     public init(spec: AugmentationSpec, seed: UInt64, epochs: Int, classes: Int) {
         self.spec = spec
         self.seed = seed
+        domain = Philox.mix(seed, 0x6175_676D_656E_74)  // "augment"
         self.epochs = epochs
         self.classes = classes
     }
@@ -31,9 +35,7 @@ public struct AugmentationPipeline: Sendable {
 
     /// The stream of one sample's choices in one step of one epoch; its positions are the draws.
     func stream(epoch: Int, sample: Int, step: Int) -> UInt64 {
-        // The first mix keeps these streams apart from the loader's shuffle (mix(seed, epoch)).
-        let domain = Philox.mix(seed, 0x6175_676D_656E_74)  // "augment"
-        return Philox.mix(Philox.mix(Philox.mix(domain, UInt64(epoch)), UInt64(sample)), UInt64(step))
+        Philox.mix(Philox.mix(Philox.mix(domain, UInt64(epoch)), UInt64(sample)), UInt64(step))
     }
 
     /// The partners of `samples` (indices into a data set of `datasetCount` images) for the epoch's mixing
@@ -111,7 +113,7 @@ public struct AugmentationPipeline: Sendable {
                     return [Float(box.x), Float(box.y), Float(box.x + box.width), Float(box.y + box.height)]
                 })
             case let .mix(rule):
-                guard let partners, let partnerLabels else { continue }  // pairing's off epochs
+                guard let partnerLabels else { continue }  // no partners: pairing's off epochs
                 let count = samples.count
                 var weights: [Float] = []
                 let params = try parameters(5, for: samples) { d in

@@ -31,16 +31,10 @@ public struct DataLoader: Sendable {
         dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
     }
 
-    /// The sample order of `epoch`: a Fisher–Yates shuffle driven by the SplitMix64 stream seeded with
-    /// mix(seed, epoch) (whose k-th output is mix(that seed, k)), or the stored order without shuffling.
+    /// The sample order of `epoch`: the shuffle of the stream mix(seed, epoch) (`Philox.shuffledIndices`), or
+    /// the stored order without shuffling.
     public func order(epoch: Int) -> [Int] {
-        var order = Array(0..<dataset.count)
-        guard shuffle else { return order }
-        let stream = Philox.mix(seed, UInt64(epoch))
-        for (k, i) in stride(from: order.count - 1, to: 0, by: -1).enumerated() {
-            order.swapAt(i, Int(Philox.mix(stream, UInt64(k)) % UInt64(i + 1)))
-        }
-        return order
+        shuffle ? Philox.shuffledIndices(dataset.count, stream: Philox.mix(seed, UInt64(epoch))) : Array(0..<dataset.count)
     }
 
     /// The batches of `epoch`, starting at batch `first` (to resume mid-epoch).
@@ -58,18 +52,8 @@ public struct DataLoader: Sendable {
     public func batch(of samples: [Int], epoch: Int) throws -> Batch {
         let partners = augmentation?.partners(of: samples, epoch: epoch, datasetCount: dataset.count)
         let rows = samples + (partners ?? [])
-        let size = dataset.imageSize
-        var pixels = [Float](repeating: 0, count: rows.count * size)
-        pixels.withUnsafeMutableBufferPointer { target in
-            dataset.pixels.withUnsafeBufferPointer { source in
-                for (row, sample) in rows.enumerated() {
-                    _ = UnsafeMutableBufferPointer(rebasing: target[(row * size)..<((row + 1) * size)])
-                        .update(fromContentsOf: source[(sample * size)..<((sample + 1) * size)])
-                }
-            }
-        }
         let labels = samples.map { dataset.labels[$0] }
-        var inputs = try Tensor(pixels, shape: [rows.count] + dataset.imageShape, on: device)
+        var inputs = try Tensor(dataset.pixels(of: rows), shape: [rows.count] + dataset.imageShape, on: device)
         var targets: Tensor
         if let augmentation {
             (inputs, targets) = try augmentation.apply(to: inputs, samples: samples, labels: labels, partners: partners,

@@ -24,10 +24,22 @@ public struct Dataset: Sendable {
 
     /// The samples at `indices`, in that order.
     public func subset(_ indices: [Int]) -> Dataset {
-        var pixels: [Float] = []
-        pixels.reserveCapacity(indices.count * imageSize)
-        for index in indices { pixels += self.pixels[(index * imageSize)..<((index + 1) * imageSize)] }
-        return Dataset(imageShape: imageShape, pixels: pixels, labels: indices.map { labels[$0] }, classNames: classNames)
+        Dataset(imageShape: imageShape, pixels: pixels(of: indices), labels: indices.map { labels[$0] }, classNames: classNames)
+    }
+
+    /// The pixels of the images at `indices`, one after another in that order ([indices.count, C, H, W]).
+    public func pixels(of indices: [Int]) -> [Float] {
+        let size = imageSize
+        var gathered = [Float](repeating: 0, count: indices.count * size)
+        gathered.withUnsafeMutableBufferPointer { target in
+            pixels.withUnsafeBufferPointer { source in
+                for (row, index) in indices.enumerated() {
+                    _ = UnsafeMutableBufferPointer(rebasing: target[(row * size)..<((row + 1) * size)])
+                        .update(fromContentsOf: source[(index * size)..<((index + 1) * size)])
+                }
+            }
+        }
+        return gathered
     }
 
     /// Holds out `validationCount` samples as a validation set, stratified and seeded: (train, validation),
@@ -52,11 +64,7 @@ public struct Dataset: Sendable {
         for label in labels { perClass[label] += 1 }
         let shares = Self.largestRemainderShares(of: validationCount, counts: perClass)
 
-        var order = Array(0..<count)
-        let stream = Philox.mix(seed, Self.validationStream)
-        for (k, i) in stride(from: order.count - 1, to: 0, by: -1).enumerated() {
-            order.swapAt(i, Int(Philox.mix(stream, UInt64(k)) % UInt64(i + 1)))
-        }
+        let order = Philox.shuffledIndices(count, stream: Philox.mix(seed, Self.validationStream))
         var left = shares, heldOut = Array(repeating: false, count: count)
         for index in order where left[labels[index]] > 0 {
             left[labels[index]] -= 1

@@ -112,11 +112,8 @@ public final class TrainingRun {
                 train: Dataset, validation: Dataset?, device: Device, resuming: Bool = false, overwrite: Bool = false) throws {
         try configuration.validateValues()
         try configuration.validate(trainingImages: train.count, validationImages: validation?.count)
-        var (configuration, train, validation) = (configuration, train, validation)
-        if configuration.equalize == true {
-            train.equalizeHistograms()
-            validation?.equalizeHistograms()
-        }
+        var (configuration, train) = (configuration, train)
+        if configuration.equalize == true { train.equalizeHistograms() }
         // Resolved once and recorded, so that checkpoints (and a resumed run) carry the statistics `auto` found.
         let preprocessing = try configuration.preprocessing(for: train)
         (configuration.normalizationMean, configuration.normalizationStd) = (preprocessing?.mean, preprocessing?.std)
@@ -154,11 +151,7 @@ public final class TrainingRun {
             metrics.scoredSet = configuration.scoredSet
             // The test score of an earlier end no longer describes the run, which trains on.
             let testURL = folder.appending(path: Self.testFile)
-            if FileManager.default.fileExists(atPath: testURL.path) {
-                do { try FileManager.default.removeItem(at: testURL) } catch {
-                    throw KilnError.corruptFile(path: testURL.path, reason: "cannot be removed: \(describeFileError(error))")
-                }
-            }
+            if FileManager.default.fileExists(atPath: testURL.path) { try Self.remove(testURL) }
             if let loaded {
                 metrics.truncate(afterEpoch: loaded.position.epoch)
                 // A checkpoint from before fit states were saved carries the position alone: the schedule and
@@ -187,11 +180,7 @@ public final class TrainingRun {
             let existing = Self.existingRunFiles(in: folder)
             if !existing.isEmpty {
                 guard overwrite else { throw TrainingRunError.runExists(folder: folder.path, files: existing) }
-                for file in existing {
-                    do { try FileManager.default.removeItem(at: folder.appending(path: file)) } catch {
-                        throw KilnError.corruptFile(path: folder.appending(path: file).path, reason: "cannot be removed: \(describeFileError(error))")
-                    }
-                }
+                for file in existing { try Self.remove(folder.appending(path: file)) }
             }
             try Self.createFolder(folder)
             try writeAtomically(Array(try recorded.prettyJSON()), to: configurationURL)
@@ -207,11 +196,8 @@ public final class TrainingRun {
         trainLoader.augmentation = try configuration.augmentationPipeline(seed: state.seed, classes: train.classNames.count)
         trainLoader.preprocessing = preprocessing
         self.train = trainLoader
-        self.validation = validation.map {
-            var loader = DataLoader(dataset: $0, batchSize: Self.evaluationBatchSize, shuffle: false, device: device)
-            loader.preprocessing = preprocessing
-            return loader
-        }
+        // Equalised and preprocessed as evaluation does, with the statistics just resolved.
+        self.validation = try validation.map { try configuration.evaluationLoader($0, batchSize: Self.evaluationBatchSize, device: device) }
     }
 
     /// A run of the zoo model `configuration.model`, built for `train`'s images and classes and initialised
@@ -235,6 +221,13 @@ public final class TrainingRun {
             throw TrainingRunError.notARun(folder: folder.path, reason: "it has no \(configurationFile)")
         }
         return try TrainingConfiguration.read(from: folder.appending(path: configurationFile))
+    }
+
+    /// Deletes a file of the run, or raises an error naming it and the system's reason.
+    private static func remove(_ file: URL) throws {
+        do { try FileManager.default.removeItem(at: file) } catch {
+            throw KilnError.corruptFile(path: file.path, reason: "cannot be removed: \(describeFileError(error))")
+        }
     }
 
     private static func createFolder(_ folder: URL) throws {

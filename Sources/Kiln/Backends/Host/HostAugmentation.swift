@@ -73,7 +73,8 @@ extension HostBackend: AugmentationBackend {
         // x, y: [N, C, H, W]; factors: [N, 3] = (brightness, contrast, saturation)
         let (channels, plane) = (x.shape[1], x.shape[2] * x.shape[3])
         let (x, y, f) = (x.hostBuffer, y.hostBuffer, factors.hostBuffer)
-        func unit(_ v: Float) -> Float { Swift.min(Swift.max(v, 0), 1) }
+        // fmin/fmax in the kernel take NaN to 0, as `unitClamped` does.
+        let unit = unitClamped
         parallelRanges(factors.shape[0], grain: Swift.max(1, Self.elementGrain / Swift.max(channels * plane, 1))) { samples in
             for sample in samples {
                 let image = sample * channels * plane
