@@ -10,11 +10,13 @@ struct CheckpointOptions: ParsableArguments {
     var model: String?
     @Option(help: "Data set (default: the one the checkpoint was trained on, else fashion-mnist).")
     var data: String?
+    @Option(help: "A ResNet's stem, imagenet or small; needed only for a checkpoint without Kiln's configuration (a torchvision ResNet: imagenet).")
+    var stem: String?
     @Option(help: "auto, host, or cl:P:D.")
     var device = "auto"
 
     func restore() throws -> CheckpointedModel {
-        try CheckpointedModel(checkpoint: checkpoint, model: model, data: data, device: device)
+        try CheckpointedModel(checkpoint: checkpoint, model: model, stem: stem, data: data, device: device)
     }
 }
 
@@ -33,8 +35,11 @@ struct CheckpointedModel {
     var inputShape: [Int] { test.imageShape }
 
     /// Reads `checkpoint`; the model and data set come from its Kiln configuration unless given (a PyTorch
-    /// state dict carries none, so it needs `model`).
-    init(checkpoint: String, model: String?, data: String?, device: String) throws {
+    /// state dict carries none, so it needs `model`). The model has the checkpoint's classes: those it records,
+    /// else as many as its classifier's rows. With `sameClasses` the data set must have as many (eval,
+    /// predict); `onlyClasses` replaces the classes of the data set that the run kept.
+    init(checkpoint: String, model: String?, stem: String? = nil, data: String?, onlyClasses: String? = nil,
+         device: String, sameClasses: Bool = true) throws {
         let url = URL(fileURLWithPath: checkpoint)
         guard FileManager.default.fileExists(atPath: url.path) else { throw KilnError.corruptFile(path: url.path, reason: "does not exist") }
         // A resume checkpoint's optimiser tensors are not the model's.
@@ -46,17 +51,29 @@ struct CheckpointedModel {
         self.name = name
         self.device = try DeviceOption.parse(device)
         configuration = saved ?? TrainingConfiguration()
+        configuration.model = name
+        if let stem { configuration.stem = stem }
+        if let onlyClasses { configuration.onlyClasses = onlyClasses }
         // The test images are made what the model was trained on: the size and channels of its training set.
         let dataSpec = data ?? saved?.data ?? "fashion-mnist"
-        test = try Dataset.load(dataSpec, split: .test, imageSize: configuration.imageSize,
-                                imageShape: try TrainingCheckpoint.inputShape(in: file, source: url.path))
+        configuration.data = dataSpec
+        // The classes it was trained on alone, when it was trained on some.
+        test = try configuration.subset(try Dataset.load(dataSpec, split: .test, imageSize: configuration.imageSize,
+                                                         imageShape: try TrainingCheckpoint.inputShape(in: file, source: url.path)))
         reportConversions(test.convertedImages, channels: test.imageShape[0], data: dataSpec)
-        classNames = try TrainingCheckpoint.classNames(in: file, source: url.path) ?? test.classNames
-        guard classNames.count == test.classNames.count else {
-            throw KilnError.invalidArgument("\(checkpoint) was trained on \(classNames.count) classes (\(classNames.joined(separator: ", "))), "
+        let stem = try configuration.resNetStem()
+        network = try ModelZoo.make(name, inputShape: test.imageShape, classes: test.classNames.count, stem: stem)
+        let recorded = try TrainingCheckpoint.classNames(in: file, source: url.path)
+        let headRows = network.classifierPath.flatMap { file["\($0).weight"]?.shape.first }
+        let classes = recorded?.count ?? headRows ?? test.classNames.count
+        classNames = recorded ?? (classes == test.classNames.count ? test.classNames : (0..<classes).map(String.init))
+        if sameClasses, classes != test.classNames.count {
+            throw KilnError.invalidArgument("\(checkpoint) was trained on \(classes) classes (\(classNames.joined(separator: ", "))), "
                                             + "but the data set \(dataSpec) has \(test.classNames.count)")
         }
-        network = try ModelZoo.make(name, inputShape: test.imageShape, classes: classNames.count)
+        if classes != test.classNames.count {
+            network = try ModelZoo.make(name, inputShape: test.imageShape, classes: classes, stem: stem)
+        }
         try network.loadStateDict(file, source: url.path, strict: false)
         try network.move(to: self.device)
     }

@@ -55,14 +55,30 @@ struct SummaryCommand: ParsableCommand {
     var classes = 10
     @Option(help: "Batch size for the activation-memory estimate.")
     var batchSize = 64
+    @Option(help: ArgumentHelp("A ResNet's stem: imagenet or small (default: small below 128 px).", valueName: "imagenet|small"))
+    var stem: String?
+    @Option(help: ArgumentHelp("Mark the layers these dotted-path globs match as frozen (as kiln train --freeze).", valueName: "patterns"))
+    var freeze: String?
+    @Option(help: ArgumentHelp("Mark every layer before this one as frozen (as kiln train --freeze-until).", valueName: "layer"))
+    var freezeUntil: String?
 
     func run() throws {
+        try reportingErrors(Self.self) { try summarize() }
+    }
+
+    private func summarize() throws {
         let entry: ModelZoo.Entry
         do { entry = try ModelZoo.entry(model) } catch { throw ValidationError("\(error)") }
         let shape = input.map { $0.lowercased().split(separator: "x").compactMap { Int($0) } } ?? entry.defaultInput
         guard shape.count == 3, shape.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input must look like 3x32x32") }
-        let network = try ModelZoo.make(model, inputShape: shape, classes: classes)
-        print(try network.summary(inputShape: shape, batchSize: batchSize))
+        var configuration = TrainingConfiguration()
+        (configuration.model, configuration.stem, configuration.freeze, configuration.freezeUntil) = (model, stem, freeze, freezeUntil)
+        do {
+            try configuration.validate()
+            let network = try ModelZoo.make(model, inputShape: shape, classes: classes, stem: try configuration.resNetStem())
+            try configuration.freezePlan.apply(to: network, epoch: 0)
+            print(try network.summary(inputShape: shape, batchSize: batchSize))
+        } catch let KilnError.invalidArgument(message) { throw ValidationError(message) }
     }
 }
 

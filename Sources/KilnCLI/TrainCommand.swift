@@ -104,6 +104,10 @@ struct TrainCommand: ParsableCommand {
             print("data \(configuration.data): \(trainSet.count) training, \(validationSet.count) validation (held out of the training set, "
                   + "stratified, seed \(configuration.seed)), \(testSet.count) test images of \(shape)")
         }
+        if configuration.onlyClasses != nil || configuration.perClass != nil {
+            print("classes: \(trainSet.classNames.joined(separator: ", "))"
+                  + (configuration.perClass.map { " (at most \($0) training images of each, chosen by --seed)" } ?? ""))
+        }
         if let augment = configuration.augment { print("augmentation: \(augment)") }
 
         let run: TrainingRun
@@ -117,6 +121,19 @@ struct TrainCommand: ParsableCommand {
         if let mean = run.configuration.normalizationMean, let std = run.configuration.normalizationStd {
             let numbers = { (values: [Float]) in values.map { String(format: "%.4f", $0) }.joined(separator: ", ") }
             print("normalisation: mean \(numbers(mean)), std \(numbers(std))\(configuration.normalize?.lowercased() == "auto" ? " (of the training set)" : "")")
+        }
+        if let report = run.initialization {
+            print("init from \(configuration.initFrom ?? ""):\n" + report.description.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        }
+        if !run.backbone.isEmpty {
+            let count = run.backbone.map(\.parameter.value.count).reduce(0, +)
+            let total = run.model.namedParameters.filter { !$0.parameter.isBuffer }.map(\.parameter.value.count).reduce(0, +)
+            var layers: [String] = []
+            for name in run.backbone.map({ String($0.name.split(separator: ".")[0]) }) where layers.last != name { layers.append(name) }
+            let thaw = configuration.unfreezeAt.map { epoch in
+                "; they train from epoch \(epoch)" + (configuration.lrBackbone.map { " at lr \($0)" } ?? "")
+            } ?? ""
+            print("frozen: \(count) of \(total) parameters (\(layers.joined(separator: ", ")))\(thaw)")
         }
         if run.startedAfresh {
             print("no checkpoint in \(folder.path) yet (the run stopped before its first epoch ended): starting it from the beginning")
@@ -244,6 +261,24 @@ struct TrainArguments: ParsableArguments {
     var standardize: Bool?
     @Flag(inversion: .prefixedNo, help: "Equalise each image's histogram when the data set loads.")
     var equalize: Bool?
+    @Option(help: ArgumentHelp("Train on these classes alone, relabelled in this order, in every split: 0-4, 5,7,9.", valueName: "classes"))
+    var onlyClasses: String?
+    @Option(help: "Train on at most N images of each class (a sample chosen by --seed, before validation is held out).")
+    var perClass: Int?
+    @Option(help: ArgumentHelp("A ResNet's stem: imagenet (7×7 stride-2 convolution and max pooling, torchvision's tree at any size) or small (3×3, no pooling) (default: small below 128 px).", valueName: "imagenet|small"))
+    var stem: String?
+    @Option(name: .customLong("init"), help: ArgumentHelp("Initialise from the tensors of a safetensors file (a Kiln checkpoint or a PyTorch state dict) whose names and shapes match; prints what loaded.", valueName: "file"))
+    var initFrom: String?
+    @Flag(name: .customLong("strict"), help: "With --init: a tensor missing in the file, unexpected in it, or of another shape is an error.")
+    var strictInit = false
+    @Option(help: ArgumentHelp("Freeze the layers these dotted-path globs match: conv1,bn1,layer1.* (frozen batch norms keep their running statistics).", valueName: "patterns"))
+    var freeze: String?
+    @Option(help: ArgumentHelp("Freeze every layer before this one (a dotted path such as layer3 or fc).", valueName: "layer"))
+    var freezeUntil: String?
+    @Option(help: "The epoch (from 1) from which the frozen layers train too.")
+    var unfreezeAt: Int?
+    @Option(help: "The learning rate of the frozen layers once they train (scaled by the schedule as --lr is).")
+    var lrBackbone: Float?
 
     /// One option given: its flag and value, how it sets a configuration, and the value a configuration holds
     /// instead of it (nil when the same).
@@ -275,7 +310,11 @@ struct TrainArguments: ParsableArguments {
                 option("--seed", seed, \.seed), optional("--val-split", valSplit, \.valSplit, unset: "the default"),
                 optional("--early-stop", earlyStop, \.earlyStop), optional("--augment", augment, \.augment),
                 optional("--normalize", normalize, \.normalize), optional("--standardize", standardize, \.standardize),
-                optional("--equalize", equalize, \.equalize)]
+                optional("--equalize", equalize, \.equalize), optional("--only-classes", onlyClasses, \.onlyClasses),
+                optional("--per-class", perClass, \.perClass), optional("--stem", stem, \.stem), optional("--init", initFrom, \.initFrom),
+                optional("--strict", strictInit ? true : nil, \.strictInit), optional("--freeze", freeze, \.freeze),
+                optional("--freeze-until", freezeUntil, \.freezeUntil), optional("--unfreeze-at", unfreezeAt, \.unfreezeAt),
+                optional("--lr-backbone", lrBackbone, \.lrBackbone)]
             .compactMap { $0 }
     }
 

@@ -6,8 +6,16 @@ import Foundation
 public struct SafeTensors {
     public enum DType: String, Sendable {
         case float32 = "F32", int64 = "I64"
+        /// Read only, converted to Float: the half-precision files pretrained weights are often published in.
+        case float16 = "F16", bfloat16 = "BF16", float64 = "F64"
 
-        var byteWidth: Int { self == .float32 ? 4 : 8 }
+        var byteWidth: Int {
+            switch self {
+            case .float16, .bfloat16: return 2
+            case .float32: return 4
+            case .int64, .float64: return 8
+            }
+        }
     }
 
     public struct Entry {
@@ -42,19 +50,19 @@ public struct SafeTensors {
         set(name, Entry(dtype: .int64, shape: shape, data: integers.flatMap { withUnsafeBytes(of: $0.littleEndian, Array.init) }))
     }
 
-    /// The values of a tensor as Float (int64 tensors are converted); a trailing partial value is ignored.
+    /// The values of a tensor as Float (other dtypes are converted, F64 and I64 rounded to the nearest Float);
+    /// a trailing partial value is ignored.
     public func floats(_ name: String) -> [Float]? {
         guard let entry = entries[name] else { return nil }
+        let data = entry.data
+        func word(_ at: Int, _ bytes: Int) -> UInt64 { (0..<bytes).reduce(UInt64(0)) { $0 | UInt64(data[at + $1]) << (8 * UInt64($1)) } }
+        let values = stride(from: 0, to: data.count - entry.dtype.byteWidth + 1, by: entry.dtype.byteWidth)
         switch entry.dtype {
-        case .float32:
-            return stride(from: 0, to: entry.data.count - 3, by: 4).map { at in
-                Float(bitPattern: UInt32(entry.data[at]) | UInt32(entry.data[at + 1]) << 8
-                      | UInt32(entry.data[at + 2]) << 16 | UInt32(entry.data[at + 3]) << 24)
-            }
-        case .int64:
-            return stride(from: 0, to: entry.data.count - 7, by: 8).map { at in
-                Float(Int64(bitPattern: (0..<8).reduce(UInt64(0)) { $0 | UInt64(entry.data[at + $1]) << (8 * UInt64($1)) }))
-            }
+        case .float32: return values.map { Float(bitPattern: UInt32(word($0, 4))) }
+        case .int64: return values.map { Float(Int64(bitPattern: word($0, 8))) }
+        case .float64: return values.map { Float(Double(bitPattern: word($0, 8))) }
+        case .float16: return values.map { Float(Float16(bitPattern: UInt16(word($0, 2)))) }
+        case .bfloat16: return values.map { Float(bitPattern: UInt32(word($0, 2)) << 16) }
         }
     }
 
@@ -136,7 +144,7 @@ public struct SafeTensors {
             guard case let .string(dtypeName) = try field("dtype") else { throw corrupt("tensor \(name): dtype is not a string") }
             guard let dtype = DType(rawValue: dtypeName) else {
                 throw corrupt(formatDTypes.contains(dtypeName)
-                    ? "tensor \(name) has dtype \(dtypeName); Kiln reads F32 and I64"
+                    ? "tensor \(name) has dtype \(dtypeName); Kiln reads F32, F16, BF16, F64 and I64"
                     : "tensor \(name) has dtype \(dtypeName.debugDescription), which the format does not define")
             }
             let shape = try integers("shape"), offsets = try integers("data_offsets")

@@ -7,8 +7,8 @@ extension Layer {
         for (name, parameter) in namedParameters {
             let values = try parameter.value.toArray()
             switch parameter.storedType {
-            case .float32: file.set(name, floats: values, shape: parameter.value.shape)
             case .int64: file.set(name, integers: values.map { Int64($0) }, shape: parameter.value.shape)
+            case .float32, .float16, .bfloat16, .float64: file.set(name, floats: values, shape: parameter.value.shape)
             }
         }
         return file

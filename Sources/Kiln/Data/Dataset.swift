@@ -27,6 +27,55 @@ public struct Dataset: Sendable {
         Dataset(imageShape: imageShape, pixels: pixels(of: indices), labels: indices.map { labels[$0] }, classNames: classNames)
     }
 
+    /// The images of `classes` alone, in the stored order, relabelled 0, 1, ... in the order `classes` lists
+    /// them and named so: a data set split by class, as transfer experiments use.
+    public func restricted(toClasses classes: [Int]) throws -> Dataset {
+        guard !classes.isEmpty, Set(classes).count == classes.count else {
+            throw KilnError.invalidArgument("the classes to keep must be distinct and at least one, not \(classes)")
+        }
+        if let bad = classes.first(where: { !classNames.indices.contains($0) }) {
+            throw KilnError.invalidArgument("class \(bad) is not one of the data set's \(classNames.count) classes (0–\(classNames.count - 1))")
+        }
+        let newLabel = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, $0) })
+        let kept = labels.indices.filter { newLabel[labels[$0]] != nil }
+        var result = subset(kept)
+        result.labels = kept.compactMap { newLabel[labels[$0]] }
+        result.classNames = classes.map { classNames[$0] }
+        result.convertedImages = convertedImages
+        return result
+    }
+
+    /// At most `limit` images of every class, in the stored order: the first of each class in one seeded
+    /// shuffle (its own stream, apart from the validation split's and the epochs'), so that a small labelled
+    /// set is a random sample that depends on the seed alone.
+    public func limited(perClass limit: Int, seed: UInt64) -> Dataset {
+        var left = Array(repeating: limit, count: Swift.max(classNames.count, (labels.max() ?? -1) + 1))
+        var kept = Array(repeating: false, count: count)
+        for index in Philox.shuffledIndices(count, stream: Philox.mix(seed, Self.perClassStream)) where left[labels[index]] > 0 {
+            left[labels[index]] -= 1
+            kept[index] = true
+        }
+        var result = subset((0..<count).filter { kept[$0] })
+        result.convertedImages = convertedImages
+        return result
+    }
+
+    /// The stream of `limited(perClass:seed:)`'s shuffle.
+    static let perClassStream: UInt64 = 0x7065_7263_6c61_7373  // "perclass"
+
+    /// The class indices a list such as "0-4" or "5,7,9" or "0-2,8" names, in that order.
+    public static func classList(_ text: String) throws -> [Int] {
+        var classes: [Int] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(bounds.count), let low = bounds.first ?? nil, let high = bounds.last ?? nil, low >= 0, low <= high else {
+                throw KilnError.invalidArgument("'\(text)' is not a list of class indices such as 0-4 or 5,7,9 (at '\(part)')")
+            }
+            classes += Array(low...high)
+        }
+        return classes
+    }
+
     /// The pixels of the images at `indices`, one after another in that order ([indices.count, C, H, W]).
     public func pixels(of indices: [Int]) -> [Float] {
         let size = imageSize

@@ -1,13 +1,14 @@
 /// x + f(x), or f(x) + shortcut(x) when the shortcut projects x (ResNet's downsample), optionally followed by
 /// an activation of the sum. The body's layers appear at the block's level in the state dict, and the
 /// shortcut under `shortcutName` — torchvision's `BasicBlock` layout (`conv1`, `bn1`, ..., `downsample.0`).
-public final class Residual: Layer {
+public final class Residual: Layer, RecordingContainer {
     public let body: Sequential
     public let shortcut: (any Layer)?
     public let shortcutName: String
     /// Applied to the sum (ResNet's ReLU after the addition).
     public let activation: Activation?
     private var sum: Tensor?
+    private var shortcutOutput: Tensor?, shortcutOutputGradient: Tensor?
 
     public init(body: Sequential, shortcut: (any Layer)? = nil, shortcutName: String = "downsample", activation: Activation? = nil) {
         self.body = body
@@ -43,6 +44,7 @@ public final class Residual: Layer {
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         let main = try body.forward(x, context)
         let side = try shortcut?.forward(x, context) ?? x
+        shortcutOutput = side
         guard main.shape == side.shape else {
             throw layerShapeError("Residual", expected: "body output \(describe(main.shape)) equal to the shortcut's", got: side.shape)
         }
@@ -59,15 +61,22 @@ public final class Residual: Layer {
             gradient = try sum.activationGradient(activation, dy: dy)
         }
         let throughBody = try body.backward(gradient)
+        shortcutOutputGradient = gradient
         let throughShortcut = try shortcut?.backward(gradient) ?? gradient
         return try throughBody + throughShortcut
+    }
+
+    public func recordedOutput(ofChild name: String, gradient: Bool) -> Tensor? {
+        guard shortcut != nil, name == shortcutName else { return body.recordedOutput(ofChild: name, gradient: gradient) }
+        return gradient ? shortcutOutputGradient : shortcutOutput
     }
 }
 
 /// Parallel branches on the same input, their outputs concatenated along channels (Inception).
-public final class Concat: Layer {
+public final class Concat: Layer, RecordingContainer {
     public let branches: [(name: String, layer: any Layer)]
     private var channelCounts: [Int] = []
+    private var branchOutputs: [Tensor] = [], branchOutputGradients: [Tensor] = []
 
     public init(_ branches: [NamedLayer]) {
         self.branches = branches.enumerated().map { index, entry in (entry.name ?? String(index), entry.layer) }
@@ -106,6 +115,7 @@ public final class Concat: Layer {
 
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         let outputs = try branches.map { try $0.layer.forward(x, context) }
+        branchOutputs = outputs
         let shape = try concatenatedShape(outputs.map(\.shape))
         channelCounts = outputs.map { $0.shape[1] }
         let y = try Tensor.empty(shape, on: x.device)
@@ -120,17 +130,25 @@ public final class Concat: Layer {
     public func backward(_ dy: Tensor) throws -> Tensor {
         var dx: Tensor?
         var firstChannel = 0
+        branchOutputGradients.removeAll()
         for (index, branch) in branches.enumerated() {
             var shape = dy.shape
             shape[1] = channelCounts[index]
             let slice = try Tensor.empty(shape, on: dy.device)
             try copyChannels(from: dy, to: slice, at: firstChannel, count: shape[1], scatter: false)
+            branchOutputGradients.append(slice)
             firstChannel += shape[1]
             let gradient = try branch.layer.backward(slice)
             dx = try dx.map { try $0 + gradient } ?? gradient
         }
         guard let dx else { throw KilnError.invalidArgument("Concat: no branches") }
         return dx
+    }
+
+    public func recordedOutput(ofChild name: String, gradient: Bool) -> Tensor? {
+        guard let index = branches.firstIndex(where: { $0.name == name }) else { return nil }
+        let recorded = gradient ? branchOutputGradients : branchOutputs
+        return recorded.indices.contains(index) ? recorded[index] : nil
     }
 
     /// Copies `count` channels per image between a [N, count, ...] tensor and channels

@@ -92,9 +92,11 @@ extension Layer {
         try naming(path) {
             let output = try outputShape(for: input)
             let parameters = ownParameters.map(\.parameter)
+            let learnable = parameters.filter { !$0.isBuffer }
             rows.append(SummaryRow(
                 name: path, type: typeName, outputShape: output,
-                trainableParameters: parameters.filter { !$0.isBuffer }.map(\.value.count).reduce(0, +),
+                trainableParameters: learnable.filter(\.requiresGradient).map(\.value.count).reduce(0, +),
+                frozenParameters: learnable.filter { !$0.requiresGradient }.map(\.value.count).reduce(0, +),
                 bufferElements: parameters.filter(\.isBuffer).map(\.value.count).reduce(0, +),
                 multiplyAccumulates: try multiplyAccumulates(for: input)))
             return output

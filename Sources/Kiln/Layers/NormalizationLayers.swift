@@ -1,12 +1,18 @@
 /// Batch normalisation over channels of [N, C, H, W] (`BatchNorm(features:)` also takes [N, C]), as PyTorch's
 /// BatchNorm2d/1d: learnable `weight` (γ) and `bias` (β), buffers `running_mean`, `running_var` and
 /// `num_batches_tracked`.
+///
+/// A frozen batch norm (γ and β both frozen) runs in inference mode in training too, as Keras's do: it
+/// normalises with its running statistics and keeps them, so a frozen backbone computes what it was trained
+/// to compute while the layers after it train.
 public final class BatchNorm: Layer {
     public let features: Int
     public let settings: BatchNormSettings
     public let weight: Parameter, bias: Parameter
     public let runningMean: Parameter, runningVariance: Parameter, batchesTracked: Parameter
-    private var saved: (x: Tensor, statistics: BatchNormStatistics)?
+    /// What the last forward keeps for backward: the input, and the batch statistics of a training-mode pass
+    /// (nil after an inference-mode one, whose backward uses the running statistics).
+    private var saved: (x: Tensor, statistics: BatchNormStatistics?)?
 
     public init(features: Int, settings: BatchNormSettings = BatchNormSettings()) throws {
         self.features = features
@@ -32,10 +38,13 @@ public final class BatchNorm: Layer {
 
     public func multiplyAccumulates(for inputShape: [Int]) throws -> Int { inputShape.dropFirst().reduce(1, *) }
 
+    /// Whether γ and β are both frozen, so that training leaves the running statistics as they are.
+    public var isFrozen: Bool { !weight.requiresGradient && !bias.requiresGradient }
+
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         _ = try outputShape(for: x.shape)
-        guard context.training else {
-            saved = nil
+        guard context.training, !isFrozen else {
+            saved = (x, nil)
             return try batchNormInference(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
                                           runningVariance: runningVariance.value, settings: settings)
         }
@@ -47,11 +56,17 @@ public final class BatchNorm: Layer {
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
-        guard let saved else { throw KilnError.invalidArgument("BatchNorm(\(features)): backward needs a training-mode forward") }
-        // A frozen layer still passes the gradient to its input; its parameter gradients go to scratch.
+        guard let saved else { throw KilnError.invalidArgument("BatchNorm(\(features)): backward before forward") }
+        guard let statistics = saved.statistics else {
+            return try batchNormInferenceBackward(saved.x, dy: dy, gamma: weight.value, runningMean: runningMean.value,
+                                                  runningVariance: runningVariance.value, settings: settings,
+                                                  accumulatingInto: weight.requiresGradient ? try weight.gradientForAccumulation() : nil,
+                                                  bias.requiresGradient ? try bias.gradientForAccumulation() : nil)
+        }
+        // A layer with one of γ, β frozen still passes the gradient to its input; the frozen one's goes to scratch.
         let gammaGradient = weight.requiresGradient ? try weight.gradientForAccumulation() : try Tensor.empty([features], on: dy.device)
         let betaGradient = bias.requiresGradient ? try bias.gradientForAccumulation() : try Tensor.empty([features], on: dy.device)
-        return try batchNormBackward(saved.x, dy: dy, gamma: weight.value, statistics: saved.statistics,
+        return try batchNormBackward(saved.x, dy: dy, gamma: weight.value, statistics: statistics,
                                      accumulatingInto: gammaGradient, betaGradient)
     }
 }

@@ -25,12 +25,17 @@ public enum LayerBuilder {
 /// Layers applied one after another, as PyTorch's `nn.Sequential`. A layer without a name is named by its
 /// position ("0", "1", ...), so the state-dict names match PyTorch's for the same module tree.
 ///
-/// The last forward's outputs and the last backward's gradients of every layer stay reachable
-/// (`output(of:)`, `outputGradient(of:)`) for saliency maps and Grad-CAM.
-public final class Sequential: Layer {
-    public let layers: [(name: String, layer: any Layer)]
+/// The last forward's outputs and the last backward's gradients of every layer of the tree stay reachable by
+/// dotted path (`output(of:)`, `outputGradient(of:)`) for feature extraction, saliency maps and Grad-CAM.
+/// Backward stops below the lowest layer that trains when nothing needs the input's gradient, so a frozen
+/// backbone costs its forward pass only.
+public final class Sequential: Layer, RecordingContainer {
+    public private(set) var layers: [(name: String, layer: any Layer)]
     public private(set) var outputs: [Tensor] = []
     public private(set) var outputGradients: [Tensor?] = []
+    /// The input's shape and the first layer backward must reach, from the last forward.
+    private var inputShape: [Int] = []
+    private var lowestTrainingLayer = 0
 
     public init(_ layers: [NamedLayer]) {
         self.layers = layers.enumerated().map { index, entry in (entry.name ?? String(index), entry.layer) }
@@ -55,11 +60,16 @@ public final class Sequential: Layer {
 
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         outputs.removeAll(keepingCapacity: true)
+        inputShape = x.shape
+        // Without a use for the input's gradient, backward need not go below the lowest layer that trains.
+        lowestTrainingLayer = context.needsInputGradient ? 0
+            : layers.firstIndex { $0.layer.namedParameters.contains { $0.parameter.requiresGradient } } ?? layers.count
+        let inputGradientNeeded = context.needsInputGradient
         var current = x, context = context
-        for (_, layer) in layers {
+        for (index, (_, layer)) in layers.enumerated() {
+            context.needsInputGradient = inputGradientNeeded || index > lowestTrainingLayer
             current = try layer.forward(current, context)
             outputs.append(current)
-            context.needsInputGradient = true  // later layers' inputs are activations
         }
         return current
     }
@@ -67,20 +77,74 @@ public final class Sequential: Layer {
     public func backward(_ dy: Tensor) throws -> Tensor {
         outputGradients = Array(repeating: nil, count: layers.count)
         var gradient = dy
-        for index in layers.indices.reversed() {
+        for index in layers.indices.reversed() where index >= lowestTrainingLayer {
             outputGradients[index] = gradient
             gradient = try layers[index].layer.backward(gradient)
         }
-        return gradient
+        // Nothing reads the input's gradient (the forward context said so): a tensor of its shape stands in.
+        return lowestTrainingLayer == 0 ? gradient : try Tensor.empty(inputShape, on: dy.device)
     }
 
-    /// The output of the layer named `name` in the last forward pass.
-    public func output(of name: String) -> Tensor? {
-        layers.firstIndex { $0.name == name }.flatMap { outputs.indices.contains($0) ? outputs[$0] : nil }
+    /// The output of the layer at the dotted path `path` ("fc1", "layer4.1", "layer4.1.conv2") in the last
+    /// forward pass; nil when there is no such layer or it has not run.
+    public func output(of path: String) -> Tensor? { recorded(path, gradient: false) }
+
+    /// The gradient of the loss with respect to the output of the layer at `path`, from the last backward.
+    public func outputGradient(of path: String) -> Tensor? { recorded(path, gradient: true) }
+
+    public func recordedOutput(ofChild name: String, gradient: Bool) -> Tensor? {
+        guard let index = layers.firstIndex(where: { $0.name == name }) else { return nil }
+        let recorded = gradient ? outputGradients : outputs
+        return recorded.indices.contains(index) ? recorded[index] : nil
     }
 
-    /// The gradient of the loss with respect to the output of the layer named `name`, from the last backward.
-    public func outputGradient(of name: String) -> Tensor? {
-        layers.firstIndex { $0.name == name }.flatMap { outputGradients.indices.contains($0) ? outputGradients[$0] : nil }
+    /// Replaces the layer at the dotted path `path` ("fc", "classifier.6", "layer4.1.conv2") with `layer`,
+    /// keeping its name: a new head for other classes, say. The new layer's parameters are as it made them.
+    public func replace(_ path: String, with layer: any Layer) throws {
+        let parts = path.split(separator: ".").map(String.init)
+        guard let name = parts.last else { throw KilnError.invalidArgument("replace: an empty layer path") }
+        let parentPath = parts.dropLast().joined(separator: ".")
+        let parent = try self.layer(named: parentPath)
+        let container = (parent as? Residual)?.body ?? parent as? Sequential
+        guard let container, let index = container.layers.firstIndex(where: { $0.name == name }) else {
+            _ = try self.layer(named: path)  // names what does not exist
+            throw KilnError.invalidArgument("replace: \(path) is not a layer of a sequence, which alone can be replaced")
+        }
+        container.layers[index].layer = layer
+        container.outputs.removeAll()
+    }
+
+    private func recorded(_ path: String, gradient: Bool) -> Tensor? {
+        var parts = path.split(separator: ".").map(String.init)
+        guard let last = parts.popLast() else { return nil }
+        guard let parent = layer(at: parts.joined(separator: ".")) as? any RecordingContainer else { return nil }
+        return parent.recordedOutput(ofChild: last, gradient: gradient)
+    }
+}
+
+/// A container that keeps its children's outputs from the last forward pass, and the gradients with respect
+/// to them from the last backward, so that `Sequential.output(of:)` reaches any layer of a tree.
+public protocol RecordingContainer: Layer {
+    /// The last output of the child named `name` (or, with `gradient`, the gradient with respect to it).
+    func recordedOutput(ofChild name: String, gradient: Bool) -> Tensor?
+}
+
+extension Layer {
+    /// The sub-layer at a dotted path ("" for this one), or an error that names the first part that is not
+    /// there and lists the layers that are.
+    public func layer(named path: String) throws -> any Layer {
+        var current: any Layer = self
+        var walked: [String] = []
+        for name in path.split(separator: ".").map(String.init) {
+            guard let next = current.children.first(where: { $0.name == name })?.layer else {
+                let place = walked.isEmpty ? "the model" : walked.joined(separator: ".")
+                let names = current.children.map(\.name)
+                throw KilnError.invalidArgument("no layer '\(path)': \(place) has no '\(name)'"
+                    + (names.isEmpty ? " (it has no layers inside)" : "; its layers: \(names.joined(separator: ", "))"))
+            }
+            walked.append(name)
+            current = next
+        }
+        return current
     }
 }

@@ -5,8 +5,10 @@ public struct SummaryRow: Equatable, Sendable {
     public var type: String
     /// Output shape for the summarised input (batch included).
     public var outputShape: [Int]
-    /// Learnable parameters (weights, biases, gamma, beta).
+    /// Learnable parameters (weights, biases, gamma, beta) that train.
     public var trainableParameters: Int
+    /// Learnable parameters that are frozen.
+    public var frozenParameters: Int = 0
     /// Elements of buffers (running statistics): saved, never trained.
     public var bufferElements: Int
     /// Multiply-accumulates per sample.
@@ -20,19 +22,22 @@ public struct ModelSummary: CustomStringConvertible, Sendable {
     public var batchSize: Int
 
     public var trainableParameters: Int { rows.map(\.trainableParameters).reduce(0, +) }
+    public var frozenParameters: Int { rows.map(\.frozenParameters).reduce(0, +) }
     public var nonTrainableElements: Int { rows.map(\.bufferElements).reduce(0, +) }
     public var multiplyAccumulates: Int { rows.map(\.multiplyAccumulates).reduce(0, +) }
     /// Bytes of parameters and buffers (Float32).
-    public var weightBytes: Int { 4 * (trainableParameters + nonTrainableElements) }
+    public var weightBytes: Int { 4 * (trainableParameters + frozenParameters + nonTrainableElements) }
     /// Bytes of every layer output for one forward pass at `batchSize` (Float32); training keeps them all for
     /// backward and needs about as much again for their gradients.
     public var activationBytes: Int { 4 * batchSize * rows.map { $0.outputShape.dropFirst().reduce(1, *) }.reduce(0, +) }
 
     public var description: String {
+        // A frozen layer is marked after its type: "Conv2D (frozen)".
         let header = ["layer", "type", "output shape", "parameters", "MACs"]
         let body = rows.map { row in
-            [row.name, row.type, describe([batchSize] + row.outputShape.dropFirst()),
-             grouped(row.trainableParameters + row.bufferElements), grouped(row.multiplyAccumulates)]
+            [row.name, row.frozenParameters > 0 ? "\(row.type) (\(row.trainableParameters > 0 ? "partly " : "")frozen)" : row.type,
+             describe([batchSize] + row.outputShape.dropFirst()),
+             grouped(row.trainableParameters + row.frozenParameters + row.bufferElements), grouped(row.multiplyAccumulates)]
         }
         let widths = header.indices.map { column in ([header] + body).map { $0[column].count }.max() ?? 0 }
         func line(_ cells: [String]) -> String {
@@ -45,6 +50,7 @@ public struct ModelSummary: CustomStringConvertible, Sendable {
         var lines = [line(header), rule] + body.map(line) + [rule]
         lines.append("input \(describe([batchSize] + inputShape.dropFirst()))")
         lines.append("trainable parameters: \(grouped(trainableParameters))")
+        if frozenParameters > 0 { lines.append("frozen parameters: \(grouped(frozenParameters))") }
         lines.append("non-trainable (running statistics): \(grouped(nonTrainableElements))")
         lines.append("multiply-accumulates per sample: \(grouped(multiplyAccumulates))")
         lines.append("weights: \(megabytes(weightBytes)); activations at batch \(batchSize): \(megabytes(activationBytes)) "

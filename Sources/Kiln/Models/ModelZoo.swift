@@ -29,6 +29,15 @@ public enum ModelZoo {
         /// What the zoo does with Fashion-MNIST (1×28×28) and CIFAR-10 (3×32×32) images.
         public var smallImages: String
         public var task: ModelTask
+        /// Whether the model takes a choice of stem (`ResNetStem`): the ResNets.
+        public var takesStem: Bool { name.hasPrefix("resnet") }
+
+        /// Raises an error when a stem is asked of a model that has one only.
+        public func check(stem: ResNetStem?) throws {
+            guard let stem, !takesStem else { return }
+            throw KilnError.invalidArgument("--stem \(stem.rawValue): \(name) has one stem; only "
+                                            + "\(ModelZoo.entries.filter(\.takesStem).map(\.name).joined(separator: ", ")) take a choice")
+        }
     }
 
     public static let entries: [Entry] = [
@@ -56,11 +65,11 @@ public enum ModelZoo {
         }
     } + [
         Entry(name: "resnet18", description: "ResNet-18 (2015), basic blocks, torchvision's names", defaultInput: [3, 224, 224],
-              smallImages: "small-image stem below 128×128: 3×3 stride-1 convolution, no max pooling", task: .classification),
+              smallImages: smallStem, task: .classification),
         Entry(name: "resnet34", description: "ResNet-34 (2015), basic blocks, torchvision's names", defaultInput: [3, 224, 224],
-              smallImages: "small-image stem below 128×128: 3×3 stride-1 convolution, no max pooling", task: .classification),
+              smallImages: smallStem, task: .classification),
         Entry(name: "resnet50", description: "ResNet-50 (2015), bottleneck blocks, torchvision's names", defaultInput: [3, 224, 224],
-              smallImages: "small-image stem below 128×128: 3×3 stride-1 convolution, no max pooling", task: .classification),
+              smallImages: smallStem, task: .classification),
         Entry(name: "googlenet", description: "GoogLeNet / Inception v1 (2014) as in the paper, no auxiliary heads",
               defaultInput: [3, 224, 224], smallImages: "as is; its five stride-2 stages leave 1×1 maps for inception5",
               task: .classification),
@@ -70,6 +79,8 @@ public enum ModelZoo {
         Entry(name: "autoencoder", description: "convolutional autoencoder (2 stride-2 convolutions, 2 transposed), MSE on its input",
               defaultInput: [1, 28, 28], smallImages: "as is; height and width must be multiples of 4", task: .reconstruction),
     ]
+
+    private static let smallStem = "small-image stem below 128×128 (3×3 stride-1 convolution, no max pooling) unless --stem imagenet"
 
     public static var names: [String] { entries.map(\.name) }
 
@@ -86,14 +97,15 @@ public enum ModelZoo {
 
     /// Builds model `name` for images of `inputShape` ([C, H, W]) and `classes` classes, and checks that an
     /// image of that shape passes through it (an error names the layer, by its dotted path, where it does not).
-    public static func make(_ name: String, inputShape: [Int], classes: Int) throws -> Sequential {
+    /// `stem` picks a ResNet's stem (by default `ResNetStem.standard(forInputSize:)`); other models take none.
+    public static func make(_ name: String, inputShape: [Int], classes: Int, stem: ResNetStem? = nil) throws -> Sequential {
         let entry = try entry(name)
         guard inputShape.count == 3, inputShape[1] == inputShape[2] || entry.name == "autoencoder" else {
             throw KilnError.invalidArgument("\(name): expects square [C, H, W] images, got \(describe(inputShape))")
         }
+        try entry.check(stem: stem)
         let (channels, size) = (inputShape[0], inputShape[1])
-        // Residual networks take the small-image stem below ImageNet sizes.
-        let stem: ResNetStem = size >= 128 ? .imageNet : .smallImage
+        let stem = stem ?? .standard(forInputSize: size)
         let model: Sequential
         switch entry.name {
         case "lenet5": model = try LeNet5(inputChannels: channels, inputSize: size, classes: classes)

@@ -1,10 +1,22 @@
 /// ResNets (He et al. 2015) with torchvision's module tree and state-dict names (`conv1`, `bn1`,
 /// `layer1.0.conv1`, `layer2.0.downsample.1.running_var`, `fc`), so torchvision weights load.
-public enum ResNetStem: Sendable {
-    /// 7×7 stride-2 convolution and 3×3 stride-2 max pooling, for 224×224 images.
-    case imageNet
+public enum ResNetStem: String, CaseIterable, Sendable {
+    /// 7×7 stride-2 convolution and 3×3 stride-2 max pooling, for 224×224 images: torchvision's module tree at
+    /// any input size, so its checkpoints (ImageNet's, or one trained on 28×28 images) load.
+    case imageNet = "imagenet"
     /// 3×3 stride-1 convolution and no pooling, for 32×32 images (CIFAR-10, Fashion-MNIST).
-    case smallImage
+    case smallImage = "small"
+
+    /// The stem the zoo gives an input of `size` pixels when none is asked for: the small one below 128.
+    public static func standard(forInputSize size: Int) -> ResNetStem { size >= 128 ? .imageNet : .smallImage }
+
+    /// The stem a `--stem` value names, or an error listing them.
+    public init(option: String) throws {
+        guard let stem = ResNetStem(rawValue: option.lowercased()) else {
+            throw KilnError.invalidArgument("unknown stem '\(option)'; use \(Self.allCases.map(\.rawValue).joined(separator: " or "))")
+        }
+        self = stem
+    }
 }
 
 public func ResNet18(inputChannels: Int = 3, classes: Int = 1000, stem: ResNetStem = .imageNet) throws -> Sequential {

@@ -102,6 +102,33 @@ public func batchNormBackward(_ x: Tensor, dy: Tensor, gamma: Tensor, statistics
     return dx
 }
 
+/// The gradients of an inference-mode batch norm, y = γ·(x − μ_r)·σ_r⁻¹ + β with the running statistics held
+/// fixed: dx = dy·γ·σ_r⁻¹ per channel; dγ = Σ dy·(x − μ_r)·σ_r⁻¹ and dβ = Σ dy over N, H, W are added to the
+/// gradients given (nil: not wanted). What saliency maps need of a model in inference mode, and what a
+/// frozen batch norm (which keeps its running statistics while the layers around it train) passes back.
+public func batchNormInferenceBackward(_ x: Tensor, dy: Tensor, gamma: Tensor, runningMean: Tensor, runningVariance: Tensor,
+                                       settings: BatchNormSettings, accumulatingInto gammaGradient: Tensor? = nil,
+                                       _ betaGradient: Tensor? = nil) throws -> Tensor {
+    try checkBatchNormOperands(x, [gamma, runningMean, runningVariance] + [gammaGradient, betaGradient].compactMap { $0 })
+    try checkSameShape(dy, x, "batch norm backward")
+    let (batch, channels, inner) = batchNormLayout(x)
+    // σ_r⁻¹ = 1/sqrt(var_r + ε), [C]
+    let inverseStd = try runningVariance.binary(.add, settings.epsilon).map(.sqrt).map(.reciprocal)
+    let dx = try Tensor.empty(x.shape, on: x.device)
+    try x.backend.binaryPerChannel(.mul, dy, try gamma * inverseStd, channels: channels, inner: inner, into: dx)
+    // Σ over N and the inner positions of a [N, C, inner] tensor, [C]
+    func channelSums(_ t: Tensor) throws -> Tensor { try t.reshaped([batch, channels, inner]).sum(axis: 2).sum(axis: 0) }
+    if let betaGradient { try betaGradient.axpby(alpha: 1, try channelSums(dy), beta: 1) }
+    if let gammaGradient {
+        // x̂ = (x − μ_r)·σ_r⁻¹, [N, C, inner]
+        let normalized = try Tensor.empty(x.shape, on: x.device)
+        try x.backend.binaryPerChannel(.sub, x, runningMean, channels: channels, inner: inner, into: normalized)
+        try x.backend.binaryPerChannel(.mul, normalized, inverseStd, channels: channels, inner: inner, into: normalized)
+        try gammaGradient.axpby(alpha: 1, try channelSums(try normalized * dy), beta: 1)
+    }
+    return dx
+}
+
 /// Local response normalisation across the channels of x [N, C, ...].
 public func localResponseNorm(_ x: Tensor, settings: LRNSettings) throws -> Tensor {
     try checkLRN(x)

@@ -22,6 +22,9 @@ public struct Fit {
     /// Called after every pass over training batches (also a stopped one) with the step number of its first
     /// batch and the loss of each step.
     public var passEnded: ((_ firstStep: Int, _ losses: [Float]) throws -> Void)?
+    /// Called before each epoch's (or the resumed part of an epoch's) first step with the epoch (0-based):
+    /// what unfreezes layers at an epoch.
+    public var epochStarting: ((_ epoch: Int) throws -> Void)?
 
     public init(trainer: Trainer, scheduler: LearningRateScheduler, train: DataLoader, validation: DataLoader?, epochs: Int,
                 earlyStopPatience: Int? = nil) {
@@ -50,6 +53,7 @@ public struct Fit {
                     epochEnded: (EpochMetrics, _ isBest: Bool, _ state: FitState) throws -> Void) throws -> FitOutcome {
         scheduler.state = state.scheduler
         for epoch in state.position.epoch..<epochs {
+            try epochStarting?(epoch)
             trainer.optimizer.learningRate = scheduler.learningRate(epoch: epoch)
             state.learningRate = trainer.optimizer.learningRate
             let firstBatch = epoch == state.position.epoch ? state.position.batch : 0

@@ -16,6 +16,7 @@ public final class Optimizer {
     public private(set) var stepCount = 0
     private let parameters: [(name: String, parameter: Parameter)]
     private var states: [ObjectIdentifier: [Tensor]] = [:]
+    private var learningRateScales: [ObjectIdentifier: Float] = [:]
 
     public init(parameters: [(name: String, parameter: Parameter)], rule: UpdateRule, learningRate: Float,
                 regularization: Regularization = Regularization(), clipGradientNorm: Float? = nil, maxNorm: Float? = nil) {
@@ -32,6 +33,12 @@ public final class Optimizer {
         self.init(parameters: model.namedParameters, rule: rule, learningRate: learningRate, regularization: regularization)
     }
 
+    /// Gives `parameters` the rate `learningRate` × `scale` (a discriminative rate for a pretrained backbone,
+    /// as a PyTorch parameter group with its own `lr`); the schedule scales it with the rest.
+    public func setLearningRateScale(_ scale: Float, for parameters: [Parameter]) {
+        for parameter in parameters { learningRateScales[ObjectIdentifier(parameter)] = scale }
+    }
+
     public func step() throws {
         stepCount += 1
         let active = parameters.filter { $0.parameter.requiresGradient && $0.parameter.gradient != nil }
@@ -39,7 +46,8 @@ public final class Optimizer {
         for (_, parameter) in active {
             guard let gradient = parameter.gradient else { continue }
             try parameter.value.backend.applyUpdate(rule, parameter: parameter.value, gradient: gradient, state: try state(of: parameter),
-                                                    learningRate: learningRate, step: stepCount, regularization: regularization)
+                                                    learningRate: learningRate * (learningRateScales[ObjectIdentifier(parameter)] ?? 1),
+                                                    step: stepCount, regularization: regularization)
             if let maxNorm, parameter.value.rank >= 2 { try constrainRows(parameter.value, to: maxNorm) }
         }
     }

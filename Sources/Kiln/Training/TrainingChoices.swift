@@ -13,9 +13,32 @@ extension TrainingConfiguration {
         _ = try ModelZoo.entry(model)
         _ = try updateRule()
         _ = try learningRateSchedule()
+        _ = try resNetStem()
         if let augment { _ = try AugmentationSpec(augment) }
         if let normalize { _ = try Preprocessing.parseNormalize(normalize) }
         try validateValues()
+    }
+
+    /// What `freeze`, `freezeUntil` and `unfreezeAt` ask for.
+    public var freezePlan: FreezePlan {
+        FreezePlan(patterns: freeze?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } ?? [],
+                   until: freezeUntil, unfreezeAtEpoch: unfreezeAt)
+    }
+
+    /// The ResNet stem `stem` names, or nil for the zoo's choice; an error for a model that takes none.
+    public func resNetStem() throws -> ResNetStem? {
+        guard let stem else { return nil }
+        let choice = try ResNetStem(option: stem)
+        try ModelZoo.entry(model).check(stem: choice)
+        return choice
+    }
+
+    /// The zoo model of this configuration for images of `inputShape` and `classes` classes, initialised
+    /// from the seed.
+    public func makeModel(inputShape: [Int], classes: Int) throws -> Sequential {
+        let model = try ModelZoo.make(self.model, inputShape: inputShape, classes: classes, stem: try resNetStem())
+        try model.reset(seed: seed)
+        return model
     }
 
     /// The augmentation of training batches, or nil for none.
@@ -85,14 +108,24 @@ extension TrainingConfiguration {
         }
     }
 
-    /// The training, validation and test sets of `data`, resized to `imageSize` (the test set's images made
+    /// `dataset`'s images of `onlyClasses` (relabelled), or all of it.
+    public func subset(_ dataset: Dataset) throws -> Dataset {
+        guard let onlyClasses else { return dataset }
+        do { return try dataset.restricted(toClasses: try Dataset.classList(onlyClasses)) } catch let KilnError.invalidArgument(message) {
+            throw KilnError.invalidArgument("--only-classes \(onlyClasses): \(message)")
+        }
+    }
+
+    /// The training, validation and test sets of `data` (of `onlyClasses` alone, and at most `perClass`
+    /// training images of each), resized to `imageSize` (the test set's images made
     /// the training set's shape: an image folder's channels follow its training split). The validation set is
     /// held out of the training set, stratified by class and chosen by `seed` (`Dataset.validationSplit`),
     /// `validationCount` images of it; the training set is the rest, in its stored order. With `valSplit` 0
     /// the test set validates and the training set is whole.
     public func loadData() throws -> (train: Dataset, validation: Dataset, test: Dataset) {
-        let whole = try Dataset.load(data, split: .train, imageSize: imageSize)
-        let test = try Dataset.load(data, split: .test, imageSize: imageSize, imageShape: whole.imageShape)
+        var whole = try subset(try Dataset.load(data, split: .train, imageSize: imageSize))
+        if let perClass { whole = whole.limited(perClass: perClass, seed: seed) }
+        let test = try subset(try Dataset.load(data, split: .test, imageSize: imageSize, imageShape: whole.imageShape))
         guard whole.count > 0 else { throw KilnError.invalidArgument("the data set \(data) has no training images") }
         guard !validatesOnTestSet else { return (whole, test, test) }
         var (train, validation) = try whole.splitValidation(count: validationCount(trainingImages: whole.count), seed: seed)

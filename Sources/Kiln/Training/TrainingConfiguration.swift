@@ -45,6 +45,27 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var standardize: Bool?
     /// Histogram equalisation of every image when the data set loads.
     public var equalize: Bool?
+    /// Train on these classes alone (`Dataset.classList`: "0-4", "5,7,9"), relabelled in that order, in
+    /// every split; nil for all.
+    public var onlyClasses: String?
+    /// Train on at most this many images of every class (of the training split, before validation is held
+    /// out), a seeded random sample; nil for all.
+    public var perClass: Int?
+    /// A ResNet's stem, `imagenet` or `small` (`ResNetStem`); nil for the zoo's choice by input size.
+    public var stem: String?
+    /// The safetensors file (a Kiln checkpoint or any state dict) whose matching tensors initialise the
+    /// model (`Layer.loadPretrained`); nil to start from the seed's initialisation.
+    public var initFrom: String?
+    /// Make any tensor of `initFrom` missing, unexpected or of another shape an error.
+    public var strictInit: Bool?
+    /// Dotted-path globs of the layers to freeze (`Layer.parameters(matching:)`), comma-separated.
+    public var freeze: String?
+    /// Freeze every layer before this one.
+    public var freezeUntil: String?
+    /// The epoch (1-based) from which the frozen layers train.
+    public var unfreezeAt: Int?
+    /// The learning rate of the frozen layers once they train (the schedule scales it as it scales `lr`).
+    public var lrBackbone: Float?
     /// The means and standard deviations `normalize` resolved to, per channel: recorded in config.json (and
     /// so in every checkpoint), so that eval and predict normalise exactly as training did.
     public var normalizationMean: [Float]?
@@ -121,6 +142,26 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         guard momentum.isFinite, momentum >= 0, momentum < 1 else { throw invalid("--momentum must be at least 0 and below 1, not \(momentum)") }
         guard weightDecay.isFinite, weightDecay >= 0 else { throw invalid("--weight-decay must be a finite number of at least 0, not \(weightDecay)") }
         if let earlyStop, earlyStop < 1 { throw invalid("--early-stop must be at least 1, not \(earlyStop)") }
+        if let perClass, perClass < 1 { throw invalid("--per-class must be at least 1, not \(perClass)") }
+        if let onlyClasses { _ = try Dataset.classList(onlyClasses) }
+        if strictInit == true, initFrom == nil { throw invalid("--strict checks what --init loads: give --init FILE with it") }
+        if let freeze, freeze.split(separator: ",", omittingEmptySubsequences: false).contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
+            throw invalid("--freeze takes comma-separated layer patterns (conv1,bn1,layer1.*), not '\(freeze)'")
+        }
+        let freezes = freeze != nil || freezeUntil != nil
+        if let unfreezeAt {
+            guard freezes else { throw invalid("--unfreeze-at \(unfreezeAt) needs layers to unfreeze: give --freeze or --freeze-until") }
+            guard unfreezeAt >= 2 else { throw invalid("--unfreeze-at must be at least 2 (the epoch, from 1, whose training unfreezes), not \(unfreezeAt)") }
+            guard unfreezeAt <= epochs else {
+                throw invalid("--unfreeze-at \(unfreezeAt) is beyond the run, which trains \(epochs) epoch\(epochs == 1 ? "" : "s")")
+            }
+        }
+        if let lrBackbone {
+            guard lrBackbone.isFinite, lrBackbone > 0 else { throw invalid("--lr-backbone must be a positive finite number, not \(lrBackbone)") }
+            guard freezes, unfreezeAt != nil else {
+                throw invalid("--lr-backbone sets the rate of the frozen layers once they train: give --freeze or --freeze-until, and --unfreeze-at")
+            }
+        }
         if let imageSize, imageSize < 1 { throw invalid("--image-size must be at least 1 (the side in pixels every image is resized to), not \(imageSize)") }
         if normalizationMean != nil || normalizationStd != nil {
             let (mean, std) = (normalizationMean ?? [], normalizationStd ?? [])

@@ -72,6 +72,10 @@ public final class TrainingRun {
     public var showProgress = true
     /// The title of curves.svg.
     public var title: String
+    /// What loading `configuration.initFrom` did (nil when the run starts from the seed or resumes).
+    public private(set) var initialization: WeightLoadReport?
+    /// The parameters `configuration.freezePlan` freezes (empty for none).
+    public let backbone: [(name: String, parameter: Parameter)]
     /// Called after each epoch once its files are written, with its metrics and whether they are the best so far.
     public var epochEnded: ((EpochMetrics, _ isBest: Bool) throws -> Void)?
 
@@ -123,8 +127,22 @@ public final class TrainingRun {
         self.device = device
         isResumed = resuming
         title = "\(configuration.model) on \(configuration.data)"
+        // Before anything is written: a file that does not fit, or a pattern that matches nothing, leaves no run.
+        let hasCheckpoint = [Self.resumeCheckpointFile, Self.lastCheckpointFile].contains {
+            FileManager.default.fileExists(atPath: folder.appending(path: $0).path)
+        }
+        if let initFrom = configuration.initFrom, !(resuming && hasCheckpoint) {
+            initialization = try Self.loadInitialWeights(initFrom, into: model, classNames: train.classNames,
+                                                         strict: configuration.strictInit ?? false)
+        }
+        let plan = configuration.freezePlan
+        backbone = try plan.backbone(of: model)
+        try plan.apply(to: model, epoch: 0)
         try model.move(to: device)
         let optimizer = try configuration.makeOptimizer(for: model)
+        if let lrBackbone = configuration.lrBackbone {
+            optimizer.setLearningRateScale(lrBackbone / configuration.lr, for: backbone.map(\.parameter))
+        }
         scheduler = LearningRateScheduler(schedule: try configuration.learningRateSchedule(), baseLearningRate: configuration.lr)
         configurationJSON = String(decoding: try JSONEncoder.sorted.encode(configuration), as: UTF8.self)
         dataMetadata = try TrainingCheckpoint.dataMetadata(classNames: train.classNames, imageShape: train.imageShape)
@@ -205,10 +223,23 @@ public final class TrainingRun {
     public convenience init(folder: URL, configuration: TrainingConfiguration, train: Dataset, validation: Dataset?,
                             device: Device, resuming: Bool = false, overwrite: Bool = false) throws {
         let task = try ModelZoo.entry(configuration.model).task
-        let model = try ModelZoo.make(configuration.model, inputShape: train.imageShape, classes: train.classNames.count)
-        try model.reset(seed: configuration.seed)
+        let model = try configuration.makeModel(inputShape: train.imageShape, classes: train.classNames.count)
         try self.init(folder: folder, configuration: configuration, model: model, task: task, train: train,
                       validation: validation, device: device, resuming: resuming, overwrite: overwrite)
+    }
+
+    /// Loads the tensors of the safetensors file at `path` that fit `model` (`Layer.loadPretrained`); a
+    /// checkpoint that records other class names than `classNames`, as many, leaves the classifier new.
+    static func loadInitialWeights(_ path: String, into model: any Layer, classNames: [String], strict: Bool) throws -> WeightLoadReport {
+        let url = URL(fileURLWithPath: path)
+        guard FileManager.default.fileExists(atPath: url.path) else { throw KilnError.corruptFile(path: url.path, reason: "does not exist") }
+        let file = TrainingCheckpoint.modelPart(of: try SafeTensors.read(from: url))
+        var reason: String?
+        if let saved = try TrainingCheckpoint.classNames(in: file, source: url.path), saved.count == classNames.count, saved != classNames {
+            let list = { (names: [String]) in names.prefix(3).joined(separator: ", ") + (names.count > 3 ? ", ..." : "") }
+            reason = "the file's classes (\(list(saved))) are not the data's (\(list(classNames)))"
+        }
+        return try model.loadPretrained(file, source: url.path, strict: strict, newHeadReason: reason)
     }
 
     /// The configuration saved in a run folder's config.json.
@@ -273,6 +304,8 @@ public final class TrainingRun {
         var fit = Fit(trainer: trainer, scheduler: scheduler, train: train, validation: validation, epochs: configuration.epochs,
                       earlyStopPatience: configuration.earlyStop)
         fit.showProgress = showProgress
+        let (plan, model) = (configuration.freezePlan, model)
+        fit.epochStarting = { epoch in try plan.apply(to: model, epoch: epoch) }
         fit.passEnded = { [steps] firstStep, losses in
             try steps.append(firstStep: firstStep, losses: losses)
             KillSwitch.passed("steps")
