@@ -42,7 +42,7 @@ public struct SafeTensors {
 
     public mutating func set(_ name: String, floats: [Float], shape: [Int]) {
         precondition(floats.count == shape.reduce(1, *), "\(name): \(floats.count) values for shape \(shape)")
-        set(name, Entry(dtype: .float32, shape: shape, data: floats.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }))
+        set(name, Entry(dtype: .float32, shape: shape, data: littleEndianBytes(floats)))
     }
 
     public mutating func set(_ name: String, integers: [Int64], shape: [Int]) {
@@ -58,12 +58,26 @@ public struct SafeTensors {
         func word(_ at: Int, _ bytes: Int) -> UInt64 { (0..<bytes).reduce(UInt64(0)) { $0 | UInt64(data[at + $1]) << (8 * UInt64($1)) } }
         let values = stride(from: 0, to: data.count - entry.dtype.byteWidth + 1, by: entry.dtype.byteWidth)
         switch entry.dtype {
+        case .float32 where UInt32(1).littleEndian == 1:
+            // The stored bytes are this machine's Floats: copied whole (a checkpoint holds millions).
+            return [Float](unsafeUninitializedCapacity: data.count / 4) { buffer, initialized in
+                data.withUnsafeBytes { bytes in
+                    _ = UnsafeMutableRawBufferPointer(buffer).copyBytes(from: bytes.prefix(buffer.count * 4))
+                }
+                initialized = buffer.count
+            }
         case .float32: return values.map { Float(bitPattern: UInt32(word($0, 4))) }
         case .int64: return values.map { Float(Int64(bitPattern: word($0, 8))) }
         case .float64: return values.map { Float(Double(bitPattern: word($0, 8))) }
         case .float16: return values.map { Float(Float16(bitPattern: UInt16(word($0, 2)))) }
         case .bfloat16: return values.map { Float(bitPattern: UInt32(word($0, 2)) << 16) }
         }
+    }
+
+    /// The little-endian bytes of `floats`: a copy of their memory on a little-endian machine.
+    private func littleEndianBytes(_ floats: [Float]) -> [UInt8] {
+        guard UInt32(1).littleEndian == 1 else { return floats.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } }
+        return floats.withUnsafeBytes { Array($0) }
     }
 
     // MARK: Reading

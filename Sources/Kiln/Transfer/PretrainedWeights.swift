@@ -73,7 +73,7 @@ extension Layer {
     /// - a first convolution trained for other input channels is adapted as timm's `adapt_input_conv` does:
     ///   to one channel by summing over the file's channels (a grey image then gets the response the RGB
     ///   network gives that image repeated in every channel); to C channels by repeating the file's channels
-    ///   and scaling by (file channels)/C;
+    ///   and scaling by (file channels)/C (`adaptInputChannels`);
     /// - the classifier (`classifierPath`) is left as initialised when its class count differs from the
     ///   file's, or when `newHeadReason` says why it must be (other classes of the same count);
     /// - with `strict`, a tensor missing in the file, unexpected in it, or of another shape is an error
@@ -146,8 +146,9 @@ extension Layer {
 }
 
 /// A convolution weight [O, C, kh, kw] for `channels` input channels instead of C: summed over C for one
-/// channel; otherwise channel c takes the file's channel c mod C, scaled by C / channels, so that an image
-/// whose channels are all equal gets the same response as before.
+/// channel; otherwise channel c takes the file's channel c mod C, scaled by C / channels. An image whose
+/// channels are all equal gets the same response as before when `channels` is 1 or a multiple of C (grey to
+/// RGB); otherwise the rule is timm's approximation.
 func adaptInputChannels(_ weight: [Float], shape: [Int], to channels: Int) -> [Float] {
     let (outputs, fileChannels) = (shape[0], shape[1])
     let plane = shape.dropFirst(2).reduce(1, *)
