@@ -143,7 +143,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         guard weightDecay.isFinite, weightDecay >= 0 else { throw invalid("--weight-decay must be a finite number of at least 0, not \(weightDecay)") }
         if let earlyStop, earlyStop < 1 { throw invalid("--early-stop must be at least 1, not \(earlyStop)") }
         if let perClass, perClass < 1 { throw invalid("--per-class must be at least 1, not \(perClass)") }
-        if let onlyClasses { _ = try Dataset.classList(onlyClasses) }
+        if let onlyClasses {
+            do { _ = try Dataset.classList(onlyClasses) } catch let KilnError.invalidArgument(message) { throw invalid("--only-classes: \(message)") }
+        }
         if strictInit == true, initFrom == nil { throw invalid("--strict checks what --init loads: give --init FILE with it") }
         if let freeze, freeze.split(separator: ",", omittingEmptySubsequences: false).contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
             throw invalid("--freeze takes comma-separated layer patterns (conv1,bn1,layer1.*), not '\(freeze)'")
