@@ -106,6 +106,48 @@ final class NormalizationTests: XCTestCase {
         }
     }
 
+    /// The backward of an inference-mode batch norm (running statistics fixed): finite differences on the
+    /// host, and the device against the host on random shapes (batch 1 and odd sizes among them).
+    func testInferenceBatchNormGradients() throws {
+        func gradients(_ x: [Float], _ dy: [Float], shape: [Int], _ perChannel: [[Float]], on device: Device) throws -> [[Float]] {
+            let c = shape[1]
+            let tensors = try perChannel.map { try Tensor($0, shape: [c], on: device) }  // γ, β, μ_r, σ²_r
+            let (dgamma, dbeta) = (try Tensor.zeros([c], on: device), try Tensor.zeros([c], on: device))
+            let dx = try batchNormInferenceBackward(Tensor(x, shape: shape, on: device), dy: Tensor(dy, shape: shape, on: device),
+                                                    gamma: tensors[0], runningMean: tensors[2], runningVariance: tensors[3],
+                                                    settings: BatchNormSettings(), accumulatingInto: dgamma, dbeta)
+            return [try dx.toArray(), try dgamma.toArray(), try dbeta.toArray()]
+        }
+        for shape in [[5, 3], [2, 3, 3, 4], [1, 3, 5, 5]] {
+            let count = shape.reduce(1, *)
+            let x = try Tensor(random.floats(count, -2, 2), shape: shape), upstream = try Tensor(random.floats(count), shape: shape)
+            let gamma = try Tensor(random.floats(3, 0.5, 1.5), shape: [3]), beta = try Tensor(random.floats(3), shape: [3])
+            let (mean, variance) = (try Tensor(random.floats(3), shape: [3]), try Tensor(random.floats(3, 0.2, 2), shape: [3]))
+            func loss() throws -> Double {
+                try weightedSum(batchNormInference(x, gamma: gamma, beta: beta, runningMean: mean, runningVariance: variance,
+                                                   settings: BatchNormSettings()), upstream)
+            }
+            let result = try gradients(try x.toArray(), try upstream.toArray(), shape: shape,
+                                       [try gamma.toArray(), try beta.toArray(), try mean.toArray(), try variance.toArray()], on: .host)
+            try assertGradient("inference batch norm dx \(shape)", of: x, analytic: Tensor(result[0], shape: shape), loss: loss)
+            try assertGradient("inference batch norm dgamma \(shape)", of: gamma, analytic: Tensor(result[1], shape: [3]), loss: loss)
+            try assertGradient("inference batch norm dbeta \(shape)", of: beta, analytic: Tensor(result[2], shape: [3]), loss: loss)
+        }
+        let gpu = try openCLDevice()
+        for trial in 0..<8 {
+            let shape = trial % 3 == 0 ? [random.int(1...9), random.int(1...6)]
+                : [trial % 4 == 1 ? 1 : random.int(1...4), random.int(1...5), random.int(1...7), random.int(1...7)]
+            let (count, c) = (shape.reduce(1, *), shape[1])
+            let (x, dy) = (random.floats(count, -3, 3), random.floats(count))
+            let perChannel = [random.floats(c, 0.5, 2), random.floats(c), random.floats(c), random.floats(c, 0.2, 2)]
+            let host = try gradients(x, dy, shape: shape, perChannel, on: .host)
+            let device = try gradients(x, dy, shape: shape, perChannel, on: gpu)
+            for (name, (a, b)) in zip(["dx", "dgamma", "dbeta"], zip(device, host)) {
+                assertClose(a, b, atol: 1e-4, rtol: 1e-4, "inference batch norm \(name) \(shape)")
+            }
+        }
+    }
+
     func testLRNMatchesTheHostAndItsGradient() throws {
         let gpu = try openCLDevice()
         for (shape, settings) in [([2, 7, 3, 4], LRNSettings()), ([1, 4, 2, 3], LRNSettings(size: 2, alpha: 0.5, beta: 0.6, k: 1)),

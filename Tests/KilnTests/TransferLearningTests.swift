@@ -193,12 +193,14 @@ final class TransferLearningTests: XCTestCase {
         let expectedLogits = try JSONDecoder().decode([[Float]].self, from: Data(try XCTUnwrap(file.metadata["logits_of_first_8"]).utf8))
         guard FileManager.default.fileExists(atPath: Dataset.fashionMNISTDirectory.path) else { throw XCTSkip("Fashion-MNIST is not installed") }
         let test = try Dataset.load("fashion-mnist", split: .test).subset(Array(0..<1000))
+        XCTAssertEqual(zip(expectedPredictions, test.labels).filter { $0 == $1 }.count, expectedCorrect, "the fixture's own figures agree")
         for device in try testDevices() {
             try model.move(to: device)
-            // The whole 1,000 on the host; the first 250 through POCL, which is slower.
-            let count = device == .host ? 1000 : 250
+            // Image by image, the first 500 on the host and 100 through POCL (`kiln eval` of the file gives PyTorch's
+            // 74.52% on all 10,000).
+            let count = device == .host ? 500 : 100
             var predictions: [Int] = []
-            for batch in DataLoader(dataset: test.subset(Array(0..<count)), batchSize: 125, shuffle: false, device: device).batches(epoch: 0) {
+            for batch in DataLoader(dataset: test.subset(Array(0..<count)), batchSize: 100, shuffle: false, device: device).batches(epoch: 0) {
                 let logits = try model.forward(batch.inputs, .inference)
                 if predictions.isEmpty {
                     assertClose(Array(try logits.toArray().prefix(80)), expectedLogits.flatMap { $0 }, atol: 2e-3, rtol: 1e-3, "logits on \(device)")
@@ -206,9 +208,8 @@ final class TransferLearningTests: XCTestCase {
                 predictions += try logits.argmax(axis: 1).toArray().map { Int($0) }
             }
             XCTAssertEqual(predictions, Array(expectedPredictions.prefix(count)), "PyTorch's predictions on \(device)")
-            if device == .host {
-                XCTAssertEqual(zip(predictions, test.labels).filter { $0 == $1 }.count, expectedCorrect, "PyTorch's accuracy")
-            }
+            XCTAssertEqual(zip(predictions, test.labels).filter { $0 == $1 }.count,
+                           zip(expectedPredictions.prefix(count), test.labels).filter { $0 == $1 }.count, "PyTorch's accuracy on \(device)")
         }
     }
 

@@ -150,15 +150,8 @@ extension Layer {
         for (_, parameter) in namedParameters where !parameter.isBuffer { parameter.requiresGradient = trainable }
     }
 
-    /// The sub-layer at a dotted path ("features.0", "fc"), or nil.
-    public func layer(at path: String) -> (any Layer)? {
-        var current: any Layer = self
-        for name in path.split(separator: ".") {
-            guard let next = current.children.first(where: { $0.name == name })?.layer else { return nil }
-            current = next
-        }
-        return current
-    }
+    /// The sub-layer at a dotted path ("features.0", "fc"), or nil (`layer(named:)` says what is missing).
+    public func layer(at path: String) -> (any Layer)? { try? layer(named: path) }
 }
 
 /// Raised by layers when an input does not fit; names the layer and both shapes.
