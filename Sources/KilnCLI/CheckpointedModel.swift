@@ -78,6 +78,25 @@ struct CheckpointedModel {
         try network.move(to: self.device)
     }
 
+    /// Image files and test-set images by index, each made what the model takes as training made its images:
+    /// resized (bilinear) to its input size, grey or colour converted to its channels, alpha dropped. Test
+    /// images carry their label.
+    func inputs(images: [String], indices: [Int]) throws -> [(name: String, pixels: [Float], label: Int?)] {
+        let shape = inputShape
+        var inputs: [(name: String, pixels: [Float], label: Int?)] = []
+        for path in images {
+            var image = try ImageFile.read(URL(fileURLWithPath: path))
+            if image.channels != shape[0] { image = image.converted(toChannels: shape[0]) }
+            image = image.resized(width: shape[2], height: shape[1])
+            inputs.append((path, image.pixels, nil))
+        }
+        for i in indices {
+            guard test.labels.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(test.count)") }
+            inputs.append(("test image \(i)", Array(test.subset([i]).pixels), test.labels[i]))
+        }
+        return inputs
+    }
+
     /// Batches of `dataset` in order, preprocessed as the model was trained.
     func batches(of dataset: Dataset, batchSize: Int) throws -> PrefetchedBatches {
         try configuration.evaluationLoader(dataset, batchSize: batchSize, device: device).batches(epoch: 0)

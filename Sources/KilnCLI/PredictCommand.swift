@@ -21,20 +21,7 @@ struct PredictCommand: ParsableCommand {
             let restored = try source.restore()
             let (network, test) = (restored.network, restored.test)
 
-            var inputs: [(name: String, pixels: [Float], label: Int?)] = []
-            // An image file is made what the model takes as training made its images: resized (bilinear) to
-            // its input size, grey or colour converted to its channels, alpha dropped.
-            let shape = restored.inputShape
-            for path in images {
-                var image = try ImageFile.read(URL(fileURLWithPath: path))
-                if image.channels != shape[0] { image = image.converted(toChannels: shape[0]) }
-                image = image.resized(width: shape[2], height: shape[1])
-                inputs.append((path, image.pixels, nil))
-            }
-            for i in index {
-                guard test.labels.indices.contains(i) else { throw ValidationError("--index \(i) is outside 0..<\(test.count)") }
-                inputs.append(("test image \(i)", Array(test.subset([i]).pixels), test.labels[i]))
-            }
+            let inputs = try restored.inputs(images: images, indices: index)
             let samples = Dataset(imageShape: test.imageShape, pixels: inputs.flatMap(\.pixels), labels: inputs.map { $0.label ?? 0 },
                                  classNames: restored.classNames)
             guard let batch = try restored.batches(of: samples, batchSize: inputs.count).next() else { return }

@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import Kiln
+
+struct ExplainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explain",
+        abstract: "Show why a classifier scores an image as it does: saliency, SmoothGrad, integrated gradients, Grad-CAM, occlusion.",
+        discussion: """
+            For each image and method writes DIR/<name>_<method>.png (the map in the viridis colour map over the image) \
+            and DIR/<name>_<method>.npy (the raw float32 map, H×W, for numpy.load), and lists every file with the predicted \
+            and target class in DIR/explanations.csv. The model runs in inference mode; maps are taken with respect to the \
+            preprocessed input, as the model sees it.
+            """)
+
+    static let methods = ["saliency", "smoothgrad", "integrated-gradients", "gradcam", "occlusion"]
+
+    @OptionGroup var source: CheckpointOptions
+    @Option(parsing: .upToNextOption, help: "Indices of test-set images to explain.")
+    var index: [Int] = []
+    @Argument(help: "PNG, PGM or JPEG images, resized to the model's input size and converted to its channels.")
+    var images: [String] = []
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Methods: \(methods.joined(separator: ", ")).", valueName: "method"))
+    var method: [String] = ["gradcam"]
+    @Option(help: ArgumentHelp("The class to explain: an index, or top for the predicted class.", valueName: "class|top"))
+    var target = "top"
+    @Option(help: ArgumentHelp("Grad-CAM's layer, by dotted path (default: the last layer with a spatial output).", valueName: "path"))
+    var layer: String?
+    @Option(help: "SmoothGrad: noisy copies.")
+    var samples = 25
+    @Option(help: "SmoothGrad: the noise's standard deviation as a fraction of the image's range.")
+    var sigma: Float = 0.15
+    @Option(help: "Integrated gradients: steps along the path from the baseline.")
+    var steps = 64
+    @Option(help: "Integrated gradients and occlusion: the baseline value (of the preprocessed input).")
+    var baseline: Float = 0
+    @Option(help: "Occlusion: the side of the square occluded, in pixels.")
+    var patch = 4
+    @Option(help: "Occlusion: the step between squares, in pixels.")
+    var stride = 2
+    @Option(help: "The folder to write into.")
+    var out = "explain"
+    @Option(help: "Upscale the PNG images by this factor (nearest neighbour) to see small images (default: to about 224 px).")
+    var scale: Int?
+
+    func validate() throws {
+        if let unknown = method.first(where: { !Self.methods.contains($0) }) {
+            throw ValidationError("unknown method '\(unknown)'; use \(Self.methods.joined(separator: ", "))")
+        }
+        guard target == "top" || Int(target) != nil else { throw ValidationError("--target must be a class index or top, not '\(target)'") }
+        guard images.isEmpty == false || index.isEmpty == false else { throw ValidationError("give image files or --index N") }
+        if let scale, scale < 1 { throw ValidationError("--scale must be at least 1, not \(scale)") }
+    }
+
+    func run() throws {
+        try reportingErrors(Self.self) {
+            let restored = try source.restore()
+            guard try ModelZoo.entry(restored.name).task == .classification else {
+                throw ValidationError("\(restored.name) is not a classifier: explain needs class scores")
+            }
+            let explainer = Explainer(model: restored.network, device: restored.device)
+            let shape = restored.inputShape
+            if let layer { do { _ = try restored.network.layer(named: layer) } catch { throw ValidationError("--layer: \(error)") } }
+            let inputs = try restored.inputs(images: images, indices: index)
+            let chosen = Dataset(imageShape: shape, pixels: inputs.flatMap(\.pixels), labels: inputs.map { $0.label ?? 0 },
+                                 classNames: restored.classNames)
+            guard let batch = try restored.batches(of: chosen, batchSize: inputs.count).next() else { return }
+            let preprocessed = try batch.inputs.toArray(), size = shape.reduce(1, *)
+            let classNames = restored.classNames
+
+            // Every map first, so that a bad option writes nothing.
+            var results: [(file: String, map: AttributionMap, image: ImageFile, row: String)] = []
+            for (row, input) in inputs.enumerated() {
+                let image = try Tensor(Array(preprocessed[(row * size)..<((row + 1) * size)]), shape: shape, on: restored.device)
+                let predicted = try explainer.prediction(image)
+                let explained = target == "top" ? predicted : Int(target) ?? predicted
+                guard classNames.indices.contains(explained) else {
+                    throw ValidationError("--target \(explained) is not one of the model's \(classNames.count) classes (0–\(classNames.count - 1))")
+                }
+                let name = input.label == nil ? URL(fileURLWithPath: input.name).deletingPathExtension().lastPathComponent
+                    : "test-\(input.name.split(separator: " ").last ?? "")"
+                for method in method {
+                    let map: AttributionMap
+                    switch method {
+                    case "saliency": map = try explainer.saliency(image, target: explained)
+                    case "smoothgrad": map = try explainer.smoothGrad(image, target: explained, samples: samples, sigma: sigma)
+                    case "integrated-gradients": map = try explainer.integratedGradients(image, target: explained, baseline: baseline, steps: steps)
+                    case "occlusion": map = try explainer.occlusion(image, target: explained, patch: patch, stride: stride, baseline: baseline)
+                    default: map = try explainer.gradCAM(image, target: explained, layer: layer)
+                    }
+                    let raw = ImageFile(channels: shape[0], height: shape[1], width: shape[2], pixels: input.pixels)
+                    let csv = [input.name, method, classNames[predicted], classNames[explained], "\(name)_\(method).png", "\(name)_\(method).npy"]
+                        .map { $0.contains(",") ? "\"\($0)\"" : $0 }.joined(separator: ",")
+                    results.append(("\(name)_\(method)", map, raw, csv))
+                }
+                print("\(input.name): predicted \(classNames[predicted]), explaining \(classNames[explained])"
+                      + (input.label.map { " (true class: \(classNames[$0]))" } ?? ""))
+            }
+            let folder = URL(fileURLWithPath: out)
+            let factor = scale ?? Swift.max(1, 224 / Swift.max(shape[1], shape[2]))
+            for result in results {
+                try result.map.overlay(on: result.image, scale: factor).write(png: folder.appending(path: "\(result.file).png"))
+                try writeAtomically(result.map.npyData(), to: folder.appending(path: "\(result.file).npy"))
+            }
+            let table = (["image,method,predicted,target,png,npy"] + results.map(\.row)).joined(separator: "\n") + "\n"
+            try writeAtomically(Array(table.utf8), to: folder.appending(path: "explanations.csv"))
+            print("wrote \(results.count * 2) files and explanations.csv to \(folder.path)")
+        }
+    }
+}

@@ -1,0 +1,247 @@
+import Foundation
+import XCTest
+@testable import Kiln
+
+/// Attribution methods against what each must satisfy, on host and POCL.
+final class ExplainTests: XCTestCase {
+    private var random = TestRandom(seed: 15)
+
+    /// conv (1 → 4, 3×3) → BN → ReLU → dropout → maxpool → flatten → linear → 3 classes, with BN's running
+    /// statistics moved off their defaults, so that inference mode matters.
+    private func smallClassifier(seed: UInt64 = 3) throws -> Sequential {
+        let model = try Sequential {
+            try Conv2D(inputChannels: 1, outputChannels: 4, kernelSize: 3, padding: 1).named("conv1")
+            try BatchNorm(features: 4).named("bn1")
+            ReLU()
+            try Dropout(probability: 0.5)
+            try MaxPool2D(window: 2)
+            Flatten()
+            try Linear(inputFeatures: 4 * 4 * 4, outputFeatures: 3).named("fc")
+        }
+        try model.reset(seed: seed)
+        let bn = try XCTUnwrap(model.layer(at: "bn1") as? BatchNorm)
+        try bn.runningMean.value.assign(Tensor([0.1, -0.2, 0.3, 0], shape: [4]))
+        try bn.runningVariance.value.assign(Tensor([0.5, 2, 1.5, 0.8], shape: [4]))
+        return model
+    }
+
+    private func image(_ shape: [Int] = [1, 8, 8]) throws -> Tensor {
+        try Tensor(random.floats(shape.reduce(1, *)), shape: shape)
+    }
+
+    private func logit(_ model: Sequential, _ x: Tensor, _ target: Int) throws -> Double {
+        Double(try model.forward(try x.reshaped([1] + x.shape), .inference).toArray()[target])
+    }
+
+    func testSaliencyIsTheFiniteDifferenceGradientOfTheLogit() throws {
+        let model = try smallClassifier(), x = try image()
+        let explainer = Explainer(model: model, device: .host)
+        let gradient = try explainer.inputGradients(x, target: 2)
+        try assertGradient("∂logit/∂x", of: x, analytic: gradient.reshaped(x.shape), eps: 1e-2, samples: 64) { try logit(model, x, 2) }
+        let saliency = try explainer.saliency(x, target: 2)
+        XCTAssertEqual(saliency.values, try gradient.toArray().map(abs))
+        XCTAssertEqual([saliency.height, saliency.width], [8, 8])
+    }
+
+    func testEveryMethodAgreesBetweenHostAndDevice() throws {
+        let gpu = try openCLDevice()
+        let (host, device) = (try smallClassifier(), try smallClassifier())
+        try device.move(to: gpu)
+        let x = try image()
+        let (onHost, onDevice) = (Explainer(model: host, device: .host), Explainer(model: device, device: gpu))
+        let methods: [(String, (Explainer) throws -> AttributionMap)] = [
+            ("saliency", { try $0.saliency(x, target: 1) }),
+            ("smoothgrad", { try $0.smoothGrad(x, target: 1, samples: 8, sigma: 0.2, seed: 4) }),
+            ("integrated gradients", { try $0.integratedGradients(x, target: 1, steps: 16) }),
+            ("grad-cam", { try $0.gradCAM(x, target: 1, layer: "conv1") }),
+            ("occlusion", { try $0.occlusion(x, target: 1, patch: 3, stride: 2) }),
+        ]
+        for (name, method) in methods {
+            assertClose(try method(onDevice).values, try method(onHost).values, atol: 1e-5, rtol: 1e-4, name)
+        }
+    }
+
+    /// Completeness holds up to the quadrature's error, which is small for a smooth network (ReLU and max
+    /// pooling make the path piecewise linear, with kinks the steps straddle).
+    func testIntegratedGradientsAreComplete() throws {
+        for device in try testDevices() {
+            let model = try Sequential {
+                try Conv2D(inputChannels: 1, outputChannels: 4, kernelSize: 3, padding: 1).named("conv1")
+                try BatchNorm(features: 4).named("bn1")
+                Softplus()
+                try AvgPool2D(window: 2)
+                Flatten()
+                try Linear(inputFeatures: 4 * 4 * 4, outputFeatures: 3).named("fc")
+            }
+            try model.reset(seed: 8)
+            try model.move(to: device)
+            let x = try image(), explainer = Explainer(model: model, device: device)
+            let attributions = try explainer.integratedGradients(x, target: 0, baseline: 0, steps: 64)
+            let difference = try logit(model, x.to(device), 0) - logit(model, Tensor.zeros(x.shape, on: device), 0)
+            let total = attributions.values.reduce(0) { $0 + Double($1) }
+            XCTAssertEqual(total, difference, accuracy: 0.01 * abs(difference), "completeness on \(device)")
+            XCTAssertGreaterThan(abs(difference), 1e-3, "a test that can fail")
+        }
+    }
+
+    /// For f(x) = w·x + b, occluding a square with 0 lowers f by that square's Σ w·x: with the stride equal to the
+    /// patch every pixel gets its own square's contribution.
+    func testOcclusionOfALinearModelIsEachPatchsContribution() throws {
+        for device in try testDevices() {
+            let model = try Sequential { Flatten(); try Linear(inputFeatures: 2 * 6 * 6, outputFeatures: 2).named("fc") }
+            try model.reset(seed: 2)
+            try model.move(to: device)
+            let x = try image([2, 6, 6])
+            let map = try Explainer(model: model, device: device).occlusion(x, target: 1, patch: 3, stride: 3)
+            let (w, pixels) = (Array(try model.namedParameters[0].parameter.value.toArray()[72...]), try x.toArray())
+            for y in 0..<6 {
+                for column in 0..<6 {
+                    let (top, left) = (y / 3 * 3, column / 3 * 3)
+                    var contribution: Float = 0
+                    for c in 0..<2 {
+                        for row in top..<(top + 3) { for col in left..<(left + 3) { contribution += w[(c * 6 + row) * 6 + col] * pixels[(c * 6 + row) * 6 + col] } }
+                    }
+                    XCTAssertEqual(map.values[y * 6 + column], contribution, accuracy: 1e-5, "pixel (\(y), \(column)) on \(device)")
+                }
+            }
+        }
+    }
+
+    /// A bright square in the top-left quadrant over dim noise; feature channel 0 is 1 everywhere and unused,
+    /// channel 1 fires on bright pixels (ReLU(x − 0.5)); the class-1 logit sums channel 1 over the top-left
+    /// quadrant. Grad-CAM must weight the channel the logit uses and find the square: ≥ 95 % of its mass there
+    /// (a map of the activations alone would spread over the whole image).
+    func testGradCAMFindsTheQuadrantTheLogitDependsOn() throws {
+        for device in try testDevices() {
+            let conv = try Conv2D(inputChannels: 1, outputChannels: 2, kernelSize: 1)
+            try conv.weight.value.assign(Tensor([0, 1], shape: [2, 1, 1, 1]))
+            try conv.bias?.value.assign(Tensor([1, -0.5], shape: [2]))
+            let head = try Linear(inputFeatures: 2 * 8 * 8, outputFeatures: 2)
+            var weights = [Float](repeating: 0, count: 2 * 128)
+            for y in 0..<4 { for x in 0..<4 { weights[128 + 64 + y * 8 + x] = 1 } }
+            try head.weight.value.assign(Tensor(weights, shape: [2, 128]))
+            let model = Sequential([conv.named("conv"), ReLU().named("relu"), Flatten().named("flatten"), head.named("fc")])
+            try model.move(to: device)
+            let pixels = (0..<64).map { index in index / 8 < 4 && index % 8 < 4 ? random.float(0.7, 1) : random.float(0, 0.3) }
+            let x = try Tensor(pixels, shape: [1, 8, 8])
+            let explainer = Explainer(model: model, device: device)
+            XCTAssertEqual(try explainer.defaultGradCAMLayer(for: [1, 8, 8]), "relu")
+            let cam = try explainer.gradCAM(x, target: 1)
+            let total = cam.values.reduce(0, +)
+            let quadrant = (0..<4).flatMap { y in (0..<4).map { cam.values[y * 8 + $0] } }.reduce(0, +)
+            XCTAssertGreaterThan(total, 0)
+            XCTAssertGreaterThanOrEqual(quadrant / total, 0.95, "on \(device)")
+            XCTAssertThrowsError(try explainer.gradCAM(x, target: 1, layer: "fc")) {
+                XCTAssertTrue("\($0)".contains("Grad-CAM needs a layer with a spatial output [N, C, H, W]; fc gives [1, 2]"), "\($0)")
+            }
+        }
+    }
+
+    /// Adebayo et al. (2018): a saliency method must depend on the model. Re-initialising a trained model's
+    /// weights must change its saliency maps (Spearman rank correlation below 0.5).
+    func testSaliencyFailsTheModelRandomisationCheckOfAMethodThatIgnoresTheModel() throws {
+        let (data, trained) = try KilnCommand.trainedRun.get()
+        let file = try SafeTensors.read(from: trained.appending(path: "best.safetensors"))
+        let model = try ModelZoo.make("lenet-bn2", inputShape: [1, 28, 28], classes: 10)
+        try model.loadStateDict(TrainingCheckpoint.modelPart(of: file), source: "best.safetensors")
+        let randomised = try ModelZoo.make("lenet-bn2", inputShape: [1, 28, 28], classes: 10)
+        try randomised.reset(seed: 99)
+        let test = try Dataset.load(data.path, split: .test)
+        var correlations: [Double] = []
+        for index in 0..<6 {
+            let x = try Tensor(test.pixels(of: [index]), shape: [1, 28, 28])
+            let explainer = Explainer(model: model, device: .host)
+            let target = try explainer.prediction(x)
+            let a = try explainer.saliency(x, target: target).values
+            let b = try Explainer(model: randomised, device: .host).saliency(x, target: target).values
+            correlations.append(spearman(a, b))
+            // The same model gives the same map: the check can pass.
+            XCTAssertEqual(spearman(a, try explainer.saliency(x, target: target).values), 1, accuracy: 1e-9)
+        }
+        let mean = correlations.reduce(0, +) / Double(correlations.count)
+        XCTAssertLessThan(mean, 0.5, "rank correlations \(correlations)")
+    }
+
+    private func spearman(_ a: [Float], _ b: [Float]) -> Double {
+        func ranks(_ values: [Float]) -> [Double] {
+            let order = values.indices.sorted { values[$0] < values[$1] }
+            var result = [Double](repeating: 0, count: values.count)
+            var start = 0
+            while start < order.count {
+                var end = start
+                while end + 1 < order.count, values[order[end + 1]] == values[order[start]] { end += 1 }
+                for k in start...end { result[order[k]] = Double(start + end) / 2 }
+                start = end + 1
+            }
+            return result
+        }
+        let (x, y) = (ranks(a), ranks(b))
+        let (mx, my) = (x.reduce(0, +) / Double(x.count), y.reduce(0, +) / Double(y.count))
+        let covariance = zip(x, y).map { ($0 - mx) * ($1 - my) }.reduce(0, +)
+        let (vx, vy) = (x.map { ($0 - mx) * ($0 - mx) }.reduce(0, +), y.map { ($0 - my) * ($0 - my) }.reduce(0, +))
+        return covariance / (vx * vy).squareRoot()
+    }
+
+    func testNpyFilesHaveNumPysHeaderAndTheValues() throws {
+        let map = AttributionMap(height: 2, width: 3, values: [1, -2, 0.5, 0, 3, 1e-3])
+        let bytes = map.npyData()
+        XCTAssertEqual(Array(bytes.prefix(8)), [0x93] + Array("NUMPY".utf8) + [1, 0])
+        let headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+        XCTAssertEqual((10 + headerLength) % 64, 0)
+        let header = String(decoding: bytes[10..<(10 + headerLength)], as: UTF8.self)
+        XCTAssertTrue(header.hasPrefix("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"), header)
+        XCTAssertTrue(header.hasSuffix("\n"))
+        let values = stride(from: 10 + headerLength, to: bytes.count, by: 4).map { at in
+            Float(bitPattern: UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24)
+        }
+        XCTAssertEqual(values, map.values)
+    }
+
+    func testTheOverlayIsAnRGBImageOfTheScaledSize() throws {
+        let map = AttributionMap(height: 2, width: 2, values: [0, 1, 2, 4])
+        let image = ImageFile(channels: 1, height: 2, width: 2, pixels: [0, 0, 1, 1])
+        let overlay = try map.overlay(on: image, scale: 3)
+        let decoded = try ImageFile.parse(bytes: try overlay.pngData(), path: "overlay.png")
+        XCTAssertEqual([decoded.channels, decoded.height, decoded.width], [3, 6, 6])
+        // The largest value is viridis' yellow over white; zero its purple over black.
+        let (brightest, darkest) = (viridis(1), viridis(0))
+        XCTAssertEqual(overlay.pixels[5 * 6 + 5], 0.5 + 0.5 * brightest[0], accuracy: 1e-6)
+        XCTAssertEqual(overlay.pixels[0], 0.5 * darkest[0], accuracy: 1e-6)
+    }
+}
+
+/// `kiln explain` as a user runs it, and its errors.
+final class ExplainCommandLineTests: XCTestCase {
+    func testExplainWritesAPNGAndAnNpyFilePerImageAndMethod() throws {
+        let (data, trained) = try KilnCommand.trainedRun.get()
+        let out = FileManager.default.temporaryDirectory.appending(path: "kiln-explain-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let checkpoint = trained.appending(path: "best.safetensors").path
+        let run = try KilnCommand.run(["explain", "--checkpoint", checkpoint, "--data", data.path, "--device", "host", "--index", "0", "3",
+                                       "--method", "saliency", "gradcam", "occlusion", "--out", out.path])
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("wrote 12 files and explanations.csv"), run.output)
+        for name in ["test-0_saliency", "test-3_gradcam", "test-3_occlusion"] {
+            let png = try ImageFile.read(out.appending(path: "\(name).png"))
+            XCTAssertEqual([png.channels, png.height, png.width], [3, 224, 224], name)
+            XCTAssertEqual(try Data(contentsOf: out.appending(path: "\(name).npy")).count, 128 + 28 * 28 * 4, name)
+        }
+        let table = try String(contentsOf: out.appending(path: "explanations.csv"), encoding: .utf8)
+        XCTAssertEqual(table.split(separator: "\n").count, 7, table)
+
+        let errors: [([String], String)] = [
+            (["--method", "lime"], "Error: unknown method 'lime'; use saliency, smoothgrad, integrated-gradients, gradcam, occlusion"),
+            (["--layer", "conv9"], "Error: --layer: no layer 'conv9': the model has no 'conv9'; its layers: conv1, bn1, 2, 3, conv2"),
+            (["--target", "12"], "Error: --target 12 is not one of the model's 10 classes (0–9)"),
+            (["--method", "gradcam", "--layer", "fc1"], "error: Grad-CAM needs a layer with a spatial output [N, C, H, W]; fc1 gives [1, 120]"),
+        ]
+        for (arguments, message) in errors {
+            let folder = out.appending(path: "bad")
+            let failed = try KilnCommand.run(["explain", "--checkpoint", checkpoint, "--data", data.path, "--device", "host", "--index", "0",
+                                              "--out", folder.path] + arguments)
+            XCTAssertNotEqual(failed.status, 0, failed.output)
+            XCTAssertTrue(failed.output.contains(message), "\(arguments):\n\(failed.output)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: folder.path), "\(arguments): nothing written")
+        }
+    }
+}
