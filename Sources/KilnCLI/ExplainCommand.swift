@@ -5,15 +5,16 @@ import Kiln
 struct ExplainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "explain",
-        abstract: "Show why a classifier scores an image as it does: saliency, SmoothGrad, integrated gradients, Grad-CAM, occlusion.",
+        abstract: "Show why a classifier scores an image as it does: saliency, SmoothGrad, integrated gradients, Grad-CAM, occlusion, feature maps, filters.",
         discussion: """
             For each image and method writes DIR/<name>_<method>.png (the map in the viridis colour map over the image) \
             and DIR/<name>_<method>.npy (the raw float32 map, H×W, for numpy.load), and lists every file with the predicted \
-            and target class in DIR/explanations.csv. The model runs in inference mode; maps are taken with respect to the \
-            preprocessed input, as the model sees it.
+            and target class in DIR/explanations.csv. feature-maps writes the --layer's output as a grid (and its [C, H, W] \
+            values); filters the first convolution's (or the --layer's) filters, once. The model runs in inference mode; maps \
+            are taken with respect to the preprocessed input, as the model sees it.
             """)
 
-    static let methods = ["saliency", "smoothgrad", "integrated-gradients", "gradcam", "occlusion"]
+    static let methods = ["saliency", "smoothgrad", "integrated-gradients", "gradcam", "occlusion", "feature-maps", "filters"]
 
     @OptionGroup var source: CheckpointOptions
     @Option(parsing: .upToNextOption, help: "Indices of test-set images to explain.")
@@ -24,7 +25,7 @@ struct ExplainCommand: ParsableCommand {
     var method: [String] = ["gradcam"]
     @Option(help: ArgumentHelp("The class to explain: an index, or top for the predicted class.", valueName: "class|top"))
     var target = "top"
-    @Option(help: ArgumentHelp("Grad-CAM's layer, by dotted path (default: the last layer with a spatial output).", valueName: "path"))
+    @Option(help: ArgumentHelp("Grad-CAM's and feature-maps' layer (default: the last with a spatial output), or the filters' convolution (default: the first), by dotted path.", valueName: "path"))
     var layer: String?
     @Option(help: "SmoothGrad: noisy copies.")
     var samples = 25
@@ -68,10 +69,17 @@ struct ExplainCommand: ParsableCommand {
             let preprocessed = try batch.inputs.toArray(), size = shape.reduce(1, *)
             let classNames = restored.classNames
 
-            // Every map first, so that a bad option writes nothing.
-            var results: [(file: String, map: AttributionMap, image: ImageFile, row: String)] = []
-            for (row, input) in inputs.enumerated() {
-                let image = try Tensor(Array(preprocessed[(row * size)..<((row + 1) * size)]), shape: shape, on: restored.device)
+            // Every picture first, so that a bad option writes nothing.
+            let factor = scale ?? Swift.max(1, 224 / Swift.max(shape[1], shape[2]))
+            var results: [(file: String, picture: ImageFile, npy: [UInt8], row: String)] = []
+            func row(_ fields: [String]) -> String { fields.map { $0.contains(",") ? "\"\($0)\"" : $0 }.joined(separator: ",") }
+            if method.contains("filters") {
+                let (path, filters) = try explainer.filters(layer: layer)
+                results.append(("filters", try filters.grid(scale: Swift.max(1, 64 / Swift.max(filters.shape[2], filters.shape[3]))),
+                                filters.npyData(), row(["", "filters of \(path)", "", "", "filters.png", "filters.npy"])))
+            }
+            for (index, input) in inputs.enumerated() {
+                let image = try Tensor(Array(preprocessed[(index * size)..<((index + 1) * size)]), shape: shape, on: restored.device)
                 let predicted = try explainer.prediction(image)
                 let explained = target == "top" ? predicted : Int(target) ?? predicted
                 guard classNames.indices.contains(explained) else {
@@ -79,28 +87,33 @@ struct ExplainCommand: ParsableCommand {
                 }
                 let name = input.label == nil ? URL(fileURLWithPath: input.name).deletingPathExtension().lastPathComponent
                     : "test-\(input.name.split(separator: " ").last ?? "")"
-                for method in method {
-                    let map: AttributionMap
-                    switch method {
-                    case "saliency": map = try explainer.saliency(image, target: explained)
-                    case "smoothgrad": map = try explainer.smoothGrad(image, target: explained, samples: samples, sigma: sigma)
-                    case "integrated-gradients": map = try explainer.integratedGradients(image, target: explained, baseline: baseline, steps: steps)
-                    case "occlusion": map = try explainer.occlusion(image, target: explained, patch: patch, stride: stride, baseline: baseline)
-                    default: map = try explainer.gradCAM(image, target: explained, layer: layer)
+                let raw = ImageFile(channels: shape[0], height: shape[1], width: shape[2], pixels: input.pixels)
+                for method in method where method != "filters" {
+                    let file = "\(name)_\(method)"
+                    let picture: ImageFile, npy: [UInt8]
+                    if method == "feature-maps" {
+                        let maps = try explainer.featureMaps(image, layer: layer).maps
+                        (picture, npy) = (try maps.grid(scale: Swift.max(1, factor * shape[1] / Swift.max(maps.shape[1], 1) / 2)), maps.npyData())
+                    } else {
+                        let map: AttributionMap
+                        switch method {
+                        case "saliency": map = try explainer.saliency(image, target: explained)
+                        case "smoothgrad": map = try explainer.smoothGrad(image, target: explained, samples: samples, sigma: sigma)
+                        case "integrated-gradients": map = try explainer.integratedGradients(image, target: explained, baseline: baseline, steps: steps)
+                        case "occlusion": map = try explainer.occlusion(image, target: explained, patch: patch, stride: stride, baseline: baseline)
+                        default: map = try explainer.gradCAM(image, target: explained, layer: layer)
+                        }
+                        (picture, npy) = (try map.overlay(on: raw, scale: factor), map.npyData())
                     }
-                    let raw = ImageFile(channels: shape[0], height: shape[1], width: shape[2], pixels: input.pixels)
-                    let csv = [input.name, method, classNames[predicted], classNames[explained], "\(name)_\(method).png", "\(name)_\(method).npy"]
-                        .map { $0.contains(",") ? "\"\($0)\"" : $0 }.joined(separator: ",")
-                    results.append(("\(name)_\(method)", map, raw, csv))
+                    results.append((file, picture, npy, row([input.name, method, classNames[predicted], classNames[explained], "\(file).png", "\(file).npy"])))
                 }
                 print("\(input.name): predicted \(classNames[predicted]), explaining \(classNames[explained])"
                       + (input.label.map { " (true class: \(classNames[$0]))" } ?? ""))
             }
             let folder = URL(fileURLWithPath: out)
-            let factor = scale ?? Swift.max(1, 224 / Swift.max(shape[1], shape[2]))
             for result in results {
-                try result.map.overlay(on: result.image, scale: factor).write(png: folder.appending(path: "\(result.file).png"))
-                try writeAtomically(result.map.npyData(), to: folder.appending(path: "\(result.file).npy"))
+                try result.picture.write(png: folder.appending(path: "\(result.file).png"))
+                try writeAtomically(result.npy, to: folder.appending(path: "\(result.file).npy"))
             }
             let table = (["image,method,predicted,target,png,npy"] + results.map(\.row)).joined(separator: "\n") + "\n"
             try writeAtomically(Array(table.utf8), to: folder.appending(path: "explanations.csv"))

@@ -182,6 +182,28 @@ final class ExplainTests: XCTestCase {
         return covariance / (vx * vy).squareRoot()
     }
 
+    func testFeatureMapsAndFiltersAreTheLayersOwnValues() throws {
+        for device in try testDevices() {
+            let model = try smallClassifier()
+            try model.move(to: device)
+            let x = try image(), explainer = Explainer(model: model, device: device)
+            let (layer, maps) = try explainer.featureMaps(x)
+            XCTAssertEqual(layer, "4", "the max pooling, the last spatial output")
+            XCTAssertEqual(maps.shape, [4, 4, 4])
+            XCTAssertEqual(maps.values, try XCTUnwrap(model.output(of: "4")).toArray())
+            let grid = try maps.grid(scale: 2)
+            XCTAssertEqual([grid.channels, grid.height, grid.width], [1, 2 * (8 + 1) + 1, 2 * (8 + 1) + 1], "2×2 tiles of 8×8 with borders")
+            let (convolution, filters) = try explainer.filters()
+            XCTAssertEqual(convolution, "conv1")
+            XCTAssertEqual(filters.shape, [4, 1, 3, 3])
+            XCTAssertEqual(filters.values, try model.namedParameters[0].parameter.value.toArray())
+            XCTAssertThrowsError(try explainer.filters(layer: "bn1")) { XCTAssertTrue("\($0)".contains("bn1 is a BatchNorm"), "\($0)") }
+            XCTAssertThrowsError(try explainer.featureMaps(x, layer: "fc")) { XCTAssertTrue("\($0)".contains("fc gives [1, 3]"), "\($0)") }
+        }
+        let picture = TensorPicture(shape: [2, 3], values: [1, 2, 3, 4, 5, 6]).npyData()
+        XCTAssertTrue(String(decoding: picture[10..<74], as: UTF8.self).contains("'shape': (2, 3)"))
+    }
+
     func testNpyFilesHaveNumPysHeaderAndTheValues() throws {
         let map = AttributionMap(height: 2, width: 3, values: [1, -2, 0.5, 0, 3, 1e-3])
         let bytes = map.npyData()
@@ -218,19 +240,21 @@ final class ExplainCommandLineTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: out) }
         let checkpoint = trained.appending(path: "best.safetensors").path
         let run = try KilnCommand.run(["explain", "--checkpoint", checkpoint, "--data", data.path, "--device", "host", "--index", "0", "3",
-                                       "--method", "saliency", "gradcam", "occlusion", "--out", out.path])
+                                       "--method", "saliency", "gradcam", "occlusion", "feature-maps", "filters", "--out", out.path])
         XCTAssertEqual(run.status, 0, run.output)
-        XCTAssertTrue(run.output.contains("wrote 12 files and explanations.csv"), run.output)
+        XCTAssertTrue(run.output.contains("wrote 18 files and explanations.csv"), run.output)
+        XCTAssertEqual(try ImageFile.read(out.appending(path: "filters.png")).channels, 1)
+        XCTAssertEqual(try Data(contentsOf: out.appending(path: "test-3_feature-maps.npy")).count, 128 + 16 * 5 * 5 * 4)
         for name in ["test-0_saliency", "test-3_gradcam", "test-3_occlusion"] {
             let png = try ImageFile.read(out.appending(path: "\(name).png"))
             XCTAssertEqual([png.channels, png.height, png.width], [3, 224, 224], name)
             XCTAssertEqual(try Data(contentsOf: out.appending(path: "\(name).npy")).count, 128 + 28 * 28 * 4, name)
         }
         let table = try String(contentsOf: out.appending(path: "explanations.csv"), encoding: .utf8)
-        XCTAssertEqual(table.split(separator: "\n").count, 7, table)
+        XCTAssertEqual(table.split(separator: "\n").count, 10, table)
 
         let errors: [([String], String)] = [
-            (["--method", "lime"], "Error: unknown method 'lime'; use saliency, smoothgrad, integrated-gradients, gradcam, occlusion"),
+            (["--method", "lime"], "Error: unknown method 'lime'; use saliency, smoothgrad, integrated-gradients, gradcam, occlusion, feature-maps, filters"),
             (["--layer", "conv9"], "Error: --layer: no layer 'conv9': the model has no 'conv9'; its layers: conv1, bn1, 2, 3, conv2"),
             (["--target", "12"], "Error: --target 12 is not one of the model's 10 classes (0–9)"),
             (["--method", "gradcam", "--layer", "fc1"], "error: Grad-CAM needs a layer with a spatial output [N, C, H, W]; fc1 gives [1, 120]"),

@@ -3,16 +3,7 @@ import Foundation
 extension AttributionMap {
     /// The map as a NumPy .npy file (format 1.0): little-endian float32, shape (H, W), C order, so that
     /// `numpy.load` reads it as is.
-    public func npyData() -> [UInt8] {
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(height), \(width)), }"
-        // Magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64, ending in \n.
-        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-        header += "\n"
-        let length = UInt16(header.utf8.count)
-        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(length & 0xFF), UInt8(length >> 8)] + Array(header.utf8)
-        for value in values { bytes += withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init) }
-        return bytes
-    }
+    public func npyData() -> [UInt8] { numpyFile(values, shape: [height, width]) }
 
     /// The map in the viridis colour map over the image, as an RGB image `scale` times the map's size
     /// (nearest neighbour): half the image in grey, half the colour of the map's value, which is scaled so
@@ -37,6 +28,20 @@ extension AttributionMap {
         }
         return ImageFile(channels: 3, height: outHeight, width: outWidth, pixels: pixels)
     }
+}
+
+/// `values` of `shape` as a NumPy .npy file, format 1.0: little-endian float32 in C order.
+func numpyFile(_ values: [Float], shape: [Int]) -> [UInt8] {
+    let dimensions = shape.count == 1 ? "\(shape[0])," : shape.map(String.init).joined(separator: ", ")
+    var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dimensions)), }"
+    // Magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64, ending in \n.
+    while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    let length = UInt16(header.utf8.count)
+    var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(length & 0xFF), UInt8(length >> 8)] + Array(header.utf8)
+    bytes.reserveCapacity(bytes.count + 4 * values.count)
+    for value in values { bytes += withUnsafeBytes(of: value.bitPattern.littleEndian, Array.init) }
+    return bytes
 }
 
 /// The viridis colour map (perceptually uniform, readable in grey and by colour-blind readers) at t in [0, 1],
