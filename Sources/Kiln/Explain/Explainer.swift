@@ -52,7 +52,7 @@ public struct Explainer {
     /// Gradient saliency (Simonyan et al. 2014): |∂logit_target/∂x|, the largest over channels.
     public func saliency(_ image: Tensor, target: Int) throws -> AttributionMap {
         let shape = try imageShape(image)
-        return channelReduced(try inputGradients(image, target: target).toArray(), shape: shape) { Swift.max($0, Swift.abs($1)) }
+        return channelReduced(try inputGradients(image, target: target).toArray(), shape: shape, largestMagnitude)
     }
 
     /// SmoothGrad (Smilkov et al. 2017): the saliency averaged over `samples` copies of the image with
@@ -68,15 +68,11 @@ public struct Explainer {
         try noisy.fillNormal(mean: 0, std: sigma * range, seed: seed)
         let copies = try noisy + Tensor(Array(repeating: pixels, count: samples).flatMap { $0 }, shape: [samples] + shape, on: device)
         let gradients = try inputGradients(copies, target: target).toArray()
-        // The mean over copies of each copy's saliency (its largest |gradient| over channels).
-        let plane = shape[1] * shape[2], channels = shape[0]
-        var values = [Float](repeating: 0, count: plane)
+        // The mean over copies of each copy's saliency.
+        var values = [Float](repeating: 0, count: shape[1] * shape[2])
         for sample in 0..<samples {
-            for pixel in 0..<plane {
-                var largest: Float = 0
-                for channel in 0..<channels { largest = Swift.max(largest, Swift.abs(gradients[(sample * channels + channel) * plane + pixel])) }
-                values[pixel] += largest / Float(samples)
-            }
+            let copy = Array(gradients[(sample * pixels.count)..<((sample + 1) * pixels.count)])
+            for (pixel, value) in channelReduced(copy, shape: shape, largestMagnitude).values.enumerated() { values[pixel] += value / Float(samples) }
         }
         return AttributionMap(height: shape[1], width: shape[2], values: values)
     }
@@ -206,6 +202,8 @@ public struct Explainer {
             throw KilnError.invalidArgument("the target class \(target) is not one of the model's \(classes) classes (0–\(classes - 1))")
         }
     }
+
+    private func largestMagnitude(_ sofar: Float, _ value: Float) -> Float { Swift.max(sofar, Swift.abs(value)) }
 
     /// Reduces per-channel values [C, H, W] to [H, W] with `combine` (starting from 0).
     private func channelReduced(_ values: [Float], shape: [Int], _ combine: (Float, Float) -> Float) -> AttributionMap {
