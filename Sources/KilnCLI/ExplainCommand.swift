@@ -10,11 +10,12 @@ struct ExplainCommand: ParsableCommand {
             For each image and method writes DIR/<name>_<method>.png (the map in the viridis colour map over the image) \
             and DIR/<name>_<method>.npy (the raw float32 map, H×W, for numpy.load), and lists every file with the predicted \
             and target class in DIR/explanations.csv. feature-maps writes the --layer's output as a grid (and its [C, H, W] \
-            values); filters the first convolution's (or the --layer's) filters, once. The model runs in inference mode; maps \
+            values); filters the first convolution's (or the --layer's) filters, once; maximize, once, the inputs that most excite \
+            --channels of the top-level --layer (gradient ascent with decay, blur and clipping). The model runs in inference mode; maps \
             are taken with respect to the preprocessed input, as the model sees it.
             """)
 
-    static let methods = ["saliency", "smoothgrad", "integrated-gradients", "gradcam", "occlusion", "feature-maps", "filters"]
+    static let methods = ["saliency", "smoothgrad", "integrated-gradients", "gradcam", "occlusion", "feature-maps", "filters", "maximize"]
 
     @OptionGroup var source: CheckpointOptions
     @Option(parsing: .upToNextOption, help: "Indices of test-set images to explain.")
@@ -39,6 +40,10 @@ struct ExplainCommand: ParsableCommand {
     var patch = 4
     @Option(help: "Occlusion: the step between squares, in pixels.")
     var stride = 2
+    @Option(parsing: .upToNextOption, help: "maximize: the channels of --layer (default: the first 8).")
+    var channels: [Int] = []
+    @Option(help: "maximize: steps of gradient ascent.")
+    var ascentSteps = 200
     @Option(help: "The folder to write into.")
     var out = "explain"
     @Option(help: "Upscale the PNG images by this factor (nearest neighbour) to see small images (default: to about 224 px).")
@@ -51,6 +56,7 @@ struct ExplainCommand: ParsableCommand {
         guard target == "top" || Int(target) != nil else { throw ValidationError("--target must be a class index or top, not '\(target)'") }
         guard images.isEmpty == false || index.isEmpty == false else { throw ValidationError("give image files or --index N") }
         if let scale, scale < 1 { throw ValidationError("--scale must be at least 1, not \(scale)") }
+        if method.contains("maximize"), layer == nil { throw ValidationError("maximize needs --layer: a top-level layer, best one before its ReLU") }
     }
 
     func run() throws {
@@ -78,6 +84,13 @@ struct ExplainCommand: ParsableCommand {
                 results.append(("filters", try filters.grid(scale: Swift.max(1, 64 / Swift.max(filters.shape[2], filters.shape[3]))),
                                 filters.npyData(), row(["", "filters of \(path)", "", "", "filters.png", "filters.npy"])))
             }
+            if method.contains("maximize"), let layer {
+                let (low, high) = (preprocessed.min() ?? 0, preprocessed.max() ?? 1)
+                let found = try explainer.maximizingInputs(layer: layer, channels: channels.isEmpty ? Array(0..<8) : channels, imageShape: shape,
+                                                           steps: ascentSteps, low: low, high: high)
+                results.append(("\(layer)_maximize", try found.grid(scale: factor / 2 + 1), found.npyData(),
+                                row(["", "maximize \(layer)", "", "", "\(layer)_maximize.png", "\(layer)_maximize.npy"])))
+            }
             for (index, input) in inputs.enumerated() {
                 let image = try Tensor(Array(preprocessed[(index * size)..<((index + 1) * size)]), shape: shape, on: restored.device)
                 let predicted = try explainer.prediction(image)
@@ -88,7 +101,7 @@ struct ExplainCommand: ParsableCommand {
                 let name = input.label == nil ? URL(fileURLWithPath: input.name).deletingPathExtension().lastPathComponent
                     : "test-\(input.name.split(separator: " ").last ?? "")"
                 let raw = ImageFile(channels: shape[0], height: shape[1], width: shape[2], pixels: input.pixels)
-                for method in method where method != "filters" {
+                for method in method where method != "filters" && method != "maximize" {
                     let file = "\(name)_\(method)"
                     let picture: ImageFile, npy: [UInt8]
                     if method == "feature-maps" {

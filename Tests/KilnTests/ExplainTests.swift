@@ -162,6 +162,42 @@ final class ExplainTests: XCTestCase {
         XCTAssertLessThan(mean, 0.5, "rank correlations \(correlations)")
     }
 
+    /// The input found for a channel excites it more than any of 16 real images does, on host and POCL.
+    func testTheMaximisingInputExcitesItsChannelMoreThanRealImages() throws {
+        let (data, trained) = try KilnCommand.trainedRun.get()
+        let file = TrainingCheckpoint.modelPart(of: try SafeTensors.read(from: trained.appending(path: "best.safetensors")))
+        let test = try Dataset.load(data.path, split: .test)
+        let real = try Tensor(test.pixels(of: Array(0..<16)), shape: [16, 1, 28, 28])
+        for device in try testDevices() {
+            let model = try ModelZoo.make("lenet-bn2", inputShape: [1, 28, 28], classes: 10)
+            try model.loadStateDict(file, source: "best.safetensors")
+            try model.move(to: device)
+            let explainer = Explainer(model: model, device: device)
+            // bn2, before its ReLU: a channel the ReLU turns off everywhere has no gradient to climb.
+            let found = try explainer.maximizingInputs(layer: "bn2", channels: [0, 5], imageShape: [1, 28, 28], steps: 60)
+            XCTAssertEqual(found.shape, [2, 1, 28, 28])
+            XCTAssertTrue(found.values.allSatisfy { $0 >= 0 && $0 <= 1 }, "clipped to the images' range")
+            func meanActivation(_ images: Tensor, channel: Int) throws -> [Float] {
+                _ = try model.forward(images.to(device), .inference)
+                let maps = try XCTUnwrap(model.output(of: "bn2")).toArray()  // [N, 16, 10, 10]
+                return (0..<images.shape[0]).map { n in maps[((n * 16 + channel) * 100)..<((n * 16 + channel + 1) * 100)].reduce(0, +) / 100 }
+            }
+            for (copy, channel) in [0, 5].enumerated() {
+                let input = try Tensor(Array(found.values[(copy * 784)..<((copy + 1) * 784)]), shape: [1, 1, 28, 28])
+                let best = try meanActivation(input, channel: channel)[0]
+                let realBest = try meanActivation(real, channel: channel).max() ?? 0
+                XCTAssertGreaterThan(best, realBest, "channel \(channel) on \(device)")
+            }
+        }
+        let explainer = Explainer(model: try ModelZoo.make("lenet-bn2", inputShape: [1, 28, 28], classes: 10), device: .host)
+        XCTAssertThrowsError(try explainer.maximizingInputs(layer: "6", channels: [16], imageShape: [1, 28, 28], steps: 1)) {
+            XCTAssertTrue("\($0)".contains("6 has 16 channels (0–15); there is no channel 16"), "\($0)")
+        }
+        XCTAssertThrowsError(try explainer.maximizingInputs(layer: "fc9", channels: [0], imageShape: [1, 28, 28])) {
+            XCTAssertTrue("\($0)".contains("takes a layer of the model's top level"), "\($0)")
+        }
+    }
+
     private func spearman(_ a: [Float], _ b: [Float]) -> Double {
         func ranks(_ values: [Float]) -> [Double] {
             let order = values.indices.sorted { values[$0] < values[$1] }
@@ -254,9 +290,11 @@ final class ExplainCommandLineTests: XCTestCase {
         XCTAssertEqual(table.split(separator: "\n").count, 10, table)
 
         let errors: [([String], String)] = [
-            (["--method", "lime"], "Error: unknown method 'lime'; use saliency, smoothgrad, integrated-gradients, gradcam, occlusion, feature-maps, filters"),
+            (["--method", "lime"], "Error: unknown method 'lime'; use saliency, smoothgrad, integrated-gradients, gradcam, occlusion, feature-maps, filters, maximize"),
             (["--layer", "conv9"], "Error: --layer: no layer 'conv9': the model has no 'conv9'; its layers: conv1, bn1, 2, 3, conv2"),
             (["--target", "12"], "Error: --target 12 is not one of the model's 10 classes (0–9)"),
+            (["--method", "maximize"], "Error: maximize needs --layer: a top-level layer, best one before its ReLU"),
+            (["--method", "maximize", "--layer", "bn2", "--channels", "16"], "error: bn2 has 16 channels (0–15); there is no channel 16"),
             (["--method", "gradcam", "--layer", "fc1"], "error: Grad-CAM needs a layer with a spatial output [N, C, H, W]; fc1 gives [1, 120]"),
         ]
         for (arguments, message) in errors {

@@ -60,3 +60,72 @@ extension Explainer {
         return (path, TensorPicture(shape: convolution.weight.value.shape, values: try convolution.weight.value.toArray()))
     }
 }
+
+extension Explainer {
+    /// For each of `channels` of the top-level layer at `layer`, the input that maximises the channel's mean
+    /// activation (Erhan et al. 2009; Yosinski et al. 2015): gradient ascent from faint noise (seeded) for
+    /// `steps` steps of size `rate` on the gradient scaled to unit mean magnitude, with the classic
+    /// regularisers: L2 decay of the input towards grey (`decay`), a 3×3 Gaussian blur every fourth step,
+    /// and clipping to [`low`, `high`], the range of the (preprocessed) images the model was trained on.
+    /// Returns the inputs [K, C, H, W]. Take a layer before its ReLU (a batch norm, a convolution): a channel
+    /// the ReLU turns off everywhere has no gradient to climb.
+    public func maximizingInputs(layer: String, channels: [Int], imageShape: [Int], steps: Int = 200, rate: Float = 0.05,
+                                 decay: Float = 1e-3, low: Float = 0, high: Float = 1, seed: UInt64 = 0) throws -> TensorPicture {
+        guard let index = model.layers.firstIndex(where: { $0.name == layer }) else {
+            throw KilnError.invalidArgument("activation maximisation takes a layer of the model's top level (\(model.layers.map(\.name).joined(separator: ", "))), not '\(layer)'")
+        }
+        guard steps >= 1, !channels.isEmpty else { throw KilnError.invalidArgument("activation maximisation needs at least 1 step and 1 channel") }
+        // The model up to that layer; its layers are the model's own.
+        let prefix = Sequential(model.layers.prefix(through: index).map { NamedLayer(name: $0.name, layer: $0.layer) })
+        let outputShape = try prefix.outputShape(for: [channels.count] + imageShape)
+        guard outputShape.count == 4 || outputShape.count == 2 else {
+            throw KilnError.invalidArgument("activation maximisation needs a layer with [N, C, H, W] or [N, C] output; \(layer) gives \(describe(outputShape))")
+        }
+        if let bad = channels.first(where: { !(0..<outputShape[1]).contains($0) }) {
+            throw KilnError.invalidArgument("\(layer) has \(outputShape[1]) channels (0–\(outputShape[1] - 1)); there is no channel \(bad)")
+        }
+        // dy: 1/(H·W) on the chosen channel of each copy, so that backward gives ∂(mean activation)/∂x.
+        let plane = outputShape.dropFirst(2).reduce(1, *), channelCount = outputShape[1]
+        var upstream = [Float](repeating: 0, count: outputShape.reduce(1, *))
+        for (copy, channel) in channels.enumerated() {
+            for position in 0..<plane { upstream[(copy * channelCount + channel) * plane + position] = 1 / Float(plane) }
+        }
+        let dy = try Tensor(upstream, shape: outputShape, on: device)
+        let size = imageShape.reduce(1, *), middle = (low + high) / 2
+        let noise = try Tensor.empty([channels.count * size])
+        try noise.fillUniform(low: -0.05, high: 0.05, seed: seed)
+        var x = try noise.toArray().map { middle + $0 * (high - low) }
+        for step in 0..<steps {
+            _ = try prefix.forward(try Tensor(x, shape: [channels.count] + imageShape, on: device), .inference)
+            let gradient = try prefix.backward(dy).toArray()
+            for copy in 0..<channels.count {
+                let range = (copy * size)..<((copy + 1) * size)
+                let scale = rate * (high - low) / Swift.max(gradient[range].map(Swift.abs).reduce(0, +) / Float(size), 1e-12)
+                for i in range { x[i] = Swift.min(high, Swift.max(low, middle + (x[i] + scale * gradient[i] - middle) * (1 - decay))) }
+            }
+            if step % 4 == 3 { x = blurred(x, shape: [channels.count] + imageShape) }
+        }
+        return TensorPicture(shape: [channels.count] + imageShape, values: x)
+    }
+
+    /// Each plane of [N, C, H, W] convolved with the 3×3 Gaussian of σ ≈ 0.85 (weights 1-2-1), edges repeated.
+    private func blurred(_ x: [Float], shape: [Int]) -> [Float] {
+        let (height, width) = (shape[2], shape[3]), plane = height * width
+        var result = x
+        for start in stride(from: 0, to: x.count, by: plane) {
+            for y in 0..<height {
+                for column in 0..<width {
+                    var sum: Float = 0
+                    for dy in -1...1 {
+                        for dx in -1...1 {
+                            let (row, col) = (Swift.min(height - 1, Swift.max(0, y + dy)), Swift.min(width - 1, Swift.max(0, column + dx)))
+                            sum += Float((2 - abs(dy)) * (2 - abs(dx))) * x[start + row * width + col]
+                        }
+                    }
+                    result[start + y * width + column] = sum / 16
+                }
+            }
+        }
+        return result
+    }
+}
