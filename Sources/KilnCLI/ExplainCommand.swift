@@ -16,6 +16,8 @@ struct ExplainCommand: ParsableCommand {
             """)
 
     static let methods = ["saliency", "smoothgrad", "integrated-gradients", "gradcam", "occlusion", "feature-maps", "filters", "maximize"]
+    /// The methods that give a map per image, drawn side by side by --all.
+    static let attributionMethods = Array(methods.prefix(5))
 
     @OptionGroup var source: CheckpointOptions
     @Option(parsing: .upToNextOption, help: "Indices of test-set images to explain.")
@@ -40,6 +42,8 @@ struct ExplainCommand: ParsableCommand {
     var patch = 4
     @Option(help: "Occlusion: the step between squares, in pixels.")
     var stride = 2
+    @Flag(help: "Also write <name>_all.png per image: the image and every attribution method (saliency to occlusion) side by side.")
+    var all = false
     @Option(parsing: .upToNextOption, help: "maximize: the channels of --layer (default: the first 8).")
     var channels: [Int] = []
     @Option(help: "maximize: steps of gradient ascent.")
@@ -101,7 +105,9 @@ struct ExplainCommand: ParsableCommand {
                 let name = input.label == nil ? URL(fileURLWithPath: input.name).deletingPathExtension().lastPathComponent
                     : "test-\(input.name.split(separator: " ").last ?? "")"
                 let raw = ImageFile(channels: shape[0], height: shape[1], width: shape[2], pixels: input.pixels)
-                for method in method where method != "filters" && method != "maximize" {
+                let perImage = all ? Self.attributionMethods + method.filter { !Self.attributionMethods.contains($0) } : method
+                var overview = [raw.converted(toChannels: 3).resized(width: shape[2] * factor, height: shape[1] * factor)]
+                for method in perImage where method != "filters" && method != "maximize" {
                     let file = "\(name)_\(method)"
                     let picture: ImageFile, npy: [UInt8]
                     if method == "feature-maps" {
@@ -117,8 +123,14 @@ struct ExplainCommand: ParsableCommand {
                         default: map = try explainer.gradCAM(image, target: explained, layer: layer)
                         }
                         (picture, npy) = (try map.overlay(on: raw, scale: factor), map.npyData())
+                        overview.append(picture)
                     }
                     results.append((file, picture, npy, row([input.name, method, classNames[predicted], classNames[explained], "\(file).png", "\(file).npy"])))
+                }
+                if all {
+                    let grid = try ImageGrid.tile(overview.flatMap(\.pixels), shape: [overview.count, 3, shape[1] * factor, shape[2] * factor],
+                                                  columns: overview.count, border: 2)
+                    results.append(("\(name)_all", grid, [], row([input.name, "all", classNames[predicted], classNames[explained], "\(name)_all.png", ""])))
                 }
                 print("\(input.name): predicted \(classNames[predicted]), explaining \(classNames[explained])"
                       + (input.label.map { " (true class: \(classNames[$0]))" } ?? ""))
@@ -126,11 +138,11 @@ struct ExplainCommand: ParsableCommand {
             let folder = URL(fileURLWithPath: out)
             for result in results {
                 try result.picture.write(png: folder.appending(path: "\(result.file).png"))
-                try writeAtomically(result.npy, to: folder.appending(path: "\(result.file).npy"))
+                if !result.npy.isEmpty { try writeAtomically(result.npy, to: folder.appending(path: "\(result.file).npy")) }
             }
             let table = (["image,method,predicted,target,png,npy"] + results.map(\.row)).joined(separator: "\n") + "\n"
             try writeAtomically(Array(table.utf8), to: folder.appending(path: "explanations.csv"))
-            print("wrote \(results.count * 2) files and explanations.csv to \(folder.path)")
+            print("wrote \(results.map { $0.npy.isEmpty ? 1 : 2 }.reduce(0, +)) files and explanations.csv to \(folder.path)")
         }
     }
 }

@@ -288,6 +288,12 @@ final class ExplainCommandLineTests: XCTestCase {
         }
         let table = try String(contentsOf: out.appending(path: "explanations.csv"), encoding: .utf8)
         XCTAssertEqual(table.split(separator: "\n").count, 10, table)
+        let overview = try KilnCommand.run(["explain", "--checkpoint", checkpoint, "--data", data.path, "--device", "host", "--index", "1",
+                                            "--all", "--scale", "2", "--out", out.appending(path: "all").path])
+        XCTAssertEqual(overview.status, 0, overview.output)
+        XCTAssertTrue(overview.output.contains("wrote 11 files"), overview.output)
+        let panels = try ImageFile.read(out.appending(path: "all/test-1_all.png"))
+        XCTAssertEqual([panels.channels, panels.height, panels.width], [3, 56 + 4, 6 * (56 + 2) + 2], "the image and five maps, side by side")
 
         let errors: [([String], String)] = [
             (["--method", "lime"], "Error: unknown method 'lime'; use saliency, smoothgrad, integrated-gradients, gradcam, occlusion, feature-maps, filters, maximize"),
