@@ -303,6 +303,14 @@ final class ExplainCommandLineTests: XCTestCase {
             (["--method", "maximize", "--layer", "bn2", "--channels", "16"], "error: bn2 has 16 channels (0–15); there is no channel 16"),
             (["--method", "gradcam", "--layer", "fc1"], "error: Grad-CAM needs a layer with a spatial output [N, C, H, W]; fc1 gives [1, 120]"),
         ]
+        // A model without class scores: a state dict of the zoo's autoencoder.
+        let autoencoder = out.appending(path: "autoencoder.safetensors")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try ModelZoo.make("autoencoder", inputShape: [1, 28, 28], classes: 10).stateDict().write(to: autoencoder)
+        let refused = try KilnCommand.run(["explain", "--checkpoint", autoencoder.path, "--model", "autoencoder", "--data", data.path,
+                                           "--device", "host", "--index", "0", "--out", out.appending(path: "bad").path])
+        XCTAssertEqual(refused.status, 64, refused.output)
+        XCTAssertTrue(refused.output.contains("Error: autoencoder is not a classifier: explain needs class scores"), refused.output)
         for (arguments, message) in errors {
             let folder = out.appending(path: "bad")
             let failed = try KilnCommand.run(["explain", "--checkpoint", checkpoint, "--data", data.path, "--device", "host", "--index", "0",
