@@ -11,7 +11,7 @@ struct ExplainCommand: ParsableCommand {
             and DIR/<name>_<method>.npy (the raw float32 map, H×W, for numpy.load), and lists every file with the predicted \
             and target class in DIR/explanations.csv. feature-maps writes the --layer's output as a grid (and its [C, H, W] \
             values); filters the first convolution's (or the --layer's) filters, once; maximize, once, the inputs that most excite \
-            --channels of the top-level --layer (gradient ascent with decay, blur and clipping). The model runs in inference mode; maps \
+            --channels of the --layer (gradient ascent with decay, blur and clipping). The model runs in inference mode; maps \
             are taken with respect to the preprocessed input, as the model sees it.
             """)
 
@@ -60,7 +60,7 @@ struct ExplainCommand: ParsableCommand {
         guard target == "top" || Int(target) != nil else { throw ValidationError("--target must be a class index or top, not '\(target)'") }
         guard images.isEmpty == false || index.isEmpty == false else { throw ValidationError("give image files or --index N") }
         if let scale, scale < 1 { throw ValidationError("--scale must be at least 1, not \(scale)") }
-        if method.contains("maximize"), layer == nil { throw ValidationError("maximize needs --layer: a top-level layer, best one before its ReLU") }
+        if method.contains("maximize"), layer == nil { throw ValidationError("maximize needs --layer: a layer, best one before its ReLU") }
     }
 
     func run() throws {

@@ -194,7 +194,15 @@ final class ExplainTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("6 has 16 channels (0–15); there is no channel 16"), "\($0)")
         }
         XCTAssertThrowsError(try explainer.maximizingInputs(layer: "fc9", channels: [0], imageShape: [1, 28, 28])) {
-            XCTAssertTrue("\($0)".contains("takes a layer of the model's top level"), "\($0)")
+            XCTAssertTrue("\($0)".contains("no layer 'fc9' (at 'fc9' the layers are conv1, bn1, 2"), "\($0)")
+        }
+        // Inside a nested sequence (VGG's features.N): the prefix stops there.
+        let vgg = try ModelZoo.make("vgg11-bn", inputShape: [1, 32, 32], classes: 10)
+        let inner = try Explainer(model: vgg, device: .host).maximizingInputs(layer: "features.1", channels: [3], imageShape: [1, 32, 32], steps: 3)
+        XCTAssertEqual(inner.shape, [1, 1, 32, 32])
+        let resnet = try ResNet18(inputChannels: 1, classes: 10, stem: .smallImage)
+        XCTAssertThrowsError(try Explainer(model: resnet, device: .host).maximizingInputs(layer: "layer1.0.conv1", channels: [0], imageShape: [1, 8, 8])) {
+            XCTAssertTrue("\($0)".contains("reaches into sequences only: 0 is a Residual"), "\($0)")
         }
     }
 
@@ -299,7 +307,7 @@ final class ExplainCommandLineTests: XCTestCase {
             (["--method", "lime"], "Error: unknown method 'lime'; use saliency, smoothgrad, integrated-gradients, gradcam, occlusion, feature-maps, filters, maximize"),
             (["--layer", "conv9"], "Error: --layer: no layer 'conv9': the model has no 'conv9'; its layers: conv1, bn1, 2, 3, conv2"),
             (["--target", "12"], "Error: --target 12 is not one of the model's 10 classes (0–9)"),
-            (["--method", "maximize"], "Error: maximize needs --layer: a top-level layer, best one before its ReLU"),
+            (["--method", "maximize"], "Error: maximize needs --layer: a layer, best one before its ReLU"),
             (["--method", "maximize", "--layer", "bn2", "--channels", "16"], "error: bn2 has 16 channels (0–15); there is no channel 16"),
             (["--method", "gradcam", "--layer", "fc1"], "error: Grad-CAM needs a layer with a spatial output [N, C, H, W]; fc1 gives [1, 120]"),
         ]

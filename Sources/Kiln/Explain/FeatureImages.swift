@@ -62,7 +62,7 @@ extension Explainer {
 }
 
 extension Explainer {
-    /// For each of `channels` of the top-level layer at `layer`, the input that maximises the channel's mean
+    /// For each of `channels` of the layer at `layer` (a dotted path through sequences), the input that maximises the channel's mean
     /// activation (Erhan et al. 2009; Yosinski et al. 2015): gradient ascent from faint noise (seeded) for
     /// `steps` steps of size `rate` on the gradient scaled to unit mean magnitude, with the classic
     /// regularisers: L2 decay of the input towards grey (`decay`), a 3×3 Gaussian blur every fourth step,
@@ -71,12 +71,8 @@ extension Explainer {
     /// the ReLU turns off everywhere has no gradient to climb.
     public func maximizingInputs(layer: String, channels: [Int], imageShape: [Int], steps: Int = 200, rate: Float = 0.05,
                                  decay: Float = 1e-3, low: Float = 0, high: Float = 1, seed: UInt64 = 0) throws -> TensorPicture {
-        guard let index = model.layers.firstIndex(where: { $0.name == layer }) else {
-            throw KilnError.invalidArgument("activation maximisation takes a layer of the model's top level (\(model.layers.map(\.name).joined(separator: ", "))), not '\(layer)'")
-        }
         guard steps >= 1, !channels.isEmpty else { throw KilnError.invalidArgument("activation maximisation needs at least 1 step and 1 channel") }
-        // The model up to that layer; its layers are the model's own.
-        let prefix = Sequential(model.layers.prefix(through: index).map { NamedLayer(name: $0.name, layer: $0.layer) })
+        let prefix = Sequential(try truncated(model, at: layer.split(separator: ".").map(String.init)[...], path: layer))
         let outputShape = try prefix.outputShape(for: [channels.count] + imageShape)
         guard outputShape.count == 4 || outputShape.count == 2 else {
             throw KilnError.invalidArgument("activation maximisation needs a layer with [N, C, H, W] or [N, C] output; \(layer) gives \(describe(outputShape))")
@@ -106,6 +102,27 @@ extension Explainer {
             if step % 4 == 3 { x = blurred(x, shape: [channels.count] + imageShape) }
         }
         return TensorPicture(shape: [channels.count] + imageShape, values: x)
+    }
+
+    /// The layers of `sequential` up to and including the one at the dotted path `parts`, sharing the model's
+    /// own layers; the path may go into nested sequences (`features.10`), not into residual blocks.
+    private func truncated(_ sequential: Sequential, at parts: ArraySlice<String>, path: String) throws -> [NamedLayer] {
+        guard let name = parts.first, let index = sequential.layers.firstIndex(where: { $0.name == name }) else {
+            throw KilnError.invalidArgument("activation maximisation: no layer '\(path)' (at '\(parts.first ?? "")' the layers are "
+                                            + "\(sequential.layers.map(\.name).joined(separator: ", ")))")
+        }
+        var layers = sequential.layers.prefix(upTo: index).map { NamedLayer(name: $0.name, layer: $0.layer) }
+        let target = sequential.layers[index]
+        if parts.count == 1 {
+            layers.append(NamedLayer(name: target.name, layer: target.layer))
+        } else {
+            guard let inner = target.layer as? Sequential else {
+                throw KilnError.invalidArgument("activation maximisation reaches into sequences only: \(name) is a \(target.layer.typeName); "
+                                                + "take \(name) itself or a layer of a sequence")
+            }
+            layers.append(NamedLayer(name: target.name, layer: Sequential(try truncated(inner, at: parts.dropFirst(), path: path))))
+        }
+        return layers
     }
 
     /// Each plane of [N, C, H, W] convolved with the 3×3 Gaussian of σ ≈ 0.85 (weights 1-2-1), edges repeated.
