@@ -49,12 +49,8 @@ public struct Dataset: Sendable {
     /// shuffle (its own stream, apart from the validation split's and the epochs'), so that a small labelled
     /// set is a random sample that depends on the seed alone.
     public func limited(perClass limit: Int, seed: UInt64) -> Dataset {
-        var left = Array(repeating: limit, count: Swift.max(classNames.count, (labels.max() ?? -1) + 1))
-        var kept = Array(repeating: false, count: count)
-        for index in Philox.shuffledIndices(count, stream: Philox.mix(seed, Self.perClassStream)) where left[labels[index]] > 0 {
-            left[labels[index]] -= 1
-            kept[index] = true
-        }
+        let quotas = Array(repeating: limit, count: Swift.max(classNames.count, (labels.max() ?? -1) + 1))
+        let kept = firstOfEachClass(quotas, stream: Philox.mix(seed, Self.perClassStream))
         var result = subset((0..<count).filter { kept[$0] })
         result.convertedImages = convertedImages
         return result
@@ -113,13 +109,19 @@ public struct Dataset: Sendable {
         for label in labels { perClass[label] += 1 }
         let shares = Self.largestRemainderShares(of: validationCount, counts: perClass)
 
-        let order = Philox.shuffledIndices(count, stream: Philox.mix(seed, Self.validationStream))
-        var left = shares, heldOut = Array(repeating: false, count: count)
-        for index in order where left[labels[index]] > 0 {
-            left[labels[index]] -= 1
-            heldOut[index] = true
-        }
+        let heldOut = firstOfEachClass(shares, stream: Philox.mix(seed, Self.validationStream))
         return ((0..<count).filter { !heldOut[$0] }, (0..<count).filter { heldOut[$0] })
+    }
+
+    /// Marks, for every class c, the first `quotas[c]` of its images in one Fisher–Yates shuffle of all indices
+    /// drawn from `stream`.
+    private func firstOfEachClass(_ quotas: [Int], stream: UInt64) -> [Bool] {
+        var left = quotas, chosen = Array(repeating: false, count: count)
+        for index in Philox.shuffledIndices(count, stream: stream) where left[labels[index]] > 0 {
+            left[labels[index]] -= 1
+            chosen[index] = true
+        }
+        return chosen
     }
 
     /// The index given to `Philox.mix` for the validation split's stream: far from the epoch numbers that

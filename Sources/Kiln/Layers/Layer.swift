@@ -118,6 +118,11 @@ extension Layer {
         }
     }
 
+    /// Whether any parameter of the tree trains; walks the tree without building names (it runs every step).
+    public var hasTrainableParameters: Bool {
+        ownParameters.contains { $0.parameter.requiresGradient } || children.contains { $0.layer.hasTrainableParameters }
+    }
+
     /// Trainable parameters only.
     public var trainableParameters: [Parameter] {
         namedParameters.map(\.parameter).filter(\.requiresGradient)

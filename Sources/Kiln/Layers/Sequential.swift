@@ -63,7 +63,7 @@ public final class Sequential: Layer, RecordingContainer {
         inputShape = x.shape
         // Without a use for the input's gradient, backward need not go below the lowest layer that trains.
         lowestTrainingLayer = context.needsInputGradient ? 0
-            : layers.firstIndex { $0.layer.namedParameters.contains { $0.parameter.requiresGradient } } ?? layers.count
+            : layers.firstIndex { $0.layer.hasTrainableParameters } ?? layers.count
         let inputGradientNeeded = context.needsInputGradient
         var current = x, context = context
         for (index, (_, layer)) in layers.enumerated() {
