@@ -29,7 +29,7 @@ extension CLContext {
     public func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: CLMatrix, b: CLMatrix,
                       beta: Float = 0, c: CLMatrix) throws {
         precondition(m > 0 && n > 0 && k > 0, "sgemm needs positive sizes")
-        let status = clblastLock.withLock { _ in withQueue { queue in
+        let status = try clblastLock.withLock { _ in try enqueueLibraryCall("CLBlast sgemm") { queue, event in
             CLBlastSgemm(
                 CLBlastLayoutRowMajor,
                 a.transposed ? CLBlastTransposeYes : CLBlastTransposeNo,
@@ -38,7 +38,7 @@ extension CLContext {
                 a.buffer.mem, a.offset, a.leadingDimension,
                 b.buffer.mem, b.offset, b.leadingDimension,
                 beta, c.buffer.mem, c.offset, c.leadingDimension,
-                &queue, nil)
+                &queue, event)
         } }
         try check(status.rawValue, "CLBlastSgemm(m: \(m), n: \(n), k: \(k))")
     }
@@ -48,7 +48,7 @@ extension CLContext {
     public func sgemmStridedBatched(m: Int, n: Int, k: Int, batch: Int, alpha: Float = 1, a: CLMatrix, b: CLMatrix,
                                     beta: Float = 0, c: CLMatrix) throws {
         precondition(m > 0 && n > 0 && k > 0 && batch > 0, "sgemmStridedBatched needs positive sizes")
-        let status = clblastLock.withLock { _ in withQueue { queue in
+        let status = try clblastLock.withLock { _ in try enqueueLibraryCall("CLBlast sgemm (strided batched)") { queue, event in
             CLBlastSgemmStridedBatched(
                 CLBlastLayoutRowMajor,
                 a.transposed ? CLBlastTransposeYes : CLBlastTransposeNo,
@@ -57,7 +57,7 @@ extension CLContext {
                 a.buffer.mem, a.offset, a.leadingDimension, a.batchStride,
                 b.buffer.mem, b.offset, b.leadingDimension, b.batchStride,
                 beta, c.buffer.mem, c.offset, c.leadingDimension, c.batchStride,
-                batch, &queue, nil)
+                batch, &queue, event)
         } }
         try check(status.rawValue, "CLBlastSgemmStridedBatched(m: \(m), n: \(n), k: \(k), batch: \(batch))")
     }

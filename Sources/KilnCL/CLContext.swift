@@ -9,6 +9,8 @@ public final class CLContext: @unchecked Sendable {
     let queue: cl_command_queue
     public let allocator: CLBufferAllocator
     let programs: CLProgramCache
+    /// Counts enqueued kernels and, while recording, times each one.
+    public let profiler = CLProfiler()
 
     /// Creates a new context. Most callers want the device's shared one: `device.context()`.
     public init(device: CLDevice, diskCache: CLBinaryCache? = .standard) throws {
@@ -101,12 +103,13 @@ public final class CLContext: @unchecked Sendable {
         }
         if globalSize.contains(0) { return nil }
         var event: cl_event? = nil
+        let wantsEvent = profile || profiler.isRecording
         try kernel.withExclusiveAccess { handle in
             for (index, argument) in arguments.enumerated() {
                 try argument.bind(to: handle, at: cl_uint(index), kernelName: kernel.name)
             }
             let status: cl_int = withUnsafeMutablePointer(to: &event) { eventPointer in
-                let eventOut = profile ? eventPointer : nil
+                let eventOut = wantsEvent ? eventPointer : nil
                 if let local {
                     return clEnqueueNDRangeKernel(queue, handle, cl_uint(global.count), nil, globalSize, local, 0, nil, eventOut)
                 }
@@ -114,14 +117,30 @@ public final class CLContext: @unchecked Sendable {
             }
             try check(status, "clEnqueueNDRangeKernel(\(kernel.name), global \(globalSize), local \(local.map { "\($0)" } ?? "auto"))")
         }
-        return event.map(CLEvent.init)
+        profiler.countLaunch()
+        let completion = event.map(CLEvent.init)
+        if let completion, profiler.isRecording { profiler.record(kernel.name, event: completion) }
+        return completion
     }
 
-    /// Runs `body` with the raw queue, for libraries (CLBlast) that enqueue on it themselves.
-    func withQueue<R>(_ body: (inout cl_command_queue?) throws -> R) rethrows -> R {
+    /// Runs `body`, which enqueues one library call (CLBlast) on the raw queue and may ask for the event of
+    /// its last command; while the profiler records, the call is timed from a marker enqueued before it.
+    func enqueueLibraryCall<R>(_ name: String, _ body: (inout cl_command_queue?, UnsafeMutablePointer<cl_event?>?) throws -> R) throws -> R {
+        profiler.countLaunch()
         var handle: cl_command_queue? = queue
-        return try body(&handle)
+        guard profiler.isRecording else { return try body(&handle, nil) }
+        var marker: cl_event? = nil
+        try check(clEnqueueMarkerWithWaitList(queue, 0, nil, &marker), "clEnqueueMarkerWithWaitList")
+        var event: cl_event? = nil
+        let result = try body(&handle, &event)
+        if let marker, let event {
+            profiler.record(name, event: CLEvent(event), start: CLEvent(marker))
+        } else if let marker {
+            clReleaseEvent(marker)
+        }
+        return result
     }
+
 }
 
 /// An argument of a kernel launch.
@@ -169,6 +188,12 @@ public final class CLEvent: @unchecked Sendable {
     public func executionSeconds() throws -> Double {
         try wait()
         return Double(try time(CL_PROFILING_COMMAND_END) - time(CL_PROFILING_COMMAND_START)) * 1e-9
+    }
+
+    /// The device clock when the command ended, in seconds (waits for it first).
+    public func endSeconds() throws -> Double {
+        try wait()
+        return Double(try time(CL_PROFILING_COMMAND_END)) * 1e-9
     }
 
     /// Seconds from enqueue to the start of execution (waits for it first).

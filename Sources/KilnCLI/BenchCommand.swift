@@ -32,6 +32,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Let the OpenCL backend's heuristic pick convolution algorithms instead of timing them.")
     var noTune = false
 
+    @Flag(help: "Also profile each model row on OpenCL devices kernel by kernel (5 more steps, each waiting for the device) and print the tables.")
+    var profile = false
+
     @Option(help: "Timed repeats per row (the median is reported).")
     var repeats = 5
 
@@ -58,14 +61,17 @@ struct BenchCommand: ParsableCommand {
         options.ops = !noOps
         options.tuneConvolutions = !noTune
         options.repeats = repeats
+        options.profile = profile || ProcessInfo.processInfo.environment["KILN_PROFILE"] == "1"
         let chosen = try devices.isEmpty ? Device.available : devices.map(DeviceOption.parse)
 
         var records: [BenchmarkRecord] = []
+        var profiles: [String] = []
         for device in chosen {
             var suite = BenchmarkSuite(backend: try device.backend(), options: options)
             records += try suite.run { step in
                 FileHandle.standardError.write(Data("\(device): \(step)\n".utf8))
             }
+            profiles += suite.profiles.map { "\(device): kernel profile of \($0.row)\n\n\($0.profile.table)" }
         }
         records = BenchmarkSuite.compare(records)
         if let save { try BenchmarkTable.json(records).write(toFile: save, atomically: true, encoding: .utf8) }
@@ -73,6 +79,11 @@ struct BenchCommand: ParsableCommand {
             print(try BenchmarkTable.json(records))
         } else {
             print(BenchmarkTable.markdown(records))
+        }
+        // With --json the tables go to standard error, so that standard output stays one JSON document.
+        for table in profiles {
+            let text = "\n" + table + "\n"
+            if json { FileHandle.standardError.write(Data(text.utf8)) } else { print(text) }
         }
     }
 }

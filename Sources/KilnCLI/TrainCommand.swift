@@ -156,6 +156,14 @@ struct TrainCommand: ParsableCommand {
             fflush(nil)
         }
 
+        if ProcessInfo.processInfo.environment["KILN_PROFILE"] == "1" {
+            if let backend = try device.backend() as? OpenCLBackend {
+                run.trainer.profile = KernelProfile(backend: backend)
+                print("KILN_PROFILE=1: timing every kernel of every training step (steps wait for the device)")
+            } else {
+                print("KILN_PROFILE=1: the host backend runs no kernels to profile; use an OpenCL device")
+            }
+        }
         let stopper = SignalStopper(trainer: run.trainer)
         defer { stopper.disarm() }
         let outcome: FitOutcome
@@ -166,6 +174,7 @@ struct TrainCommand: ParsableCommand {
             printError("\(error)\(Self.place(of: error, in: run)); \(Self.checkpointsLeft(by: run))")
             throw ExitCode(3)
         }
+        if let profile = run.trainer.profile { print("\nkernel profile of the training steps:\n" + profile.table + "\n") }
         switch outcome {
         case let .interrupted(stop):
             print("\nstopped at epoch \(stop.epoch + 1), batch \(stop.batch) (step \(stop.step)); checkpoint \(run.lastCheckpoint.path)")

@@ -38,7 +38,9 @@ extension BenchmarkSuite {
     // MARK: Models
 
     /// A training step (forward, cross-entropy, backward, Nesterov update) or an inference forward of `name`.
-    func model(_ name: String, batch: Int, training: Bool) throws -> BenchmarkRecord {
+    /// A model's training step or inference pass, with the launches per step and, with `options.profile`
+    /// on an OpenCL device, a kernel profile of a few more steps.
+    func model(_ name: String, batch: Int, training: Bool) throws -> (BenchmarkRecord, KernelProfile?) {
         let inputShape = Self.inputShape(of: name)
         func build() throws -> Sequential {
             let model = try ModelZoo.make(name, inputShape: inputShape, classes: 10)
@@ -55,18 +57,38 @@ extension BenchmarkSuite {
         }
         let labels = (0..<batch).map { $0 % 10 }
         let flopsPerImage = 2 * Double(try model.summary(inputShape: inputShape).multiplyAccumulates) * (training ? 3 : 1)
-        let time: Double
+        let step: () throws -> Void
+        var trainer: Trainer?
         if training {
             let optimizer = Optimizer(model: model, rule: .sgd(momentum: 0.9, nesterov: true), learningRate: 0.01)
-            let trainer = Trainer(model: model, optimizer: optimizer, loss: crossEntropyLoss, seed: 1)
+            let modelTrainer = Trainer(model: model, optimizer: optimizer, loss: crossEntropyLoss, seed: 1)
             let data = Batch(inputs: images, targets: try Tensor(labels.map(Float.init), shape: [batch], on: backend.device),
                              labels: labels)
-            time = try perStep { try trainer.trainStep(data) }
+            trainer = modelTrainer
+            step = { try modelTrainer.trainStep(data) }
         } else {
-            time = try perStep { _ = try model.forward(images, .inference) }
+            step = { _ = try model.forward(images, .inference) }
         }
-        return record(model: name, batch: batch, mode: training ? "train" : "infer", seconds: time,
-                      flops: flopsPerImage * Double(batch), images: batch)
+        var result = record(model: name, batch: batch, mode: training ? "train" : "infer", seconds: try perStep(step),
+                            flops: flopsPerImage * Double(batch), images: batch)
+        guard let device = backend as? OpenCLBackend else { return (result, nil) }
+        let launchesBefore = device.context.profiler.launches
+        try step()
+        result.launchesPerStep = Double(device.context.profiler.launches - launchesBefore)
+        guard options.profile else { return (result, nil) }
+        let profile = KernelProfile(backend: device)
+        for _ in 0..<5 {
+            if let trainer {
+                trainer.profile = profile
+                try step()
+                trainer.profile = nil
+            } else {
+                try profile.beginStep()
+                try step()
+                try profile.endStep()
+            }
+        }
+        return (result, profile)
     }
 
     /// Median seconds per call of `step`, timing enough calls per repeat to last about half a second (at

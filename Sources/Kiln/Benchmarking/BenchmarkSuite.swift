@@ -29,12 +29,14 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var algorithm: String?
     /// The tuner's best time for each convolution algorithm it tried on this shape (OpenCL).
     public var algorithmSeconds: [String: Double]?
+    /// Kernels enqueued per training step or inference pass (OpenCL models; each CLBlast call counts once).
+    public var launchesPerStep: Double?
     /// Median seconds per timed iteration.
     public var seconds: Double
 
     enum CodingKeys: String, CodingKey {
         case backend, device, model, op, shape, batch, mode, algorithm, seconds, gflops
-        case algorithmSeconds = "algorithm_seconds"
+        case algorithmSeconds = "algorithm_seconds", launchesPerStep = "launches_per_step"
         case imagesPerSecond = "images_per_second", fractionOfPeak = "fraction_of_peak", deviceHostRatio = "device_host_ratio"
     }
 
@@ -57,6 +59,8 @@ public struct BenchmarkOptions: Sendable {
     public var repeats = 5
     /// Training steps (or inference passes) per timed repeat of a model.
     public var stepsPerRepeat = 10
+    /// Whether each model row on an OpenCL device is also profiled kernel by kernel (`profiles`).
+    public var profile = false
 
     public init() {}
 }
@@ -67,6 +71,8 @@ public struct BenchmarkSuite {
     public var options: BenchmarkOptions
     /// GFLOP/s of a square GEMM on this backend, the ceiling every row is measured against.
     public private(set) var peakGflops = Double.nan
+    /// With `options.profile`, the kernel profile of each model row ("lenet-bn train batch 64"), in order.
+    public private(set) var profiles: [(row: String, profile: KernelProfile)] = []
 
     public init(backend: any Backend, options: BenchmarkOptions = BenchmarkOptions()) {
         self.backend = backend
@@ -86,7 +92,9 @@ public struct BenchmarkSuite {
             for batch in options.batches[model] ?? [64] {
                 for training in [true, false] {
                     progress("\(model) \(training ? "train" : "infer") batch \(batch)")
-                    records.append(try self.model(model, batch: batch, training: training))
+                    let (record, profile) = try self.model(model, batch: batch, training: training)
+                    records.append(record)
+                    if let profile { profiles.append(("\(model) \(training ? "train" : "infer") batch \(batch)", profile)) }
                 }
             }
         }
@@ -159,7 +167,7 @@ public struct BenchmarkSuite {
         return BenchmarkRecord(backend: backendKind, device: backend.name, model: model, op: op, shape: shape, batch: batch,
                                mode: mode, imagesPerSecond: images.map { Double($0) / seconds }, gflops: gflops,
                                fractionOfPeak: peakGflops.isNaN ? nil : gflops / peakGflops, deviceHostRatio: nil,
-                               algorithm: algorithm, algorithmSeconds: nil, seconds: seconds)
+                               algorithm: algorithm, algorithmSeconds: nil, launchesPerStep: nil, seconds: seconds)
     }
 
     // MARK: GEMM

@@ -13,7 +13,7 @@ public enum BenchmarkTable {
         var header = ["what", "shape", "batch", "mode"]
         for device in devices {
             header += ["\(device)", "% of peak"]
-            if records.contains(where: { $0.device == device && $0.backend != "host" }) { header += ["algorithm", "÷ host"] }
+            if records.contains(where: { $0.device == device && $0.backend != "host" }) { header += ["algorithm", "launches per step", "÷ host"] }
         }
         var lines = ["| " + header.joined(separator: " | ") + " |", "|" + header.map { _ in "---|" }.joined()]
         for key in keys {
@@ -25,6 +25,7 @@ public enum BenchmarkTable {
                 cells.append(row?.fractionOfPeak.map { String(format: "%.1f%%", 100 * $0) } ?? "")
                 if records.contains(where: { $0.device == device && $0.backend != "host" }) {
                     cells.append(row?.algorithm ?? "")
+                    cells.append(row?.launchesPerStep.map { String(format: "%.0f", $0) } ?? "")
                     cells.append(row?.deviceHostRatio.map { String(format: "%.2fx", $0) } ?? "")
                 }
             }

@@ -72,6 +72,9 @@ public final class Trainer {
     public private(set) var step: Int
     /// Steps between reads of the loss (the only point where training waits for the device).
     public var readInterval = 20
+    /// When set, every training step is profiled kernel by kernel (OpenCL only; each step then waits for
+    /// the device).
+    public var profile: KernelProfile?
     private let stopFlag = Atomic<Bool>(false)
 
     public init(model: any Layer, optimizer: Optimizer, loss: @escaping LossFunction, seed: UInt64, step: Int = 0,
@@ -92,11 +95,13 @@ public final class Trainer {
     /// One training step on `batch`, returning the loss tensor (on the device, not read).
     @discardableResult
     public func trainStep(_ batch: Batch) throws -> (loss: Tensor, output: Tensor) {
+        try profile?.beginStep()
         try model.zeroGradients()
         let output = try model.forward(batch.inputs, ForwardContext(training: true, step: step, seed: seed, needsInputGradient: false))
         let (loss, gradient) = try lossFunction(output, batch)
         _ = try model.backward(gradient)
         try optimizer.step()
+        try profile?.endStep()
         step += 1
         return (loss, output)
     }

@@ -1,0 +1,104 @@
+"""tinygrad on the same network, batch sizes and step as `kiln bench`, on its OpenCL backend (DEV=CL, which on
+a machine without a GPU is POCL on the CPU, the device Kiln's cl:0:0 uses). A training step is forward,
+cross-entropy, backward and an SGD step with Nesterov momentum, captured once by TinyJit and replayed;
+inference is a jitted forward with training off. One warm-up (plus the jit's two capture calls), then the
+median of the timed repeats, as peers.py and `kiln bench` time theirs.
+
+    pip install tinygrad
+    DEV=CL python3 Benchmarks/tinygrad/peers.py [--models lenet-bn] [--batches 64,256] [--json]
+"""
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("DEV", "CL")
+
+from tinygrad import Context, Device, Tensor, TinyJit, nn  # noqa: E402
+from importlib.metadata import version  # noqa: E402
+
+
+class LeNetBN:
+    """Kiln's lenet-bn: two 5x5 convolutions with batch norm, ReLU and 2x2 max pooling, then 120, 84, 10."""
+
+    def __init__(self):
+        self.conv1, self.bn1 = nn.Conv2d(1, 6, 5, padding=2), nn.BatchNorm2d(6)
+        self.conv2, self.bn2 = nn.Conv2d(6, 16, 5), nn.BatchNorm2d(16)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+    def __call__(self, x):
+        x = self.bn1(self.conv1(x)).relu().max_pool2d(2)
+        x = self.bn2(self.conv2(x)).relu().max_pool2d(2)
+        x = self.fc1(x.flatten(1)).relu().dropout(0.5)
+        return self.fc3(self.fc2(x).relu())
+
+
+MODELS = {"lenet-bn": (LeNetBN, (1, 28, 28), [64, 256])}
+
+
+def per_step(step, repeats=5, max_steps=10):
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    steps = max(1, min(max_steps, int(0.5 / max(first, 1e-6))))
+    times = []
+    for _ in range(3 if first > 2 else repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        Device[Device.DEFAULT].synchronize()
+        times.append((time.perf_counter() - start) / steps)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="lenet-bn")
+    parser.add_argument("--batches", help="comma-separated batch sizes (default: 64,256 as kiln bench)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    records = []
+    for name in args.models.split(","):
+        build, shape, batches = MODELS[name]
+        if args.batches:
+            batches = [int(b) for b in args.batches.split(",")]
+        Tensor.manual_seed(1)
+        model = build()
+        parameters = nn.state.get_parameters(model)
+        optimizer = nn.optim.SGD(parameters, lr=0.01, momentum=0.9, nesterov=True)
+        for batch in batches:
+            x = Tensor.rand(batch, *shape).contiguous().realize()
+            labels = Tensor([i % 10 for i in range(batch)]).realize()
+
+            @TinyJit
+            def train(x, labels):
+                with Context(TRAINING=1):
+                    optimizer.zero_grad()
+                    loss = model(x).sparse_categorical_crossentropy(labels)
+                    loss.backward()
+                    optimizer.step()
+                    return loss.realize()
+
+            @TinyJit
+            def infer(x):
+                return model(x).realize()
+
+            for _ in range(2):  # TinyJit captures on its second call
+                train(x, labels)
+                infer(x)
+            train_seconds = per_step(lambda: train(x, labels))
+            infer_seconds = per_step(lambda: infer(x))
+            for mode, seconds in [("train", train_seconds), ("infer", infer_seconds)]:
+                records.append({"backend": "tinygrad", "device": f"{Device.DEFAULT} (tinygrad {version('tinygrad')})",
+                                "model": name, "batch": batch, "mode": mode, "images_per_second": batch / seconds,
+                                "seconds": seconds})
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        for r in records:
+            print(f"| {r['model']} | {r['batch']} | {r['mode']} | {r['images_per_second']:.0f} img/s | {r['device']} |")
+
+
+if __name__ == "__main__":
+    main()
