@@ -207,7 +207,7 @@ final class ConvolutionAlgorithmTests: XCTestCase {
         XCTAssertEqual(fresh.choices.first?.seconds.count, choices.first?.seconds.count)
         backend.convolutionCacheDirectory = directory  // the backend's own state, reloaded from disk
         XCTAssertEqual(backend.convolutionChoices.map(\.algorithm), choices.map(\.algorithm))
-        XCTAssertEqual(fresh.algorithm(for: ConvolutionTuner.key(.forward, s)), choices[0].algorithm)
+        XCTAssertEqual(fresh.choice(for: ConvolutionTuner.key(.forward, s))?.algorithm, choices[0].algorithm)
     }
 
     func testTheEnvironmentForcesAnAlgorithmAndSwitchesTuning() throws {
@@ -240,13 +240,16 @@ final class ConvolutionAlgorithmTests: XCTestCase {
         XCTAssertEqual(try pick([2, 64, 8, 8], [64, 64, 3, 3], same3x3, .forward), .winograd)
         XCTAssertEqual(try pick([2, 64, 8, 8], [64, 64, 3, 3], same3x3, .backwardData), .winograd)
         XCTAssertEqual(try pick([2, 64, 8, 8], [64, 64, 3, 3], same3x3, .backwardFilter), .implicitGEMM)
-        // Below 32 channels Winograd's transforms cost more than they save.
-        XCTAssertEqual(try pick([2, 16, 8, 8], [16, 16, 3, 3], same3x3, .forward), .implicitGEMM)
+        // Below 32 channels Winograd's transforms cost more than they save; up to 16 the direct kernels win.
+        XCTAssertEqual(try pick([2, 16, 8, 8], [16, 16, 3, 3], same3x3, .forward), .direct)
+        XCTAssertEqual(try pick([2, 24, 8, 8], [16, 24, 3, 3], same3x3, .forward), isCPU ? .im2colGEMM : .implicitGEMM)
         let lenetConv2 = try Conv2DGeometry(kernelSize: 5)
-        XCTAssertEqual(try pick([4, 6, 14, 14], [16, 6, 5, 5], lenetConv2, .forward), .implicitGEMM)
-        XCTAssertEqual(try pick([4, 6, 14, 14], [16, 6, 5, 5], lenetConv2, .backwardData), isCPU ? .im2colGEMM : .implicitGEMM)
-        XCTAssertEqual(try pick([4, 6, 14, 14], [16, 6, 5, 5], lenetConv2, .backwardFilter), .implicitGEMM)
-        XCTAssertEqual(try pick([4, 6, 14, 14], [8, 6, 5, 5], lenetConv2, .backwardFilter), isCPU ? .im2colGEMM : .implicitGEMM)
+        for pass in ConvolutionPass.allCases {
+            XCTAssertEqual(try pick([4, 6, 14, 14], [16, 6, 5, 5], lenetConv2, pass), .direct, "LeNet's conv2, \(pass)")
+        }
+        XCTAssertEqual(try pick([4, 24, 14, 14], [16, 24, 5, 5], lenetConv2, .backwardData), isCPU ? .im2colGEMM : .implicitGEMM)
+        XCTAssertEqual(try pick([4, 24, 14, 14], [16, 24, 5, 5], lenetConv2, .backwardFilter), .implicitGEMM)
+        XCTAssertEqual(try pick([4, 24, 14, 14], [8, 24, 5, 5], lenetConv2, .backwardFilter), isCPU ? .im2colGEMM : .implicitGEMM)
         let wide = try Conv2DGeometry(kernelSize: 5, stride: 2, padding: 2)
         XCTAssertEqual(try pick([2, 64, 16, 16], [64, 64, 5, 5], wide, .forward), isCPU ? .im2colGEMM : .implicitGEMM)
     }
@@ -262,12 +265,17 @@ final class ConvolutionAlgorithmTests: XCTestCase {
             XCTAssertEqual(try applicable([1, 4, 5, 5], [4, 1, 3, 3], try Conv2DGeometry(kernelSize: 3, groups: 4), pass),
                            [.depthwiseDirect, .implicitGEMM])
             XCTAssertEqual(try applicable([1, 4, 5, 5], [6, 4, 3, 3], try Conv2DGeometry(kernelSize: 3, padding: 1), pass),
-                           pass == .backwardFilter ? [.im2colGEMM, .implicitGEMM] : [.im2colGEMM, .implicitGEMM, .winograd])
+                           pass == .backwardFilter ? [.im2colGEMM, .implicitGEMM, .direct] : [.im2colGEMM, .implicitGEMM, .winograd, .direct])
             for geometry in [try Conv2DGeometry(kernelSize: 3, stride: 2), try Conv2DGeometry(kernelSize: 3, dilation: 2),
                              try Conv2DGeometry(kernelSize: (3, 1))] {
                 XCTAssertEqual(try applicable([1, 4, 9, 9], [6, 4, geometry.kernelHeight, geometry.kernelWidth], geometry, pass),
-                               [.im2colGEMM, .implicitGEMM], "\(geometry)")
+                               [.im2colGEMM, .implicitGEMM, .direct], "\(geometry)")
             }
+            // The direct kernels stop at 16 input channels per group and at 7x7 windows.
+            XCTAssertEqual(try applicable([1, 17, 9, 9], [6, 17, 3, 3], try Conv2DGeometry(kernelSize: 3, stride: 2), pass),
+                           [.im2colGEMM, .implicitGEMM])
+            XCTAssertEqual(try applicable([1, 3, 19, 19], [6, 3, 9, 9], try Conv2DGeometry(kernelSize: 9, stride: 2), pass),
+                           [.im2colGEMM, .implicitGEMM])
         }
     }
 }

@@ -15,6 +15,8 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
     case pointwiseGEMM
     /// Direct kernels for depthwise convolutions (one input channel per output channel).
     case depthwiseDirect
+    /// Direct kernels for few channels per group (Kernels/conv_direct.cl), the layer's sizes compiled in.
+    case direct
 }
 
 /// One of the three passes of a convolution.
@@ -50,6 +52,14 @@ extension ConvolutionAlgorithm {
             // A direct loop over a few taps beats any GEMM of one channel.
             return ConvolutionAlgorithmDescriptor(algorithm: self, applies: { shape, _, _ in shape.isDepthwise }, rank: { _, _, _ in 0 },
                                                   run: { backend, call, output in try backend.depthwise(call, into: output) })
+        case .direct:
+            // Where the reduction is short (a few channels times the window) a GEMM's tiles are mostly
+            // padding: on 2 cores the direct kernels run LeNet's layers several times faster. GPUs are left
+            // to the tuner, ahead of the implicit GEMM.
+            return ConvolutionAlgorithmDescriptor(
+                algorithm: self, applies: { shape, _, _ in OpenCLBackend.directConvolutionApplies(to: shape) },
+                rank: { _, _, isCPU in isCPU ? 0.5 : 2.5 },
+                run: { backend, call, output in try backend.directConvolution(call, into: output) })
         case .pointwiseGEMM:
             // The input already is the patch matrix: one GEMM, no gather.
             return ConvolutionAlgorithmDescriptor(algorithm: self, applies: { shape, _, _ in shape.isPointwise }, rank: { _, _, _ in 1 },

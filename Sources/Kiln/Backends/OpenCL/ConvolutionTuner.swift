@@ -109,8 +109,11 @@ extension OpenCLBackend {
         let applicable = applicableConvolutionAlgorithms(for: shape, pass: pass)
         if let forced = convolutionTuner.forced, applicable.contains(forced) { return .decided(forced) }
         if applicable.count == 1 { return .decided(applicable[0]) }
-        if let known = convolutionTuner.algorithm(for: ConvolutionTuner.key(pass, shape)), applicable.contains(known) {
-            return .decided(known)
+        // A remembered choice counts only if it measured every algorithm applicable now (a later version
+        // may have added one).
+        if let known = convolutionTuner.choice(for: ConvolutionTuner.key(pass, shape)), applicable.contains(known.algorithm),
+           applicable.allSatisfy({ known.seconds[$0] != nil }) {
+            return .decided(known.algorithm)
         }
         return convolutionTuner.enabled ? .tune(applicable) : .decided(defaultConvolutionAlgorithm(for: shape, pass: pass))
     }
@@ -147,11 +150,12 @@ extension OpenCLBackend {
                 }
                 seconds[algorithm] = best
             } catch {
-                // A kernel this device cannot run (resources, limits) is simply not a candidate.
-                continue
+                // A kernel this device cannot run (resources, limits) is simply not a candidate; it is
+                // remembered as infinitely slow so that the choice still counts as complete.
+                seconds[algorithm] = .infinity
             }
         }
-        guard let fastest = seconds.min(by: { $0.value < $1.value || ($0.value == $1.value && $0.key.rawValue < $1.key.rawValue) })?.key
+        guard let fastest = seconds.filter({ $0.value.isFinite }).min(by: { $0.value < $1.value || ($0.value == $1.value && $0.key.rawValue < $1.key.rawValue) })?.key
         else { return defaultConvolutionAlgorithm(for: call.shape, pass: call.pass) }
         convolutionTuner.record(ConvolutionChoice(pass: call.pass, shape: call.shape, algorithm: fastest, seconds: seconds), key: key)
         return fastest
@@ -227,8 +231,8 @@ final class ConvolutionTuner: Sendable {
         state.withLock { state in state.order.compactMap { state.choices[$0] } }
     }
 
-    func algorithm(for key: String) -> ConvolutionAlgorithm? {
-        state.withLock { $0.choices[key]?.algorithm }
+    func choice(for key: String) -> ConvolutionChoice? {
+        state.withLock { $0.choices[key] }
     }
 
     /// Keeps `choice` and rewrites the file with it, merged with what other processes stored meanwhile.

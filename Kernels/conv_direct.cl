@@ -1,0 +1,162 @@
+// Direct convolution for layers with few channels per group (LeNet's 1 -> 6 and 6 -> 16, a ResNet stem's
+// 3 -> 64), where a GEMM's reduction is too short to pay for its tiles. Every size of the layer except the
+// batch is compiled in (-D options, one program per layer shape), so the loops over the window unroll,
+// index arithmetic folds into constants, and each work-item keeps a block of outputs in registers.
+//
+//   forward          y[n, o, p]      = Σ_(c,i,j)  w[o, c, i, j] · x[n, c, p·s + (i,j)·d − pad]   (+ bias[o])
+//   backward data    dx[n, c, h, w]  = Σ_(o,i,j)  w[o, c, i, j] · dy[n, o, (h,w) + pad − (i,j)·d) / s]
+//   backward filter  dw[o, c, i, j]  = Σ_(n,p)    dy[n, o, p] · x[n, c, p·s + (i,j)·d − pad]
+//
+// The sums over c and o stay inside one group. Tensors are NCHW; weights OIHW.
+
+#ifndef REDUCE_WG
+#define REDUCE_WG 64
+#endif
+#if !defined(C_IN) || !defined(C_OUT) || !defined(GROUPS) || !defined(IN_H) || !defined(IN_W) || !defined(OUT_H) || \
+    !defined(OUT_W) || !defined(KH) || !defined(KW) || !defined(SH) || !defined(SW) || !defined(PT) || !defined(PL) ||  \
+    !defined(DH) || !defined(DW) || !defined(OUT_BLOCK) || !defined(IN_BLOCK)
+#error "conv_direct.cl: the layer's shape is compiled in; every size must be defined"
+#endif
+
+#define CG (C_IN / GROUPS)            // input channels per group
+#define OG (C_OUT / GROUPS)           // output channels per group
+#define IN_PIXELS (IN_H * IN_W)
+#define OUT_PIXELS (OUT_H * OUT_W)
+#define TAPS (KH * KW)
+#define OUT_BLOCKS (C_OUT / OUT_BLOCK)  // OUT_BLOCK divides OG
+#define IN_BLOCKS (C_IN / IN_BLOCK)     // IN_BLOCK divides CG
+#ifndef PIXEL_BLOCK
+#define PIXEL_BLOCK 4                   // output pixels of a row per forward work-item
+#endif
+#define ROW_BLOCKS ((OUT_W + PIXEL_BLOCK - 1) / PIXEL_BLOCK)
+#define IN_ROW_BLOCKS ((IN_W + PIXEL_BLOCK - 1) / PIXEL_BLOCK)
+
+// One work-item per PIXEL_BLOCK neighbouring output pixels of a row and a block of OUT_BLOCK output
+// channels: each input value loaded serves OUT_BLOCK filters and each weight PIXEL_BLOCK pixels. With
+// relu != 0 the result goes through max(·, 0) (a convolution followed by ReLU, or batch norm folded in).
+__kernel void direct_forward(__global const float *x, const uint x_offset,
+                             __global const float *weight, const uint w_offset,
+                             __global const float *bias, const uint bias_offset, const uint has_bias,
+                             __global float *y, const uint y_offset, const uint batch, const uint relu) {
+    const uint index = get_global_id(0);
+    if (index >= batch * OUT_BLOCKS * OUT_H * ROW_BLOCKS) return;
+    const uint ow0 = (index % ROW_BLOCKS) * PIXEL_BLOCK;
+    const uint oh = (index / ROW_BLOCKS) % OUT_H;
+    const uint block = (index / (ROW_BLOCKS * OUT_H)) % OUT_BLOCKS;
+    const uint n = index / (ROW_BLOCKS * OUT_H * OUT_BLOCKS);
+    const uint o0 = block * OUT_BLOCK;
+    const uint c0 = (o0 / OG) * CG;
+    float acc[OUT_BLOCK][PIXEL_BLOCK];
+    for (uint b = 0; b < OUT_BLOCK; ++b)
+        for (uint q = 0; q < PIXEL_BLOCK; ++q) acc[b][q] = has_bias ? bias[bias_offset + o0 + b] : 0.0f;
+    __global const float *image = x + x_offset + (n * C_IN + c0) * IN_PIXELS;
+    __global const float *filters = weight + w_offset + o0 * CG * TAPS;
+    for (uint c = 0; c < CG; ++c) {
+        for (uint i = 0; i < KH; ++i) {
+            const int ih = (int)(oh * SH + i * DH) - PT;
+            if (ih < 0 || ih >= IN_H) continue;
+            __global const float *row = image + c * IN_PIXELS + ih * IN_W;
+            for (uint j = 0; j < KW; ++j) {
+                float v[PIXEL_BLOCK];
+                for (uint q = 0; q < PIXEL_BLOCK; ++q) {
+                    const int iw = (int)((ow0 + q) * SW + j * DW) - PL;
+                    const bool inside = iw >= 0 && iw < IN_W;
+                    // The index is clamped so that no lane reads outside the row even where the load is hoisted.
+                    v[q] = inside ? row[inside ? iw : 0] : 0.0f;
+                }
+                for (uint b = 0; b < OUT_BLOCK; ++b) {
+                    const float f = filters[(b * CG + c) * TAPS + i * KW + j];
+                    for (uint q = 0; q < PIXEL_BLOCK; ++q) acc[b][q] += v[q] * f;
+                }
+            }
+        }
+    }
+    __global float *out = y + y_offset + (n * C_OUT + o0) * OUT_PIXELS + oh * OUT_W + ow0;
+    for (uint b = 0; b < OUT_BLOCK; ++b)
+        for (uint q = 0; q < PIXEL_BLOCK; ++q)
+            if (ow0 + q < OUT_W) out[b * OUT_PIXELS + q] = relu ? fmax(acc[b][q], 0.0f) : acc[b][q];
+}
+
+// A gather: one work-item per PIXEL_BLOCK neighbouring input pixels of a row and a block of IN_BLOCK input
+// channels sums over the output pixels whose window covers each. Overwrites dx.
+__kernel void direct_backward_data(__global const float *dy, const uint dy_offset,
+                                   __global const float *weight, const uint w_offset,
+                                   __global float *dx, const uint dx_offset, const uint batch) {
+    const uint index = get_global_id(0);
+    if (index >= batch * IN_BLOCKS * IN_H * IN_ROW_BLOCKS) return;
+    const uint w0 = (index % IN_ROW_BLOCKS) * PIXEL_BLOCK;
+    const uint h = (index / IN_ROW_BLOCKS) % IN_H;
+    const uint block = (index / (IN_ROW_BLOCKS * IN_H)) % IN_BLOCKS;
+    const uint n = index / (IN_ROW_BLOCKS * IN_H * IN_BLOCKS);
+    const uint c = block * IN_BLOCK;       // first input channel of the block
+    const uint g = c / CG, cg = c % CG;    // its group and its index inside the group
+    float acc[IN_BLOCK][PIXEL_BLOCK];
+    for (uint b = 0; b < IN_BLOCK; ++b)
+        for (uint q = 0; q < PIXEL_BLOCK; ++q) acc[b][q] = 0.0f;
+    __global const float *gradient = dy + dy_offset + (n * C_OUT + g * OG) * OUT_PIXELS;
+    for (uint i = 0; i < KH; ++i) {
+        const int top = (int)h + PT - (int)(i * DH);   // = oh·SH when row i of the window lands on h
+        if (top < 0 || top % SH != 0 || top / SH >= OUT_H) continue;
+        __global const float *row = gradient + (top / SH) * OUT_W;
+        for (uint j = 0; j < KW; ++j) {
+            int column[PIXEL_BLOCK];
+            for (uint q = 0; q < PIXEL_BLOCK; ++q) {
+                const int left = (int)(w0 + q) + PL - (int)(j * DW);
+                column[q] = left >= 0 && left % SW == 0 && left / SW < OUT_W && w0 + q < IN_W ? left / SW : -1;
+            }
+            for (uint o = 0; o < OG; ++o) {
+                float d[PIXEL_BLOCK];
+                for (uint q = 0; q < PIXEL_BLOCK; ++q)
+                    d[q] = column[q] >= 0 ? row[o * OUT_PIXELS + (column[q] >= 0 ? column[q] : 0)] : 0.0f;
+                __global const float *taps = weight + w_offset + ((g * OG + o) * CG + cg) * TAPS + i * KW + j;
+                for (uint b = 0; b < IN_BLOCK; ++b) {
+                    const float f = taps[b * TAPS];
+                    for (uint q = 0; q < PIXEL_BLOCK; ++q) acc[b][q] += d[q] * f;
+                }
+            }
+        }
+    }
+    __global float *out = dx + dx_offset + (n * C_IN + c) * IN_PIXELS + h * IN_W + w0;
+    for (uint b = 0; b < IN_BLOCK; ++b)
+        for (uint q = 0; q < PIXEL_BLOCK; ++q)
+            if (w0 + q < IN_W) out[b * IN_PIXELS + q] = acc[b][q];
+}
+
+// One work-group per (output channel, input channel of its group): each work-item sums every tap of the
+// window over a strided share of the batch's output pixels in registers, then the group adds the shares
+// in local memory. With accumulate != 0 the result is added to dw.
+__kernel __attribute__((reqd_work_group_size(REDUCE_WG, 1, 1)))
+void direct_backward_filter(__global const float *x, const uint x_offset,
+                            __global const float *dy, const uint dy_offset,
+                            __global float *dweight, const uint dw_offset, const uint batch, const uint accumulate) {
+    __local float partial[TAPS][REDUCE_WG];
+    const uint lid = get_local_id(0);
+    const uint pair = get_group_id(0);     // o · CG + c
+    const uint o = pair / CG, c = pair % CG;
+    const uint input_channel = (o / OG) * CG + c;
+    float acc[TAPS];
+    for (uint t = 0; t < TAPS; ++t) acc[t] = 0.0f;
+    for (uint q = lid; q < batch * OUT_PIXELS; q += REDUCE_WG) {
+        const uint n = q / OUT_PIXELS, p = q % OUT_PIXELS;
+        const uint oh = p / OUT_W, ow = p % OUT_W;
+        const float d = dy[dy_offset + (n * C_OUT + o) * OUT_PIXELS + p];
+        __global const float *plane = x + x_offset + (n * C_IN + input_channel) * IN_PIXELS;
+        for (uint i = 0; i < KH; ++i) {
+            const int ih = (int)(oh * SH + i * DH) - PT;
+            const bool row_inside = ih >= 0 && ih < IN_H;
+            for (uint j = 0; j < KW; ++j) {
+                const int iw = (int)(ow * SW + j * DW) - PL;
+                const bool inside = row_inside && iw >= 0 && iw < IN_W;
+                acc[i * KW + j] += inside ? d * plane[inside ? ih * IN_W + iw : 0] : 0.0f;
+            }
+        }
+    }
+    for (uint t = 0; t < TAPS; ++t) partial[t][lid] = acc[t];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint t = lid; t < TAPS; t += REDUCE_WG) {
+        float sum = 0.0f;
+        for (uint k = 0; k < REDUCE_WG; ++k) sum += partial[t][k];
+        const uint at = dw_offset + pair * TAPS + t;
+        dweight[at] = (accumulate ? dweight[at] : 0.0f) + sum;
+    }
+}
