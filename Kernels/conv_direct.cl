@@ -14,7 +14,7 @@
 #endif
 #if !defined(C_IN) || !defined(C_OUT) || !defined(GROUPS) || !defined(IN_H) || !defined(IN_W) || !defined(OUT_H) || \
     !defined(OUT_W) || !defined(KH) || !defined(KW) || !defined(SH) || !defined(SW) || !defined(PT) || !defined(PL) ||  \
-    !defined(DH) || !defined(DW) || !defined(OUT_BLOCK) || !defined(IN_BLOCK)
+    !defined(DH) || !defined(DW) || !defined(OUT_BLOCK) || !defined(IN_BLOCK) || !defined(XP_H) || !defined(XP_W)
 #error "conv_direct.cl: the layer's shape is compiled in; every size must be defined"
 #endif
 
@@ -30,6 +30,7 @@
 #endif
 #define ROW_BLOCKS ((OUT_W + PIXEL_BLOCK - 1) / PIXEL_BLOCK)
 #define IN_ROW_BLOCKS ((IN_W + PIXEL_BLOCK - 1) / PIXEL_BLOCK)
+#define VECTOR_BLOCKS ((OUT_W + 3) / 4)     // vectors of four output pixels per row (filter gradient)
 
 // One work-item per PIXEL_BLOCK neighbouring output pixels of a row and a block of OUT_BLOCK output
 // channels: each input value loaded serves OUT_BLOCK filters and each weight PIXEL_BLOCK pixels. With
@@ -122,36 +123,52 @@ __kernel void direct_backward_data(__global const float *dy, const uint dy_offse
             if (w0 + q < IN_W) out[b * IN_PIXELS + q] = acc[b][q];
 }
 
+// The input zero-padded into a workspace of XP_H x XP_W per plane, wide enough for whole vectors of four
+// output pixels: the filter gradient then reads every window without a bounds test.
+#define XP_PIXELS (XP_H * XP_W)
+#if SW == 1
+#define LOAD4(p) vload4(0, p)
+#elif SW == 2
+#define LOAD4(p) vload8(0, p).even
+#else
+#define LOAD4(p) (float4)((p)[0], (p)[SW], (p)[2 * SW], (p)[3 * SW])
+#endif
+
+__kernel void direct_pad_input(__global const float *x, const uint x_offset, __global float *xp, const uint batch) {
+    const uint index = get_global_id(0);
+    if (index >= batch * C_IN * XP_PIXELS) return;
+    const uint col = index % XP_W, row = (index / XP_W) % XP_H, plane = index / XP_PIXELS;
+    const int h = (int)row - PT, w = (int)col - PL;
+    const bool inside = h >= 0 && h < IN_H && w >= 0 && w < IN_W;
+    xp[index] = inside ? x[x_offset + plane * IN_PIXELS + (inside ? h * IN_W + w : 0)] : 0.0f;
+}
+
 // One work-group per (output channel, input channel of its group): each work-item sums every tap of the
-// window over a strided share of the batch's output pixels in registers, then the group adds the shares
-// in local memory. With accumulate != 0 the result is added to dw.
+// window over a strided share of the batch's rows of four output pixels, as vectors, then the group adds
+// the shares in local memory. Reads the padded input. With accumulate != 0 the result is added to dw.
 __kernel __attribute__((reqd_work_group_size(REDUCE_WG, 1, 1)))
-void direct_backward_filter(__global const float *x, const uint x_offset,
-                            __global const float *dy, const uint dy_offset,
+void direct_backward_filter(__global const float *xp, __global const float *dy, const uint dy_offset,
                             __global float *dweight, const uint dw_offset, const uint batch, const uint accumulate) {
     __local float partial[TAPS][REDUCE_WG];
     const uint lid = get_local_id(0);
     const uint pair = get_group_id(0);     // o · CG + c
     const uint o = pair / CG, c = pair % CG;
     const uint input_channel = (o / OG) * CG + c;
-    float acc[TAPS];
+    float4 acc[TAPS];
     for (uint t = 0; t < TAPS; ++t) acc[t] = 0.0f;
-    for (uint q = lid; q < batch * OUT_PIXELS; q += REDUCE_WG) {
-        const uint n = q / OUT_PIXELS, p = q % OUT_PIXELS;
-        const uint oh = p / OUT_W, ow = p % OUT_W;
-        const float d = dy[dy_offset + (n * C_OUT + o) * OUT_PIXELS + p];
-        __global const float *plane = x + x_offset + (n * C_IN + input_channel) * IN_PIXELS;
-        for (uint i = 0; i < KH; ++i) {
-            const int ih = (int)(oh * SH + i * DH) - PT;
-            const bool row_inside = ih >= 0 && ih < IN_H;
-            for (uint j = 0; j < KW; ++j) {
-                const int iw = (int)(ow * SW + j * DW) - PL;
-                const bool inside = row_inside && iw >= 0 && iw < IN_W;
-                acc[i * KW + j] += inside ? d * plane[inside ? ih * IN_W + iw : 0] : 0.0f;
-            }
-        }
+    for (uint r = lid; r < batch * OUT_H * VECTOR_BLOCKS; r += REDUCE_WG) {
+        const uint ow0 = (r % VECTOR_BLOCKS) * 4;
+        const uint oh = (r / VECTOR_BLOCKS) % OUT_H;
+        const uint n = r / (VECTOR_BLOCKS * OUT_H);
+        __global const float *g = dy + dy_offset + (n * C_OUT + o) * OUT_PIXELS + oh * OUT_W + ow0;
+        // Lanes past the row's end are zero, so their products vanish.
+        const float4 d = ow0 + 4 <= OUT_W ? vload4(0, g)
+            : (float4)(g[0], ow0 + 1 < OUT_W ? g[1] : 0.0f, ow0 + 2 < OUT_W ? g[2] : 0.0f, 0.0f);
+        __global const float *window = xp + (n * C_IN + input_channel) * XP_PIXELS + oh * SH * XP_W + ow0 * SW;
+        for (uint i = 0; i < KH; ++i)
+            for (uint j = 0; j < KW; ++j) acc[i * KW + j] += d * LOAD4(window + i * DH * XP_W + j * DW);
     }
-    for (uint t = 0; t < TAPS; ++t) partial[t][lid] = acc[t];
+    for (uint t = 0; t < TAPS; ++t) partial[t][lid] = acc[t].x + acc[t].y + acc[t].z + acc[t].w;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint t = lid; t < TAPS; t += REDUCE_WG) {
         float sum = 0.0f;

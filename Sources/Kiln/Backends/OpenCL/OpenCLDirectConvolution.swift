@@ -23,7 +23,7 @@ extension OpenCLBackend {
             ("KW", g.kernelWidth), ("SH", g.strideHeight), ("SW", g.strideWidth), ("PT", g.padTop), ("PL", g.padLeft),
             ("DH", g.dilationHeight), ("DW", g.dilationWidth),
             ("OUT_BLOCK", registerBlock(s.groupOutputChannels)), ("IN_BLOCK", registerBlock(s.groupInputChannels)),
-            ("PIXEL_BLOCK", pixelBlock),
+            ("PIXEL_BLOCK", pixelBlock), ("XP_H", paddedInput(s).height), ("XP_W", paddedInput(s).width),
         ]
         return sizes.map { "-D\($0.0)=\($0.1)" }.joined(separator: " ")
     }
@@ -33,6 +33,16 @@ extension OpenCLBackend {
 
     /// Work-items per row of `width` pixels.
     private static func rowBlocks(_ width: Int) -> Int { (width + pixelBlock - 1) / pixelBlock }
+
+    /// The zero-padded input plane the filter gradient reads: every row and column a window of a vector
+    /// of four output pixels touches (Kernels/conv_direct.cl, LOAD4), with room for the 8-wide load of
+    /// stride 2.
+    private static func paddedInput(_ s: Conv2DShape) -> (height: Int, width: Int) {
+        let g = s.geometry
+        let vectors = (s.outputWidth + 3) / 4
+        return ((s.outputHeight - 1) * g.strideHeight + (g.kernelHeight - 1) * g.dilationHeight + 1,
+                vectors * 4 * g.strideWidth + (g.kernelWidth - 1) * g.dilationWidth + 4)
+    }
 
     /// Channels per work-item: the largest of 8, 6, 4, 3, 2, 1 that divides the group's channels.
     private static func registerBlock(_ channels: Int) -> Int {
@@ -57,7 +67,10 @@ extension OpenCLBackend {
                                            dy: call.first,
                                            weight: call.second, dx: output, batch: s.batch)
         case .backwardFilter:
-            try kernels.directBackwardFilter(groups: s.outputChannels * s.groupInputChannels, x: call.first, dy: call.second,
+            let plane = Self.paddedInput(s)
+            let padded = try Tensor.empty([s.batch * s.inputChannels * plane.height * plane.width], on: device)
+            try kernels.directPadInput(items: padded.count, x: call.first, xp: padded, batch: s.batch)
+            try kernels.directBackwardFilter(groups: s.outputChannels * s.groupInputChannels, xp: padded, dy: call.second,
                                              dweight: output, batch: s.batch, accumulate: call.accumulate ? 1 : 0)
         }
     }
