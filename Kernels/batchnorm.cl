@@ -5,13 +5,25 @@
 #define REDUCE_WG 64
 #endif
 
-// Sums `value(k)` over the m = N·inner elements of channel c into every work-item's return value.
+// Sums `value(i)` over the m = N·inner elements i of channel c into every work-item's return value. Planes
+// of at least a work-group are walked image by image, so that no index needs a division; smaller ones
+// (a [N, C] batch norm, late small feature maps) as one flattened range.
 #define CHANNEL_SUM(RESULT, EXPR)                                                                   \
     {                                                                                               \
         float acc = 0.0f;                                                                           \
-        for (uint k = lid; k < m; k += REDUCE_WG) {                                                 \
-            const uint i = (k / inner * channels + c) * inner + k % inner;                          \
-            acc += (EXPR);                                                                          \
+        if (inner >= REDUCE_WG) {                                                                   \
+            for (uint image = 0; image < batch; ++image) {                                          \
+                const uint first = (image * channels + c) * inner;                                  \
+                for (uint p = lid; p < inner; p += REDUCE_WG) {                                     \
+                    const uint i = first + p;                                                       \
+                    acc += (EXPR);                                                                  \
+                }                                                                                   \
+            }                                                                                       \
+        } else {                                                                                    \
+            for (uint k = lid; k < m; k += REDUCE_WG) {                                             \
+                const uint i = (k / inner * channels + c) * inner + k % inner;                      \
+                acc += (EXPR);                                                                      \
+            }                                                                                       \
         }                                                                                           \
         partial[lid] = acc;                                                                         \
         barrier(CLK_LOCAL_MEM_FENCE);                                                               \

@@ -65,3 +65,15 @@ __kernel void pool_backward(__global const float *dy, const uint dy_offset, __gl
     }
     dx[dx_offset + index] = sum;
 }
+
+// Max pooling backward when windows do not overlap (window ≤ stride, the usual 2x2/2): each window's
+// gradient goes to its arg-max alone, so one work-item per output element scatters it without conflicts.
+// dx must be zero beforehand.
+__kernel void pool_backward_max_scatter(__global const float *dy, const uint dy_offset, __global const float *argmax,
+                                        const uint a_offset, __global float *dx, const uint dx_offset, const uint n,
+                                        const uint plane_in, const uint plane_out) {
+    const uint index = get_global_id(0);
+    if (index >= n) return;
+    const int position = (int)argmax[a_offset + index];
+    if (position >= 0) dx[dx_offset + (index / plane_out) * plane_in + (uint)position] = dy[dy_offset + index];
+}

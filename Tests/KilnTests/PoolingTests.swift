@@ -41,12 +41,17 @@ final class PoolingTests: XCTestCase {
                     try pool2dBackward(.max, dy: dy, argmax: host.argmax, inputShape: x.shape, geometry: geometry).toArray(), "ties")
     }
 
+    /// Random configurations, after three whose windows do not overlap (the scatter path of max pooling's
+    /// backward on OpenCL): the usual 2x2/2, padded 3x2/(3,2), and a window smaller than its stride.
     func testTheDeviceMatchesTheHostOnRandomConfigurations() throws {
         let gpu = try openCLDevice()
-        for trial in 0..<30 {
-            let window = (random.int(1...4), random.int(1...4))
-            let geometry = try Pool2DGeometry(window: window, stride: (random.int(1...3), random.int(1...3)),
-                                              padding: (random.int(0...(window.0 / 2)), random.int(0...(window.1 / 2))))
+        let disjoint = [try Pool2DGeometry(window: 2), try Pool2DGeometry(window: (3, 2), stride: (3, 2), padding: (1, 1)),
+                        try Pool2DGeometry(window: (1, 2), stride: (2, 3))]
+        for trial in 0..<33 {
+            let window = trial < 3 ? (disjoint[trial].windowHeight, disjoint[trial].windowWidth) : (random.int(1...4), random.int(1...4))
+            let geometry = trial < 3 ? disjoint[trial]
+                : try Pool2DGeometry(window: window, stride: (random.int(1...3), random.int(1...3)),
+                                     padding: (random.int(0...(window.0 / 2)), random.int(0...(window.1 / 2))))
             let shape = [trial % 5 == 0 ? 1 : random.int(1...3), random.int(1...4), window.0 + random.int(0...8), window.1 + random.int(0...8)]
             let x = try Tensor(random.floats(shape.reduce(1, *)), shape: shape)
             for kind in [PoolKind.max, .average] {

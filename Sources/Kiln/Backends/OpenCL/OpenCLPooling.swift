@@ -10,6 +10,13 @@ extension OpenCLBackend: PoolingBackend {
     }
 
     public func pool2dBackward(_ kind: PoolKind, dy: Tensor, argmax: Tensor?, geometry g: Pool2DGeometry, into dx: Tensor) throws {
+        if kind == .max, let argmax, g.windowHeight <= g.strideHeight, g.windowWidth <= g.strideWidth {
+            // Disjoint windows: zero, then scatter each gradient to its arg-max (no loop over windows).
+            try fill(dx, value: 0)
+            try poolKernels.poolBackwardMaxScatter(items: dy.count, dy: dy, argmax: argmax, dx: dx, n: dy.count,
+                                                   planeIn: dx.shape[2] * dx.shape[3], planeOut: dy.shape[2] * dy.shape[3])
+            return
+        }
         try poolKernels.poolBackward(items: dx.count, dy: dy, argmax: argmax ?? dy, dx: dx, isMax: kind == .max ? 1 : 0, n: dx.count,
                                      height: dx.shape[2], width: dx.shape[3], outHeight: dy.shape[2], outWidth: dy.shape[3],
                                      kh: g.windowHeight, kw: g.windowWidth, sh: g.strideHeight, sw: g.strideWidth,
