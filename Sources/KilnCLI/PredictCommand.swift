@@ -25,7 +25,7 @@ struct PredictCommand: ParsableCommand {
             let samples = Dataset(imageShape: test.imageShape, pixels: inputs.flatMap(\.pixels), labels: inputs.map { $0.label ?? 0 },
                                  classNames: restored.classNames)
             guard let batch = try restored.batches(of: samples, batchSize: inputs.count).next() else { return }
-            let probabilities = try network.forward(batch.inputs, .inference).softmax().toArray()
+            let probabilities = try network.forward(batch.inputs, .prediction).softmax().toArray()
             let classNames = restored.classNames, classes = classNames.count
             for (row, input) in inputs.enumerated() {
                 let scores = Array(probabilities[(row * classes)..<((row + 1) * classes)])

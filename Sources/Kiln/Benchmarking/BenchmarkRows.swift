@@ -52,7 +52,7 @@ extension BenchmarkSuite {
         let hostImages = try Tensor.uniform([batch] + inputShape, seed: 2)
         let images = try hostImages.to(backend.device)
         if backend.device != .host {
-            try validate(try model.forward(images, .inference), against: try build().forward(hostImages, .inference),
+            try validate(try model.forward(images, .prediction), against: try build().forward(hostImages, .inference),
                          tolerance: 1e-3, "\(name) forward")
         }
         let labels = (0..<batch).map { $0 % 10 }
@@ -67,7 +67,7 @@ extension BenchmarkSuite {
             trainer = modelTrainer
             step = { try modelTrainer.trainStep(data) }
         } else {
-            step = { _ = try model.forward(images, .inference) }
+            step = { _ = try model.forward(images, .prediction) }
         }
         var result = record(model: name, batch: batch, mode: training ? "train" : "infer", seconds: try perStep(step),
                             flops: flopsPerImage * Double(batch), images: batch)
@@ -122,7 +122,7 @@ extension BenchmarkSuite {
                              tolerance: 1e-3, "conv2d forward \(c.label)")
             }
             let y = try Tensor.empty(shape.outputShape, on: backend.device)
-            run = { try backend.conv2dForward(x, weight: w, bias: nil, shape: shape, into: y) }
+            run = { try backend.conv2dForward(x, weight: w, bias: nil, shape: shape, relu: false, into: y) }
         case "backward-data":
             if backend.device != .host {
                 try validate(try conv2dBackwardData(dy, weight: w, inputShape: shape.inputShape, geometry: geometry),

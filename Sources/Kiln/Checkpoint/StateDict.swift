@@ -40,6 +40,7 @@ extension Layer {
         for (name, parameter) in parameters {
             guard let values = file.floats(name) else { continue }
             try parameter.value.assign(try Tensor(values, shape: parameter.value.shape))
+            parameter.markModified()
         }
     }
 }

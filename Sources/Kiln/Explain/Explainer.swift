@@ -29,7 +29,7 @@ public struct Explainer {
 
     /// The class scores (logits) of `images` [N, C, H, W] (or one image [C, H, W]): [N, classes].
     public func logits(_ images: Tensor) throws -> Tensor {
-        try model.forward(try batched(images), .inference)
+        try model.forward(try batched(images), .inferenceRecordingEveryLayer)
     }
 
     /// The class with the highest score for one image [C, H, W].

@@ -92,7 +92,7 @@ extension Explainer {
         try noise.fillUniform(low: -0.05, high: 0.05, seed: seed)
         var x = try noise.toArray().map { middle + $0 * (high - low) }
         for step in 0..<steps {
-            _ = try prefix.forward(try Tensor(x, shape: [channels.count] + imageShape, on: device), .inference)
+            _ = try prefix.forward(try Tensor(x, shape: [channels.count] + imageShape, on: device), .inferenceRecordingEveryLayer)
             let gradient = try prefix.backward(dy).toArray()
             for copy in 0..<channels.count {
                 let range = (copy * size)..<((copy + 1) * size)

@@ -7,6 +7,8 @@ public final class Conv2D: Layer {
     private var input: Tensor?
     private var shape: Conv2DShape?
     private var needsInputGradient = true
+    /// The weights with a following batch norm folded in, and the parameter versions they were made from.
+    var folded: FoldedConvolution?
 
     public convenience init(inputChannels: Int, outputChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
                 dilation: Int = 1, groups: Int = 1, bias: Bool = true,

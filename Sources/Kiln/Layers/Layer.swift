@@ -1,6 +1,12 @@
 /// A learnable tensor of a layer (or a buffer such as a running mean), with its gradient.
 public final class Parameter {
-    public var value: Tensor
+    /// Replacing the tensor counts as a modification.
+    public var value: Tensor { didSet { markModified() } }
+    /// Counts the modifications of the value, so that what is derived from it (a batch norm folded into a
+    /// convolution's weights) is recomputed only when it changed. Kiln's own writers (optimisers, batch
+    /// norm's running statistics, checkpoint and pretrained loading, resets) count theirs; code that writes
+    /// into `value` in place itself calls `markModified()`.
+    public private(set) var version = 0
     /// The accumulated gradient; nil until the first backward pass (and always for buffers).
     public var gradient: Tensor?
     /// False for buffers (running statistics) and for frozen parameters: optimisers skip them.
@@ -27,7 +33,11 @@ public final class Parameter {
     /// Refills the value with its initializer from stream `seed`, on its current device.
     public func reset(seed: UInt64) throws {
         try initializer.fill(value, fanIn: fanIn, fanOut: fanOut, seed: seed)
+        markModified()
     }
+
+    /// Records that the value was written in place.
+    public func markModified() { version &+= 1 }
 
     /// The gradient tensor, created as zeros on first use.
     public func gradientForAccumulation() throws -> Tensor {
@@ -51,15 +61,26 @@ public struct ForwardContext: Sendable {
     /// backward product; its backward then returns a tensor of the input's shape with unspecified values.
     /// Containers pass it to the layers that see their input and set it for the layers after them.
     public var needsInputGradient: Bool
+    /// Whether an inference pass that needs no input gradient may fuse layers (a convolution with the batch
+    /// norm and ReLU after it), leaving the outputs of the fused-away layers unrecorded. Passes that read
+    /// `Sequential.output(of:)` of any layer turn it off.
+    public var fusesLayers: Bool
 
-    public init(training: Bool, step: Int = 0, seed: UInt64 = 0, needsInputGradient: Bool = true) {
+    public init(training: Bool, step: Int = 0, seed: UInt64 = 0, needsInputGradient: Bool = true, fusesLayers: Bool = true) {
         self.training = training
         self.step = step
         self.seed = seed
         self.needsInputGradient = needsInputGradient
+        self.fusesLayers = fusesLayers
     }
 
+    /// Inference mode, ready for a backward pass to the input (saliency, tests of gradients).
     public static let inference = ForwardContext(training: false)
+    /// Inference with no backward pass after it: evaluation, prediction, benchmarks. Layers are fused where
+    /// they can be, so only the outputs of layers that were not fused away are recorded.
+    public static let prediction = ForwardContext(training: false, needsInputGradient: false)
+    /// Inference that records every layer's output (feature extraction, explanations).
+    public static let inferenceRecordingEveryLayer = ForwardContext(training: false, fusesLayers: false)
 }
 
 /// A network layer: forward keeps what backward needs; backward returns the gradient with respect to the

@@ -51,6 +51,7 @@ public final class BatchNorm: Layer {
         let (y, statistics) = try batchNormTraining(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
                                                     runningVariance: runningVariance.value, settings: settings)
         try batchesTracked.value.assign(batchesTracked.value + 1)
+        for buffer in [runningMean, runningVariance, batchesTracked] { buffer.markModified() }
         saved = (x, statistics)
         return y
     }

@@ -32,6 +32,8 @@ public enum LayerBuilder {
 public final class Sequential: Layer, RecordingContainer {
     public private(set) var layers: [(name: String, layer: any Layer)]
     public private(set) var outputs: [Tensor] = []
+    /// Layers whose output the last forward did not compute, having fused them into the layer after.
+    private var fusedAway: Set<Int> = []
     public private(set) var outputGradients: [Tensor?] = []
     /// The input's shape and the first layer backward must reach, from the last forward.
     private var inputShape: [Int] = []
@@ -65,11 +67,25 @@ public final class Sequential: Layer, RecordingContainer {
         lowestTrainingLayer = context.needsInputGradient ? 0
             : layers.firstIndex { $0.layer.hasTrainableParameters } ?? layers.count
         let inputGradientNeeded = context.needsInputGradient
+        let fuses = !context.training && !context.needsInputGradient && context.fusesLayers
+        fusedAway.removeAll(keepingCapacity: true)
         var current = x, context = context
-        for (index, (_, layer)) in layers.enumerated() {
+        var index = 0
+        while index < layers.count {
+            if fuses, let fused = FusedConvolution(layers, at: index) {
+                current = try fused.forward(current)
+                for skipped in index..<(index + fused.length - 1) {
+                    fusedAway.insert(skipped)
+                    outputs.append(current)  // a placeholder: recordedOutput(ofChild:) reports none
+                }
+                outputs.append(current)
+                index += fused.length
+                continue
+            }
             context.needsInputGradient = inputGradientNeeded || index > lowestTrainingLayer
-            current = try layer.forward(current, context)
+            current = try layers[index].layer.forward(current, context)
             outputs.append(current)
+            index += 1
         }
         return current
     }
@@ -93,7 +109,7 @@ public final class Sequential: Layer, RecordingContainer {
     public func outputGradient(of path: String) -> Tensor? { recorded(path, gradient: true) }
 
     public func recordedOutput(ofChild name: String, gradient: Bool) -> Tensor? {
-        guard let index = layers.firstIndex(where: { $0.name == name }) else { return nil }
+        guard let index = layers.firstIndex(where: { $0.name == name }), gradient || !fusedAway.contains(index) else { return nil }
         let recorded = gradient ? outputGradients : outputs
         return recorded.indices.contains(index) ? recorded[index] : nil
     }

@@ -123,8 +123,9 @@ public struct Conv2DShape: Equatable, Sendable {
 /// Convolution ops of a `Backend`. NCHW input, OIHW weight (`[C_out, C_in / groups, kh, kw]`).
 /// With `accumulate`, a backward op adds to its output instead of overwriting it (parameter gradients).
 public protocol ConvolutionBackend {
-    /// y = x ⋆ w (+ bias per output channel).
-    func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2DShape, into y: Tensor) throws
+    /// y = x ⋆ w (+ bias per output channel), with `relu` passed through max(·, 0) in the same pass where
+    /// the algorithm allows (a convolution followed by ReLU, or by a batch norm folded into it).
+    func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2DShape, relu: Bool, into y: Tensor) throws
     /// dx = dy ⋆ᵀ w: the gradient with respect to the input.
     func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape: Conv2DShape, into dx: Tensor) throws
     /// dw = Σ over the batch of dy ⊗ patches of x: the gradient with respect to the weight.
@@ -150,8 +151,9 @@ extension Backend {
 // MARK: - Tensor-level API
 
 /// 2-D convolution (cross-correlation, as every framework computes it) of `x` [N, C_in, H, W] with
-/// `weight` [C_out, C_in / groups, kh, kw] and an optional `bias` [C_out].
-public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, geometry: Conv2DGeometry) throws -> Tensor {
+/// `weight` [C_out, C_in / groups, kh, kw] and an optional `bias` [C_out]; with `relu`, followed by
+/// max(·, 0) in the same pass.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, geometry: Conv2DGeometry, relu: Bool = false) throws -> Tensor {
     let shape = try Conv2DShape(input: x.shape, weight: weight.shape, geometry: geometry)
     try x.sameDevice(weight, "conv2d")
     if let bias {
@@ -161,7 +163,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, geometry: C
         }
     }
     let y = try Tensor.empty(shape.outputShape, on: x.device)
-    try x.backend.conv2dForward(x, weight: weight, bias: bias, shape: shape, into: y)
+    try x.backend.conv2dForward(x, weight: weight, bias: bias, shape: shape, relu: relu, into: y)
     return y
 }
 

@@ -49,6 +49,7 @@ public final class Optimizer {
                                                     learningRate: learningRate * (learningRateScales[ObjectIdentifier(parameter)] ?? 1),
                                                     step: stepCount, regularization: regularization)
             if let maxNorm, parameter.value.rank >= 2 { try constrainRows(parameter.value, to: maxNorm) }
+            parameter.markModified()
         }
     }
 

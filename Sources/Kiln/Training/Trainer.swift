@@ -213,7 +213,7 @@ public struct Evaluation: Sendable {
         var samples = 0
         var confusion: [[Int]] = []
         for batch in batches {
-            let output = try model.forward(batch.inputs, .inference)
+            let output = try model.forward(batch.inputs, .prediction)
             let (batchLoss, _) = try loss(output, batch)
             totalLoss += Double(try batchLoss.item()) * Double(batch.labels.count)
             samples += batch.labels.count

@@ -10,7 +10,7 @@ extension Sequential {
         var rows: [Float] = [], labels: [Int] = []
         var dimension: Int?
         for batch in batches {
-            _ = try forward(batch.inputs, .inference)
+            _ = try forward(batch.inputs, .inferenceRecordingEveryLayer)
             guard let output = output(of: path) else {
                 throw KilnError.invalidArgument("the output of \(path) is not kept by its container, so it cannot be read: name a layer inside it or around it")
             }

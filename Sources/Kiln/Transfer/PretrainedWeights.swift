@@ -140,6 +140,7 @@ extension Layer {
         }
         for (parameter, floats) in values {
             try parameter.value.assign(try Tensor(floats, shape: parameter.value.shape))
+            parameter.markModified()
         }
         return report
     }

@@ -16,7 +16,12 @@ extension HostBackend: ConvolutionBackend {
     /// Output pixels per image from which each image gets a GEMM of its own.
     static let directPixels = 256
 
-    public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into output: Tensor) throws {
+    public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, relu: Bool, into output: Tensor) throws {
+        try convolutionForward(x, weight: weight, bias: bias, shape: s, into: output)
+        if relu { try unary(.relu, output, into: output) }
+    }
+
+    private func convolutionForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into output: Tensor) throws {
         try BLAS.load()
         let (w, y) = (weight.hostBuffer, output.hostBuffer)
         if s.isPointwise {

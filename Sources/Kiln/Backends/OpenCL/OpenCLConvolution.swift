@@ -13,9 +13,15 @@ extension OpenCLBackend: ConvolutionBackend {
     /// Upper bound on the im2col workspace, in elements (64 MiB): the batch is processed in chunks below it.
     static let convolutionWorkspaceElements = 16 << 20
 
-    public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into y: Tensor) throws {
+    public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, relu: Bool, into y: Tensor) throws {
         let call = ConvolutionCall(pass: .forward, shape: s, first: x, second: weight, bias: bias, accumulate: false)
-        try runConvolution(try convolutionAlgorithm(for: call), call, into: y)
+        let algorithm = try convolutionAlgorithm(for: call)
+        if relu, algorithm == .direct {
+            try directConvolution(call, into: y, relu: true)
+            return
+        }
+        try runConvolution(algorithm, call, into: y)
+        if relu { try unary(.relu, y, into: y) }
     }
 
     public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {

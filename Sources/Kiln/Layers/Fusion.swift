@@ -1,0 +1,69 @@
+/// Inference-time fusion: a convolution followed by a batch norm in inference mode, a ReLU, or both, runs as
+/// one convolution. The batch norm is folded into the convolution's weights and bias, exactly (it is
+/// affine per channel):
+///
+///   s = γ / √(σ² + ε)        w'[o] = w[o] · s[o]        b'[o] = (b[o] − μ[o]) · s[o] + β[o]
+///
+/// computed once per version of the six tensors it comes from, and the ReLU is applied in the
+/// convolution's pass. Only passes with no backward after them fuse (`ForwardContext.prediction`).
+struct FoldedConvolution {
+    /// The versions of weight, bias, γ, β, running mean and running variance the folded tensors match.
+    var versions: [Int]
+    var weight: Tensor
+    var bias: Tensor
+}
+
+/// A run of layers of a sequence that fuses into one convolution.
+struct FusedConvolution {
+    var convolution: Conv2D
+    var batchNorm: BatchNorm?
+    var relu: Bool
+    /// How many layers of the sequence it covers (1 to 3).
+    var length: Int
+
+    /// The fusable run starting at `index` of `layers`: a `Conv2D`, then optionally a `BatchNorm` of as many
+    /// channels, then optionally a ReLU; nil unless it covers at least two layers.
+    init?(_ layers: [(name: String, layer: any Layer)], at index: Int) {
+        guard let convolution = layers[index].layer as? Conv2D else { return nil }
+        var next = index + 1
+        var batchNorm: BatchNorm?
+        if next < layers.count, let norm = layers[next].layer as? BatchNorm, norm.features == convolution.outputChannels {
+            batchNorm = norm
+            next += 1
+        }
+        let relu = next < layers.count && (layers[next].layer as? ActivationLayer)?.activation == .relu
+        if relu { next += 1 }
+        guard next - index >= 2 else { return nil }
+        (self.convolution, self.batchNorm, self.relu, length) = (convolution, batchNorm, relu, next - index)
+    }
+
+    func forward(_ x: Tensor) throws -> Tensor {
+        guard let batchNorm else {
+            return try conv2d(x, weight: convolution.weight.value, bias: convolution.bias?.value, geometry: convolution.geometry, relu: relu)
+        }
+        let folded = try convolution.foldedWeights(with: batchNorm)
+        return try conv2d(x, weight: folded.weight, bias: folded.bias, geometry: convolution.geometry, relu: relu)
+    }
+}
+
+extension Conv2D {
+    /// This convolution's weight and bias with `batchNorm` folded in, from the cache while its sources are
+    /// unchanged.
+    func foldedWeights(with batchNorm: BatchNorm) throws -> FoldedConvolution {
+        let sources = [weight, bias, batchNorm.weight, batchNorm.bias, batchNorm.runningMean, batchNorm.runningVariance]
+        let versions = sources.map { $0?.version ?? -1 }
+        if let folded, folded.versions == versions, folded.weight.device == weight.value.device { return folded }
+        // s = γ / √(σ² + ε): [C_out]
+        let scale = try (batchNorm.runningVariance.value + batchNorm.settings.epsilon).map(.rsqrt) * batchNorm.weight.value
+        let w = weight.value
+        // w'[o, c, i, j] = w[o, c, i, j] · s[o]
+        let foldedWeight = try Tensor.empty(w.shape, on: w.device)
+        try w.backend.binaryPerChannel(.mul, w, scale, channels: outputChannels, inner: w.count / outputChannels, into: foldedWeight)
+        // b' = (b − μ) · s + β
+        let centred = try bias.map { try $0.value - batchNorm.runningMean.value } ?? (batchNorm.runningMean.value * -1)
+        let foldedBias = try centred * scale + batchNorm.bias.value
+        let result = FoldedConvolution(versions: versions, weight: foldedWeight, bias: foldedBias)
+        folded = result
+        return result
+    }
+}

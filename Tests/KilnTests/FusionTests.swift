@@ -1,0 +1,97 @@
+import XCTest
+@testable import Kiln
+
+/// Inference-time fusion (Sources/Kiln/Layers/Fusion.swift) against the unfused layers it replaces, which
+/// stay the reference: a convolution with ReLU in one pass, batch norm folded into a convolution, and the
+/// cache of folded weights following every change of the tensors they come from.
+final class FusionTests: XCTestCase {
+    private var random = TestRandom(seed: 77)
+
+    /// conv2d(relu: true) equals ReLU after conv2d on both backends, for every OpenCL algorithm, on shapes
+    /// with odd sizes, stride 2, padding, groups and batch 1.
+    func testConvolutionWithReLUMatchesTheSeparateOps() throws {
+        let cases: [([Int], [Int], Conv2DGeometry)] = [
+            ([1, 1, 11, 13], [6, 1, 5, 5], try Conv2DGeometry(kernelSize: 5, padding: 2)),
+            ([3, 6, 9, 10], [16, 6, 5, 5], try Conv2DGeometry(kernelSize: 5)),
+            ([2, 4, 9, 9], [6, 2, 3, 3], try Conv2DGeometry(kernelSize: 3, stride: 2, padding: 1, groups: 2)),
+            ([2, 20, 7, 7], [8, 20, 3, 3], try Conv2DGeometry(kernelSize: 3, padding: 1)),
+        ]
+        let gpu = try openCLDevice()
+        let backend = try XCTUnwrap(try gpu.backend() as? OpenCLBackend)
+        defer { backend.forcedConvolutionAlgorithm = nil }
+        for (input, weightShape, geometry) in cases {
+            let shape = try Conv2DShape(input: input, weight: weightShape, geometry: geometry)
+            let x = try Tensor(random.floats(input.reduce(1, *)), shape: input)
+            let w = try Tensor(random.floats(weightShape.reduce(1, *)), shape: weightShape)
+            let b = try Tensor(random.floats(weightShape[0]), shape: [weightShape[0]])
+            let reference = try conv2d(x, weight: w, bias: b, geometry: geometry).map(.relu).toArray()
+            XCTAssertTrue(reference.contains(0) && reference.contains { $0 > 0 }, "the case has both signs")
+            assertClose(try conv2d(x, weight: w, bias: b, geometry: geometry, relu: true).toArray(), reference, "host \(input)")
+            let (gx, gw, gb) = (try x.to(gpu), try w.to(gpu), try b.to(gpu))
+            for algorithm in backend.applicableConvolutionAlgorithms(for: shape, pass: .forward) {
+                backend.forcedConvolutionAlgorithm = algorithm
+                assertClose(try conv2d(gx, weight: gw, bias: gb, geometry: geometry, relu: true).toArray(), reference,
+                            atol: 1e-5 * Float(shape.patchSize), "\(algorithm) \(input)")
+            }
+        }
+    }
+
+    /// A trained LeNet-BN and a ResNet block stack predict the same with fusion (`.prediction`) as without
+    /// (`.inference`), after training steps change the weights and the running statistics, and after a
+    /// checkpoint is loaded into the model: the folded weights are recomputed each time.
+    func testFusedPredictionsFollowTheWeights() throws {
+        for device in try testDevices() {
+            for (name, inputShape) in [("lenet-bn", [1, 28, 28]), ("resnet18", [3, 8, 8])] {
+                let model = try ModelZoo.make(name, inputShape: inputShape, classes: 10)
+                try model.reset(seed: 3)
+                try model.move(to: device)
+                let x = try Tensor(random.floats(4 * inputShape.reduce(1, *)), shape: [4] + inputShape).to(device)
+                let optimizer = Optimizer(model: model, rule: .sgd(momentum: 0.9, nesterov: false), learningRate: 0.05)
+                let trainer = Trainer(model: model, optimizer: optimizer, loss: crossEntropyLoss, seed: 1)
+                let batch = Batch(inputs: x, targets: try Tensor([1, 2, 3, 4], shape: [4], on: device), labels: [1, 2, 3, 4])
+                var earlier: [Float] = []
+                for round in 0..<3 {
+                    try trainer.trainStep(batch)
+                    let fused = try model.forward(x, .prediction).toArray()
+                    let reference = try model.forward(x, .inference).toArray()
+                    assertClose(fused, reference, atol: 1e-4, rtol: 1e-3, "\(name) on \(device), round \(round)")
+                    XCTAssertNotEqual(fused, earlier, "training changed the predictions")
+                    earlier = fused
+                }
+                // Loading other weights in place: the fold follows.
+                let other = try ModelZoo.make(name, inputShape: inputShape, classes: 10)
+                try other.reset(seed: 9)
+                try model.loadStateDict(try other.stateDict(), source: "the other model")
+                assertClose(try model.forward(x, .prediction).toArray(), try other.forward(try x.to(.host), .inference).toArray(),
+                            atol: 1e-4, rtol: 1e-3, "\(name) on \(device) after loading")
+            }
+        }
+    }
+
+    /// A fused pass records the outputs of the layers it computed; the layers it fused away report none.
+    func testFusedAwayLayersRecordNoOutput() throws {
+        let model = try ModelZoo.make("lenet-bn", inputShape: [1, 28, 28], classes: 10)
+        let x = try Tensor(random.floats(2 * 784), shape: [2, 1, 28, 28])
+        let names = model.layers.map(\.name)
+        _ = try model.forward(x, .prediction)
+        XCTAssertNil(model.output(of: names[0]), "the convolution was fused with its batch norm and ReLU")
+        XCTAssertNil(model.output(of: names[1]))
+        XCTAssertNotNil(model.output(of: names[2]))
+        _ = try model.forward(x, .inferenceRecordingEveryLayer)
+        XCTAssertNotNil(model.output(of: names[0]))
+    }
+
+    /// Kiln's writers count as modifications of a parameter, which keys the cache of folded weights.
+    func testWritersBumpTheParameterVersion() throws {
+        let conv = try Conv2D(inputChannels: 1, outputChannels: 2, kernelSize: 3)
+        let version = conv.weight.version
+        try conv.weight.reset(seed: 4)
+        XCTAssertGreaterThan(conv.weight.version, version)
+        let afterReset = conv.weight.version
+        let model = Sequential { conv }
+        _ = try model.forward(try Tensor(random.floats(2 * 25), shape: [2, 1, 5, 5]), ForwardContext(training: true))
+        _ = try model.backward(try Tensor(random.floats(2 * 2 * 9), shape: [2, 2, 3, 3]))
+        try Optimizer(model: model, rule: .sgd(momentum: 0, nesterov: false), learningRate: 0.1).step()
+        XCTAssertGreaterThan(conv.weight.version, afterReset, "an optimiser step")
+    }
+}
