@@ -1,9 +1,11 @@
-"""Kiln's host backend against PyTorch on the CPU, measured in alternation so that both see the same machine:
-each round runs `kiln bench` and peers.py once; the table gives every figure's median over the rounds,
-with its range.
+"""Kiln against a peer on the same machine, measured in alternation so that both see the same machine: each
+round runs `kiln bench` and the peer's script once; the table gives every figure's median over the rounds,
+with its range. Peers: PyTorch on the CPU (Benchmarks/pytorch/peers.py, against Kiln's host backend) and
+tinygrad's OpenCL backend (Benchmarks/tinygrad/peers.py, against Kiln on the same OpenCL device, POCL here).
 
     swift build -c release --product kiln
     python3 Benchmarks/pytorch/side_by_side.py [--rounds 5] [--models lenet-bn] [--device host]
+    python3 Benchmarks/pytorch/side_by_side.py --peer tinygrad --device cl:0:0 [--batches 64,256]
 """
 import argparse
 import json
@@ -24,24 +26,31 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models", default="lenet-bn")
     parser.add_argument("--device", default="host")
+    parser.add_argument("--peer", choices=["pytorch", "tinygrad"], default="pytorch")
+    parser.add_argument("--batches", help="comma-separated batch sizes for both sides (default: each side's own)")
     parser.add_argument("--kiln", default=str(ROOT / ".build/release/kiln"))
     args = parser.parse_args()
+    sizes = ["--batches", args.batches] if args.batches else []
     figures = {}
     for _ in range(args.rounds):
-        kiln = run([args.kiln, "bench", "--device", args.device, "--models", args.models, "--no-ops", "--json"])
-        torch = run([sys.executable, str(ROOT / "Benchmarks/pytorch/peers.py"), "--models", args.models, "--json"])
-        for record in kiln + torch:
+        kiln = run([args.kiln, "bench", "--device", args.device, "--models", args.models, "--no-ops", "--json"] + sizes)
+        peer = run([sys.executable, str(ROOT / f"Benchmarks/{args.peer}/peers.py"), "--models", args.models, "--json"]
+                   + (sizes if args.peer == "tinygrad" else []))
+        for record in kiln + peer:
             if record.get("model"):
-                side = "kiln" if record["backend"] != "pytorch" else "pytorch"
+                side = "peer" if record["backend"] == args.peer else "kiln"
                 figures.setdefault((record["model"], record["batch"], record["mode"]), {}).setdefault(side, []).append(
                     record["images_per_second"])
-    print("| model | batch | mode | Kiln images/s (median, range) | PyTorch images/s (median, range) | Kiln / PyTorch |")
+    name = {"pytorch": "PyTorch", "tinygrad": "tinygrad"}[args.peer]
+    print(f"| model | batch | mode | Kiln images/s (median, range) | {name} images/s (median, range) | Kiln / {name} |")
     print("|---|---|---|---|---|---|")
     for (model, batch, mode), sides in sorted(figures.items()):
-        kiln, torch = sides.get("kiln", [float("nan")]), sides.get("pytorch", [float("nan")])
+        if "kiln" not in sides or "peer" not in sides:
+            continue
+        kiln, peer = sides["kiln"], sides["peer"]
         cell = lambda v: f"{statistics.median(v):,.0f} ({min(v):,.0f}–{max(v):,.0f})"
-        print(f"| {model} | {batch} | {mode} | {cell(kiln)} | {cell(torch)} | "
-              f"{statistics.median(kiln) / statistics.median(torch):.2f}x |")
+        print(f"| {model} | {batch} | {mode} | {cell(kiln)} | {cell(peer)} | "
+              f"{statistics.median(kiln) / statistics.median(peer):.2f}x |")
 
 
 if __name__ == "__main__":
