@@ -28,30 +28,21 @@
 #ifndef PIXEL_BLOCK
 #define PIXEL_BLOCK 4                   // output pixels of a row per forward work-item
 #endif
+#if PIXEL_BLOCK % 2
+#error "conv_direct.cl: PIXEL_BLOCK must be even (the pooled forward pairs its columns)"
+#endif
 #define ROW_BLOCKS ((OUT_W + PIXEL_BLOCK - 1) / PIXEL_BLOCK)
 #define IN_ROW_BLOCKS ((IN_W + PIXEL_BLOCK - 1) / PIXEL_BLOCK)
 #define VECTOR_BLOCKS ((OUT_W + 3) / 4)     // vectors of four output pixels per row (filter gradient)
+#define POOLED_H (OUT_H / 2)                // after 2x2 max pooling with stride 2
+#define POOLED_W (OUT_W / 2)
+#define POOLED_ROW_BLOCKS ((POOLED_W + PIXEL_BLOCK / 2 - 1) / (PIXEL_BLOCK / 2))
 
-// One work-item per PIXEL_BLOCK neighbouring output pixels of a row and a block of OUT_BLOCK output
-// channels: each input value loaded serves OUT_BLOCK filters and each weight PIXEL_BLOCK pixels. With
-// relu != 0 the result goes through max(·, 0) (a convolution followed by ReLU, or batch norm folded in).
-__kernel void direct_forward(__global const float *x, const uint x_offset,
-                             __global const float *weight, const uint w_offset,
-                             __global const float *bias, const uint bias_offset, const uint has_bias,
-                             __global float *y, const uint y_offset, const uint batch, const uint relu) {
-    const uint index = get_global_id(0);
-    if (index >= batch * OUT_BLOCKS * OUT_H * ROW_BLOCKS) return;
-    const uint ow0 = (index % ROW_BLOCKS) * PIXEL_BLOCK;
-    const uint oh = (index / ROW_BLOCKS) % OUT_H;
-    const uint block = (index / (ROW_BLOCKS * OUT_H)) % OUT_BLOCKS;
-    const uint n = index / (ROW_BLOCKS * OUT_H * OUT_BLOCKS);
-    const uint o0 = block * OUT_BLOCK;
-    const uint c0 = (o0 / OG) * CG;
-    float acc[OUT_BLOCK][PIXEL_BLOCK];
-    for (uint b = 0; b < OUT_BLOCK; ++b)
-        for (uint q = 0; q < PIXEL_BLOCK; ++q) acc[b][q] = has_bias ? bias[bias_offset + o0 + b] : 0.0f;
-    __global const float *image = x + x_offset + (n * C_IN + c0) * IN_PIXELS;
-    __global const float *filters = weight + w_offset + o0 * CG * TAPS;
+// acc[b][q] += Σ_(c,i,j) w[o0 + b, c, i, j] · x[n, c0 + c, oh·SH + i·DH − PT, (ow0 + q)·SW + j·DW − PL] for
+// PIXEL_BLOCK neighbouring outputs of row oh: each input value loaded serves OUT_BLOCK filters and each
+// weight PIXEL_BLOCK pixels. `image` is x at (n, c0), `filters` the weights of output o0.
+inline void accumulate_row(__global const float *image, __global const float *filters, const uint oh, const uint ow0,
+                           float acc[OUT_BLOCK][PIXEL_BLOCK]) {
     for (uint c = 0; c < CG; ++c) {
         for (uint i = 0; i < KH; ++i) {
             const int ih = (int)(oh * SH + i * DH) - PT;
@@ -72,10 +63,61 @@ __kernel void direct_forward(__global const float *x, const uint x_offset,
             }
         }
     }
+}
+
+// One work-item per PIXEL_BLOCK neighbouring output pixels of a row and a block of OUT_BLOCK output
+// channels. With relu != 0 the result goes through max(·, 0) (a convolution followed by ReLU, or batch
+// norm folded in).
+__kernel void direct_forward(__global const float *x, const uint x_offset,
+                             __global const float *weight, const uint w_offset,
+                             __global const float *bias, const uint bias_offset, const uint has_bias,
+                             __global float *y, const uint y_offset, const uint batch, const uint relu) {
+    const uint index = get_global_id(0);
+    if (index >= batch * OUT_BLOCKS * OUT_H * ROW_BLOCKS) return;
+    const uint ow0 = (index % ROW_BLOCKS) * PIXEL_BLOCK;
+    const uint oh = (index / ROW_BLOCKS) % OUT_H;
+    const uint block = (index / (ROW_BLOCKS * OUT_H)) % OUT_BLOCKS;
+    const uint n = index / (ROW_BLOCKS * OUT_H * OUT_BLOCKS);
+    const uint o0 = block * OUT_BLOCK;
+    float acc[OUT_BLOCK][PIXEL_BLOCK];
+    for (uint b = 0; b < OUT_BLOCK; ++b)
+        for (uint q = 0; q < PIXEL_BLOCK; ++q) acc[b][q] = has_bias ? bias[bias_offset + o0 + b] : 0.0f;
+    accumulate_row(x + x_offset + (n * C_IN + (o0 / OG) * CG) * IN_PIXELS, weight + w_offset + o0 * CG * TAPS, oh, ow0, acc);
     __global float *out = y + y_offset + (n * C_OUT + o0) * OUT_PIXELS + oh * OUT_W + ow0;
     for (uint b = 0; b < OUT_BLOCK; ++b)
         for (uint q = 0; q < PIXEL_BLOCK; ++q)
             if (ow0 + q < OUT_W) out[b * OUT_PIXELS + q] = relu ? fmax(acc[b][q], 0.0f) : acc[b][q];
+}
+
+// The forward pass followed by 2x2 max pooling with stride 2 (floor: a last odd row or column is dropped),
+// for inference: one work-item per PIXEL_BLOCK / 2 neighbouring pooled outputs of a row and a block of
+// OUT_BLOCK channels computes the two convolution rows under them and writes only their maxima, so the
+// convolution's output never reaches memory. relu as in direct_forward (max pooling commutes with it).
+__kernel void direct_forward_max_pool(__global const float *x, const uint x_offset,
+                                      __global const float *weight, const uint w_offset,
+                                      __global const float *bias, const uint bias_offset, const uint has_bias,
+                                      __global float *y, const uint y_offset, const uint batch, const uint relu) {
+    const uint index = get_global_id(0);
+    if (index >= batch * OUT_BLOCKS * POOLED_H * POOLED_ROW_BLOCKS) return;
+    const uint ow0 = (index % POOLED_ROW_BLOCKS) * PIXEL_BLOCK;
+    const uint ph = (index / POOLED_ROW_BLOCKS) % POOLED_H;
+    const uint block = (index / (POOLED_ROW_BLOCKS * POOLED_H)) % OUT_BLOCKS;
+    const uint n = index / (POOLED_ROW_BLOCKS * POOLED_H * OUT_BLOCKS);
+    const uint o0 = block * OUT_BLOCK;
+    __global const float *image = x + x_offset + (n * C_IN + (o0 / OG) * CG) * IN_PIXELS;
+    __global const float *filters = weight + w_offset + o0 * CG * TAPS;
+    float top[OUT_BLOCK][PIXEL_BLOCK], bottom[OUT_BLOCK][PIXEL_BLOCK];
+    for (uint b = 0; b < OUT_BLOCK; ++b)
+        for (uint q = 0; q < PIXEL_BLOCK; ++q) top[b][q] = bottom[b][q] = has_bias ? bias[bias_offset + o0 + b] : 0.0f;
+    accumulate_row(image, filters, 2 * ph, ow0, top);
+    accumulate_row(image, filters, 2 * ph + 1, ow0, bottom);
+    __global float *out = y + y_offset + (n * C_OUT + o0) * POOLED_H * POOLED_W + ph * POOLED_W + ow0 / 2;
+    for (uint b = 0; b < OUT_BLOCK; ++b)
+        for (uint q = 0; q < PIXEL_BLOCK / 2; ++q) {
+            if (ow0 / 2 + q >= POOLED_W) continue;
+            const float best = fmax(fmax(top[b][2 * q], top[b][2 * q + 1]), fmax(bottom[b][2 * q], bottom[b][2 * q + 1]));
+            out[b * POOLED_H * POOLED_W + q] = relu ? fmax(best, 0.0f) : best;
+        }
 }
 
 // A gather: one work-item per PIXEL_BLOCK neighbouring input pixels of a row and a block of IN_BLOCK input

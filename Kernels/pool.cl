@@ -3,9 +3,9 @@
 // Max pooling: ties go to the first maximum in row-major window order; padded positions never win.
 // Average pooling divides by the full window size, padding included (count_include_pad).
 
-// One work-item per output element. argmax receives h·W + w of the winner (max pooling only).
+// One work-item per output element. With keep_argmax, argmax receives h·W + w of the winner (max pooling only).
 __kernel void pool_forward(__global const float *x, const uint x_offset, __global float *y, const uint y_offset,
-                           __global float *argmax, const uint a_offset, const uint is_max, const uint n,
+                           __global float *argmax, const uint a_offset, const uint is_max, const uint keep_argmax, const uint n,
                            const uint height, const uint width, const uint out_height, const uint out_width,
                            const uint kh, const uint kw, const uint sh, const uint sw, const int ph, const int pw) {
     const uint index = get_global_id(0);
@@ -29,7 +29,7 @@ __kernel void pool_forward(__global const float *x, const uint x_offset, __globa
     }
     if (is_max) {
         y[y_offset + index] = best;
-        argmax[a_offset + index] = (float)best_index;
+        if (keep_argmax) argmax[a_offset + index] = (float)best_index;
     } else {
         y[y_offset + index] = sum / (float)(kh * kw);
     }

@@ -7,8 +7,9 @@ import XCTest
 final class FusionTests: XCTestCase {
     private var random = TestRandom(seed: 77)
 
-    /// conv2d(relu: true) equals ReLU after conv2d on both backends, for every OpenCL algorithm, on shapes
-    /// with odd sizes, stride 2, padding, groups and batch 1.
+    /// conv2d(relu: true) equals ReLU after conv2d, and conv2dMaxPooled equals 2x2 max pooling after either,
+    /// on both backends, for every OpenCL algorithm, on shapes with odd sizes, stride 2, padding, groups and
+    /// batch 1.
     func testConvolutionWithReLUMatchesTheSeparateOps() throws {
         let cases: [([Int], [Int], Conv2DGeometry)] = [
             ([1, 1, 11, 13], [6, 1, 5, 5], try Conv2DGeometry(kernelSize: 5, padding: 2)),
@@ -19,19 +20,32 @@ final class FusionTests: XCTestCase {
         let gpu = try openCLDevice()
         let backend = try XCTUnwrap(try gpu.backend() as? OpenCLBackend)
         defer { backend.forcedConvolutionAlgorithm = nil }
+        let pool = try Pool2DGeometry(window: 2)
         for (input, weightShape, geometry) in cases {
             let shape = try Conv2DShape(input: input, weight: weightShape, geometry: geometry)
             let x = try Tensor(random.floats(input.reduce(1, *)), shape: input)
             let w = try Tensor(random.floats(weightShape.reduce(1, *)), shape: weightShape)
             let b = try Tensor(random.floats(weightShape[0]), shape: [weightShape[0]])
-            let reference = try conv2d(x, weight: w, bias: b, geometry: geometry).map(.relu).toArray()
+            let convolved = try conv2d(x, weight: w, bias: b, geometry: geometry)
+            let reference = try convolved.map(.relu).toArray()
             XCTAssertTrue(reference.contains(0) && reference.contains { $0 > 0 }, "the case has both signs")
+            // Max pooling after the convolution, with and without ReLU (odd sizes drop their last row or column).
+            let pooled = try pool2d(.max, convolved, geometry: pool).output.toArray()
+            let pooledReLU = try pool2d(.max, convolved.map(.relu), geometry: pool).output.toArray()
             assertClose(try conv2d(x, weight: w, bias: b, geometry: geometry, relu: true).toArray(), reference, "host \(input)")
+            assertClose(try conv2dMaxPooled(x, weight: w, bias: b, geometry: geometry).toArray(), pooled, "host pooled \(input)")
+            assertClose(try conv2dMaxPooled(x, weight: w, bias: b, geometry: geometry, relu: true).toArray(), pooledReLU,
+                        "host pooled ReLU \(input)")
             let (gx, gw, gb) = (try x.to(gpu), try w.to(gpu), try b.to(gpu))
+            let atol = 1e-5 * Float(shape.patchSize)
             for algorithm in backend.applicableConvolutionAlgorithms(for: shape, pass: .forward) {
                 backend.forcedConvolutionAlgorithm = algorithm
                 assertClose(try conv2d(gx, weight: gw, bias: gb, geometry: geometry, relu: true).toArray(), reference,
-                            atol: 1e-5 * Float(shape.patchSize), "\(algorithm) \(input)")
+                            atol: atol, "\(algorithm) \(input)")
+                assertClose(try conv2dMaxPooled(gx, weight: gw, bias: gb, geometry: geometry).toArray(), pooled,
+                            atol: atol, "\(algorithm) pooled \(input)")
+                assertClose(try conv2dMaxPooled(gx, weight: gw, bias: gb, geometry: geometry, relu: true).toArray(), pooledReLU,
+                            atol: atol, "\(algorithm) pooled ReLU \(input)")
             }
         }
     }
@@ -74,9 +88,10 @@ final class FusionTests: XCTestCase {
         let x = try Tensor(random.floats(2 * 784), shape: [2, 1, 28, 28])
         let names = model.layers.map(\.name)
         _ = try model.forward(x, .prediction)
-        XCTAssertNil(model.output(of: names[0]), "the convolution was fused with its batch norm and ReLU")
+        XCTAssertNil(model.output(of: names[0]), "the convolution was fused with its batch norm, ReLU and pooling")
         XCTAssertNil(model.output(of: names[1]))
-        XCTAssertNotNil(model.output(of: names[2]))
+        XCTAssertNil(model.output(of: names[2]))
+        XCTAssertNotNil(model.output(of: names[3]))
         _ = try model.forward(x, .inferenceRecordingEveryLayer)
         XCTAssertNotNil(model.output(of: names[0]))
     }

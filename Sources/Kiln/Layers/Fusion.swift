@@ -18,11 +18,13 @@ struct FusedConvolution {
     var convolution: Conv2D
     var batchNorm: BatchNorm?
     var relu: Bool
-    /// How many layers of the sequence it covers (1 to 3).
+    /// Whether a 2x2 max pooling with stride 2 ends the run.
+    var maxPool: Bool
+    /// How many layers of the sequence it covers (2 to 4).
     var length: Int
 
     /// The fusable run starting at `index` of `layers`: a `Conv2D`, then optionally a `BatchNorm` of as many
-    /// channels, then optionally a ReLU; nil unless it covers at least two layers.
+    /// channels, a ReLU and a 2x2/2 max pooling, in this order; nil unless it covers at least two layers.
     init?(_ layers: [(name: String, layer: any Layer)], at index: Int) {
         guard let convolution = layers[index].layer as? Conv2D else { return nil }
         var next = index + 1
@@ -33,16 +35,25 @@ struct FusedConvolution {
         }
         let relu = next < layers.count && (layers[next].layer as? ActivationLayer)?.activation == .relu
         if relu { next += 1 }
+        let pool = next < layers.count ? layers[next].layer as? Pool2D : nil
+        let maxPool = pool.map { $0.kind == .max && $0.geometry == (try? Pool2DGeometry(window: 2)) } ?? false
+        if maxPool { next += 1 }
         guard next - index >= 2 else { return nil }
-        (self.convolution, self.batchNorm, self.relu, length) = (convolution, batchNorm, relu, next - index)
+        (self.convolution, self.batchNorm, self.relu, self.maxPool, length) = (convolution, batchNorm, relu, maxPool, next - index)
+    }
+
+    /// Whether an input of `shape` fits every layer of the run; one that does not runs unfused, so that the
+    /// layer that refuses it names itself.
+    func accepts(_ shape: [Int]) -> Bool {
+        guard let output = try? convolution.outputShape(for: shape) else { return false }
+        return !maxPool || (output[2] >= 2 && output[3] >= 2)
     }
 
     func forward(_ x: Tensor) throws -> Tensor {
-        guard let batchNorm else {
-            return try conv2d(x, weight: convolution.weight.value, bias: convolution.bias?.value, geometry: convolution.geometry, relu: relu)
-        }
-        let folded = try convolution.foldedWeights(with: batchNorm)
-        return try conv2d(x, weight: folded.weight, bias: folded.bias, geometry: convolution.geometry, relu: relu)
+        let folded = try batchNorm.map { try convolution.foldedWeights(with: $0) }
+        let weight = folded?.weight ?? convolution.weight.value, bias = folded?.bias ?? convolution.bias?.value
+        if maxPool { return try conv2dMaxPooled(x, weight: weight, bias: bias, geometry: convolution.geometry, relu: relu) }
+        return try conv2d(x, weight: weight, bias: bias, geometry: convolution.geometry, relu: relu)
     }
 }
 

@@ -72,7 +72,7 @@ public final class Sequential: Layer, RecordingContainer {
         var current = x, context = context
         var index = 0
         while index < layers.count {
-            if fuses, let fused = FusedConvolution(layers, at: index) {
+            if fuses, let fused = FusedConvolution(layers, at: index), fused.accepts(current.shape) {
                 current = try fused.forward(current)
                 for skipped in index..<(index + fused.length - 1) {
                     fusedAway.insert(skipped)

@@ -126,6 +126,9 @@ public protocol ConvolutionBackend {
     /// y = x ⋆ w (+ bias per output channel), with `relu` passed through max(·, 0) in the same pass where
     /// the algorithm allows (a convolution followed by ReLU, or by a batch norm folded into it).
     func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2DShape, relu: Bool, into y: Tensor) throws
+    /// The forward pass followed by 2x2 max pooling with stride 2 (no padding, a last odd row or column
+    /// dropped): y is [N, C_out, ⌊OH/2⌋, ⌊OW/2⌋]. For inference, where no arg-max is kept.
+    func conv2dForwardMaxPooled(_ x: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2DShape, relu: Bool, into y: Tensor) throws
     /// dx = dy ⋆ᵀ w: the gradient with respect to the input.
     func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape: Conv2DShape, into dx: Tensor) throws
     /// dw = Σ over the batch of dy ⊗ patches of x: the gradient with respect to the weight.
@@ -164,6 +167,20 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, geometry: C
     }
     let y = try Tensor.empty(shape.outputShape, on: x.device)
     try x.backend.conv2dForward(x, weight: weight, bias: bias, shape: shape, relu: relu, into: y)
+    return y
+}
+
+/// `conv2d` followed by 2x2 max pooling with stride 2, in one pass where the backend can: what a
+/// convolution, its ReLU and a max pool compute in inference. No arg-max is kept, so there is no backward.
+public func conv2dMaxPooled(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, geometry: Conv2DGeometry, relu: Bool = false) throws -> Tensor {
+    let shape = try Conv2DShape(input: x.shape, weight: weight.shape, geometry: geometry)
+    try x.sameDevice(weight, "conv2d")
+    if let bias { try x.sameDevice(bias, "conv2d") }
+    guard shape.outputHeight >= 2, shape.outputWidth >= 2 else {
+        throw KilnError.invalidArgument("conv2d + max pooling: a \(shape.outputHeight)x\(shape.outputWidth) output is smaller than the 2x2 window")
+    }
+    let y = try Tensor.empty([shape.batch, shape.outputChannels, shape.outputHeight / 2, shape.outputWidth / 2], on: x.device)
+    try x.backend.conv2dForwardMaxPooled(x, weight: weight, bias: bias, shape: shape, relu: relu, into: y)
     return y
 }
 

@@ -21,6 +21,13 @@ extension HostBackend: ConvolutionBackend {
         if relu { try unary(.relu, output, into: output) }
     }
 
+    public func conv2dForwardMaxPooled(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, relu: Bool,
+                                       into y: Tensor) throws {
+        let convolved = try Tensor.empty(s.outputShape, on: device)
+        try conv2dForward(x, weight: weight, bias: bias, shape: s, relu: relu, into: convolved)
+        try pool2dForward(.max, convolved, geometry: try Pool2DGeometry(window: 2), into: y, argmax: nil)
+    }
+
     private func convolutionForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into output: Tensor) throws {
         try BLAS.load()
         let (w, y) = (weight.hostBuffer, output.hostBuffer)

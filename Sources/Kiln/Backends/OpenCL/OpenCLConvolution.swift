@@ -24,6 +24,18 @@ extension OpenCLBackend: ConvolutionBackend {
         if relu { try unary(.relu, y, into: y) }
     }
 
+    public func conv2dForwardMaxPooled(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, relu: Bool,
+                                       into y: Tensor) throws {
+        let call = ConvolutionCall(pass: .forward, shape: s, first: x, second: weight, bias: bias, accumulate: false)
+        if try convolutionAlgorithm(for: call) == .direct {
+            try directConvolutionMaxPooled(call, relu: relu, into: y)
+            return
+        }
+        let convolved = try Tensor.empty(s.outputShape, on: device)
+        try conv2dForward(x, weight: weight, bias: bias, shape: s, relu: relu, into: convolved)
+        try pool2dForward(.max, convolved, geometry: try Pool2DGeometry(window: 2), into: y, argmax: nil)
+    }
+
     public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
         let call = ConvolutionCall(pass: .backwardData, shape: s, first: dy, second: weight, bias: nil, accumulate: false)
         try runConvolution(try convolutionAlgorithm(for: call), call, into: dx)

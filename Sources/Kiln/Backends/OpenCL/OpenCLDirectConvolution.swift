@@ -49,6 +49,16 @@ extension OpenCLBackend {
         [8, 6, 4, 3, 2, 1].first { channels % $0 == 0 } ?? 1
     }
 
+    /// The forward pass and 2x2 max pooling in one kernel: y is [N, C_out, ⌊OH/2⌋, ⌊OW/2⌋].
+    func directConvolutionMaxPooled(_ call: ConvolutionCall, relu: Bool, into y: Tensor) throws {
+        let s = call.shape
+        let kernels = ConvDirectKernels(self, options: Self.directConvolutionOptions(for: s))
+        let rowBlocks = (s.outputWidth / 2 + Self.pixelBlock / 2 - 1) / (Self.pixelBlock / 2)
+        try kernels.directForwardMaxPool(items: s.batch * (s.outputChannels / Self.registerBlock(s.groupOutputChannels)) * (s.outputHeight / 2) * rowBlocks,
+                                         x: call.first, weight: call.second, bias: call.bias ?? call.second,
+                                         hasBias: call.bias == nil ? 0 : 1, y: y, batch: s.batch, relu: relu ? 1 : 0)
+    }
+
     /// The direct kernels, each pass. A `relu` forward applies max(·, 0) to the result.
     func directConvolution(_ call: ConvolutionCall, into output: Tensor, relu: Bool = false) throws {
         let s = call.shape

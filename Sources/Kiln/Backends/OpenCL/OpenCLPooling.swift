@@ -2,8 +2,9 @@ import KilnCL
 
 extension OpenCLBackend: PoolingBackend {
     public func pool2dForward(_ kind: PoolKind, _ x: Tensor, geometry g: Pool2DGeometry, into y: Tensor, argmax: Tensor?) throws {
-        // Average pooling writes no arg-max; the output buffer stands in for the unused argument.
-        try poolKernels.poolForward(items: y.count, x: x, y: y, argmax: argmax ?? y, isMax: kind == .max ? 1 : 0, n: y.count,
+        // Without an arg-max to keep (average pooling, inference) the output buffer stands in for the unused argument.
+        try poolKernels.poolForward(items: y.count, x: x, y: y, argmax: argmax ?? y, isMax: kind == .max ? 1 : 0,
+                                    keepArgmax: argmax == nil ? 0 : 1, n: y.count,
                                     height: x.shape[2], width: x.shape[3], outHeight: y.shape[2], outWidth: y.shape[3],
                                     kh: g.windowHeight, kw: g.windowWidth, sh: g.strideHeight, sw: g.strideWidth,
                                     ph: g.padHeight, pw: g.padWidth)
