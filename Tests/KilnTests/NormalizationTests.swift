@@ -1,5 +1,6 @@
 import XCTest
 @testable import Kiln
+import KilnCL
 
 final class NormalizationTests: XCTestCase {
     private var random = TestRandom(seed: 17)
@@ -26,19 +27,26 @@ final class NormalizationTests: XCTestCase {
                 "dx": try dx.toArray(), "dgamma": try dgamma.toArray(), "dbeta": try dbeta.toArray(), "inference": try inference.toArray()]
     }
 
+    /// Random shapes, the last two with planes larger than a work-group, through both OpenCL paths: the
+    /// separate reduction and elementwise kernels, and one launch per pass.
     func testBatchNormDeviceMatchesTheHost() throws {
         let gpu = try openCLDevice()
-        for trial in 0..<12 {
-            let shape = trial % 3 == 0 ? [random.int(2...9), random.int(1...6)]
+        defer { OpenCLBackend.singleLaunchBatchNorm.withLock { $0 = nil } }
+        for trial in 0..<14 {
+            let shape = trial == 12 ? [3, 4, 9, 11] : trial == 13 ? [1, 3, 16, 17] : trial % 3 == 0 ? [random.int(2...9), random.int(1...6)]
                 : [trial % 4 == 1 ? 1 : random.int(1...4), random.int(1...5), random.int(1...7), random.int(1...7)]
             let count = shape.reduce(1, *)
             guard count / shape[1] > 1 else { continue }
             let (x, dy) = (random.floats(count, -3, 3), random.floats(count))
             let (gamma, beta) = (random.floats(shape[1], 0.5, 2), random.floats(shape[1]))
             let host = try batchNorm(x, shape: shape, gamma: gamma, beta: beta, dy: dy, on: .host)
-            let device = try batchNorm(x, shape: shape, gamma: gamma, beta: beta, dy: dy, on: gpu)
-            for key in host.keys.sorted() {
-                assertClose(device[key] ?? [], host[key] ?? [], atol: 1e-4, rtol: 1e-4, "batch norm \(key) \(shape)")
+            for singleLaunch in [false, true] {
+                OpenCLBackend.singleLaunchBatchNorm.withLock { $0 = singleLaunch }
+                let device = try batchNorm(x, shape: shape, gamma: gamma, beta: beta, dy: dy, on: gpu)
+                for key in host.keys.sorted() {
+                    assertClose(device[key] ?? [], host[key] ?? [], atol: 1e-4, rtol: 1e-4,
+                                "batch norm \(key) \(shape)\(singleLaunch ? ", one launch per pass" : "")")
+                }
             }
         }
     }

@@ -1,9 +1,24 @@
 import KilnCL
 
 extension OpenCLBackend: NormalizationBackend {
+    /// Whether training batch norm runs in one launch per pass, a work-group normalising a whole channel
+    /// after reducing it: on CPU drivers, whose work-groups are cores, it saves a launch and a pass of
+    /// index arithmetic; a GPU keeps the separate elementwise kernels, which use the whole chip.
+    var normalizesWholeChannels: Bool { Self.singleLaunchBatchNorm.withLock { $0 } ?? (context.device.info.type == .cpu) }
+
+    /// Forces either path, so that tests run both on one device.
+    static let singleLaunchBatchNorm = Locked<Bool?>(nil)
+
     public func batchNormTrainingForward(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVariance: Tensor,
                                          settings: BatchNormSettings, into y: Tensor, savedMean: Tensor, savedInverseStd: Tensor) throws {
         let (batch, channels, inner) = batchNormLayout(x)
+        if normalizesWholeChannels {
+            try batchnormKernels.batchnormTrainForward(groups: channels, x: x, y: y, gamma: gamma, beta: beta, savedMean: savedMean,
+                                                       savedInvStd: savedInverseStd, runningMean: runningMean, runningVar: runningVariance,
+                                                       batch: batch, channels: channels, inner: inner, eps: settings.epsilon,
+                                                       momentum: settings.momentum)
+            return
+        }
         try batchnormKernels.batchnormStatistics(groups: channels, x: x, savedMean: savedMean, savedInvStd: savedInverseStd,
                                                  runningMean: runningMean, runningVar: runningVariance, batch: batch,
                                                  channels: channels, inner: inner, eps: settings.epsilon, momentum: settings.momentum)
@@ -28,6 +43,12 @@ extension OpenCLBackend: NormalizationBackend {
     public func batchNormBackward(_ x: Tensor, dy: Tensor, gamma: Tensor, savedMean: Tensor, savedInverseStd: Tensor,
                                   into dx: Tensor, gammaGradient: Tensor, betaGradient: Tensor, accumulate: Bool) throws {
         let (batch, channels, inner) = batchNormLayout(x)
+        if normalizesWholeChannels {
+            try batchnormKernels.batchnormTrainBackward(groups: channels, x: x, dy: dy, gamma: gamma, mean: savedMean,
+                                                        invStd: savedInverseStd, dx: dx, dgamma: gammaGradient, dbeta: betaGradient,
+                                                        accumulate: accumulate ? 1 : 0, batch: batch, channels: channels, inner: inner)
+            return
+        }
         let sums = try Tensor.empty([2 * channels], on: device)
         try batchnormKernels.batchnormBackwardReduce(groups: channels, x: x, dy: dy, mean: savedMean, invStd: savedInverseStd,
                                                      sums: sums, dgamma: gammaGradient, dbeta: betaGradient,
