@@ -82,6 +82,54 @@ final class FusionTests: XCTestCase {
         }
     }
 
+    /// Max pooling of ReLU(x) in one pass equals ReLU then max pooling, forward and backward, on both
+    /// backends, for disjoint windows (the scatter path) and overlapping ones (the gather path), batch 1 and
+    /// odd sizes.
+    func testReLUFusedIntoMaxPoolingMatchesTheSeparateOps() throws {
+        let geometries = [try Pool2DGeometry(window: 2), try Pool2DGeometry(window: 3, stride: 2, padding: 1),
+                          try Pool2DGeometry(window: (2, 3), stride: (2, 3))]
+        for device in try testDevices() {
+            for (trial, geometry) in geometries.enumerated() {
+                let shape = [trial == 0 ? 1 : 2, 3, 7 + trial, 9]
+                let x = try Tensor(random.floats(shape.reduce(1, *)), shape: shape, on: device)
+                let separate = try pool2d(.max, x.map(.relu), geometry: geometry)
+                let fused = try pool2d(.max, x, geometry: geometry, relu: true)
+                assertClose(try fused.output.toArray(), try separate.output.toArray(), "forward \(geometry) on \(device)")
+                let dy = try Tensor(random.floats(separate.output.count), shape: separate.output.shape, on: device)
+                let throughReLU = try x.activationGradient(.relu, dy: try pool2dBackward(.max, dy: dy, argmax: separate.argmax,
+                                                                                         inputShape: shape, geometry: geometry))
+                let dx = try pool2dBackward(.max, dy: dy, argmax: fused.argmax, inputShape: shape, geometry: geometry,
+                                            reluOutput: fused.output)
+                assertClose(try dx.toArray(), try throughReLU.toArray(), "backward \(geometry) on \(device)")
+            }
+        }
+    }
+
+    /// A training step of LeNet-BN (whose ReLUs feed max poolings) gives the same outputs and parameter
+    /// gradients with its ReLUs fused into the poolings as without.
+    func testFusedTrainingStepMatchesTheUnfusedOne() throws {
+        for device in try testDevices() {
+            let (fused, unfused) = (try ModelZoo.make("lenet-bn", inputShape: [1, 28, 28], classes: 10),
+                                    try ModelZoo.make("lenet-bn", inputShape: [1, 28, 28], classes: 10))
+            for model in [fused, unfused] {
+                try model.reset(seed: 5)
+                try model.move(to: device)
+            }
+            let x = try Tensor(random.floats(3 * 784), shape: [3, 1, 28, 28], on: device)
+            let dy = try Tensor(random.floats(30), shape: [3, 10], on: device)
+            var context = ForwardContext(training: true, step: 1, seed: 1, needsInputGradient: false)
+            let fusedOutput = try fused.forward(x, context).toArray()
+            _ = try fused.backward(dy)
+            context.fusesLayers = false
+            assertClose(fusedOutput, try unfused.forward(x, context).toArray(), "output on \(device)")
+            _ = try unfused.backward(dy)
+            for ((name, a), (_, b)) in zip(fused.namedParameters, unfused.namedParameters) where a.requiresGradient {
+                assertClose(try XCTUnwrap(a.gradient).toArray(), try XCTUnwrap(b.gradient).toArray(), atol: 1e-5, rtol: 1e-4,
+                            "gradient of \(name) on \(device)")
+            }
+        }
+    }
+
     /// A fused pass records the outputs of the layers it computed; the layers it fused away report none.
     func testFusedAwayLayersRecordNoOutput() throws {
         let model = try ModelZoo.make("lenet-bn", inputShape: [1, 28, 28], classes: 10)

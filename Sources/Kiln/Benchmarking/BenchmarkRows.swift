@@ -179,9 +179,9 @@ extension BenchmarkSuite {
         }
         let label = "6x28x28 k2 s2"
         let y = try Tensor.empty(result.output.shape, on: backend.device), argmax = try Tensor.empty(result.output.shape, on: backend.device)
-        let forward = try perStep { try backend.pool2dForward(.max, x, geometry: geometry, into: y, argmax: argmax) }
+        let forward = try perStep { try backend.pool2dForward(.max, x, geometry: geometry, relu: false, into: y, argmax: argmax) }
         let dx = try Tensor.empty(x.shape, on: backend.device)
-        let backward = try perStep { try backend.pool2dBackward(.max, dy: y, argmax: argmax, geometry: geometry, into: dx) }
+        let backward = try perStep { try backend.pool2dBackward(.max, dy: y, argmax: argmax, geometry: geometry, reluOutput: nil, into: dx) }
         let compares = Double(x.count)
         return [record(op: "maxpool", shape: label, batch: batch, mode: "forward", seconds: forward, flops: compares),
                 record(op: "maxpool", shape: label, batch: batch, mode: "backward", seconds: backward, flops: Double(y.count))]

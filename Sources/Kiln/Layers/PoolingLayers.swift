@@ -2,7 +2,9 @@
 public final class Pool2D: Layer {
     public let kind: PoolKind
     public let geometry: Pool2DGeometry
-    private var saved: (inputShape: [Int], argmax: Tensor?)?
+    /// What backward needs: the input's shape, the arg-max of max pooling, and the output of a pass that
+    /// applied a ReLU before pooling (`forwardAfterReLU`).
+    private var saved: (inputShape: [Int], argmax: Tensor?, reluOutput: Tensor?)?
 
     public init(_ kind: PoolKind, geometry: Pool2DGeometry) {
         self.kind = kind
@@ -20,13 +22,23 @@ public final class Pool2D: Layer {
     public func forward(_ x: Tensor, _ context: ForwardContext) throws -> Tensor {
         _ = try outputShape(for: x.shape)
         let result = try pool2d(kind, x, geometry: geometry)
-        saved = (x.shape, result.argmax)
+        saved = (x.shape, result.argmax, nil)
+        return result.output
+    }
+
+    /// Max pooling of ReLU(x) in one pass, for a ReLU layer fused into this one; the next backward then
+    /// returns the gradient with respect to the ReLU's input.
+    func forwardAfterReLU(_ x: Tensor) throws -> Tensor {
+        _ = try outputShape(for: x.shape)
+        let result = try pool2d(kind, x, geometry: geometry, relu: true)
+        saved = (x.shape, result.argmax, result.output)
         return result.output
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let saved else { throw KilnError.invalidArgument("\(typeName): backward before forward") }
-        return try pool2dBackward(kind, dy: dy, argmax: saved.argmax, inputShape: saved.inputShape, geometry: geometry)
+        return try pool2dBackward(kind, dy: dy, argmax: saved.argmax, inputShape: saved.inputShape, geometry: geometry,
+                                  reluOutput: saved.reluOutput)
     }
 }
 

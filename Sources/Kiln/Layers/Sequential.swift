@@ -82,6 +82,14 @@ public final class Sequential: Layer, RecordingContainer {
                 index += fused.length
                 continue
             }
+            if context.training, context.fusesLayers, let pool = Self.maxPoolAfterReLU(layers, at: index, input: current.shape) {
+                // A ReLU and the max pooling after it, in one pass forward and one backward.
+                current = try pool.forwardAfterReLU(current)
+                fusedAway.insert(index)
+                outputs += [current, current]  // the first a placeholder, as above
+                index += 2
+                continue
+            }
             context.needsInputGradient = inputGradientNeeded || index > lowestTrainingLayer
             current = try layers[index].layer.forward(current, context)
             outputs.append(current)
@@ -90,10 +98,19 @@ public final class Sequential: Layer, RecordingContainer {
         return current
     }
 
+    /// The max pooling at `index + 1` when the layer at `index` is a ReLU and the pooling takes `input`.
+    private static func maxPoolAfterReLU(_ layers: [(name: String, layer: any Layer)], at index: Int, input: [Int]) -> Pool2D? {
+        guard index + 1 < layers.count, (layers[index].layer as? ActivationLayer)?.activation == .relu,
+              let pool = layers[index + 1].layer as? Pool2D, pool.kind == .max, (try? pool.outputShape(for: input)) != nil
+        else { return nil }
+        return pool
+    }
+
     public func backward(_ dy: Tensor) throws -> Tensor {
         outputGradients = Array(repeating: nil, count: layers.count)
         var gradient = dy
-        for index in layers.indices.reversed() where index >= lowestTrainingLayer {
+        // A fused-away layer's backward was done by the layer it was fused into.
+        for index in layers.indices.reversed() where index >= lowestTrainingLayer && !fusedAway.contains(index) {
             outputGradients[index] = gradient
             gradient = try layers[index].layer.backward(gradient)
         }

@@ -57,11 +57,14 @@ public struct Pool2DGeometry: Equatable, Sendable, CustomStringConvertible {
 /// Pooling ops of a `Backend` on NCHW tensors.
 public protocol PoolingBackend {
     /// y = pool(x). For max pooling, `argmax` ([N, C, OH, OW]) receives the winning position h·W + w of each
-    /// window within its input plane, as a Float.
-    func pool2dForward(_ kind: PoolKind, _ x: Tensor, geometry: Pool2DGeometry, into y: Tensor, argmax: Tensor?) throws
+    /// window within its input plane, as a Float. With `relu` (max pooling only) y = max(pool(x), 0), which is
+    /// the pooling of ReLU(x): a ReLU and the max pooling after it in one pass.
+    func pool2dForward(_ kind: PoolKind, _ x: Tensor, geometry: Pool2DGeometry, relu: Bool, into y: Tensor, argmax: Tensor?) throws
     /// dx from dy: max pooling routes each window's gradient to its arg-max (from forward), average pooling
-    /// spreads it evenly over the window.
-    func pool2dBackward(_ kind: PoolKind, dy: Tensor, argmax: Tensor?, geometry: Pool2DGeometry, into dx: Tensor) throws
+    /// spreads it evenly over the window. With `reluOutput`, the y of a `relu` forward, windows whose y is
+    /// not positive pass nothing back (the ReLU's gradient).
+    func pool2dBackward(_ kind: PoolKind, dy: Tensor, argmax: Tensor?, geometry: Pool2DGeometry, reluOutput: Tensor?,
+                        into dx: Tensor) throws
 }
 
 /// The result of a pooling forward: the output, and for max pooling the arg-max positions backward needs.
@@ -70,23 +73,26 @@ public struct PoolResult {
     public var argmax: Tensor?
 }
 
-/// 2-D pooling of `x` [N, C, H, W].
-public func pool2d(_ kind: PoolKind, _ x: Tensor, geometry: Pool2DGeometry) throws -> PoolResult {
+/// 2-D pooling of `x` [N, C, H, W]; with `relu` (max pooling only), of ReLU(x), in one pass.
+public func pool2d(_ kind: PoolKind, _ x: Tensor, geometry: Pool2DGeometry, relu: Bool = false) throws -> PoolResult {
     let shape = try geometry.outputShape(x.shape, operation: "\(kind.rawValue) pool")
+    guard !relu || kind == .max else { throw KilnError.invalidArgument("average pooling does not commute with ReLU: no fused form") }
     let y = try Tensor.empty(shape, on: x.device)
     let argmax = kind == .max ? try Tensor.empty(shape, on: x.device) : nil
-    try x.backend.pool2dForward(kind, x, geometry: geometry, into: y, argmax: argmax)
+    try x.backend.pool2dForward(kind, x, geometry: geometry, relu: relu, into: y, argmax: argmax)
     return PoolResult(output: y, argmax: argmax)
 }
 
-/// The gradient of `pool2d` with respect to its input of shape `inputShape`.
-public func pool2dBackward(_ kind: PoolKind, dy: Tensor, argmax: Tensor?, inputShape: [Int], geometry: Pool2DGeometry) throws -> Tensor {
+/// The gradient of `pool2d` with respect to its input of shape `inputShape`; for a `relu` forward, pass its
+/// output as `reluOutput` to get the gradient with respect to the ReLU's input.
+public func pool2dBackward(_ kind: PoolKind, dy: Tensor, argmax: Tensor?, inputShape: [Int], geometry: Pool2DGeometry,
+                           reluOutput: Tensor? = nil) throws -> Tensor {
     let shape = try geometry.outputShape(inputShape, operation: "\(kind.rawValue) pool backward")
     guard dy.shape == shape, kind == .average || argmax?.shape == shape else {
         throw KilnError.shapeMismatch(operation: "\(kind.rawValue) pool backward", expected: describe(shape), got: describe(dy.shape))
     }
     let dx = try Tensor.empty(inputShape, on: dy.device)
-    try dy.backend.pool2dBackward(kind, dy: dy, argmax: argmax, geometry: geometry, into: dx)
+    try dy.backend.pool2dBackward(kind, dy: dy, argmax: argmax, geometry: geometry, reluOutput: reluOutput, into: dx)
     return dx
 }
 

@@ -1,7 +1,7 @@
 /// Pooling on the host, the (sample, channel) planes split across threads. Each output's window is clipped
 /// to the image once, so the inner loops carry no bounds checks.
 extension HostBackend: PoolingBackend {
-    public func pool2dForward(_ kind: PoolKind, _ x: Tensor, geometry g: Pool2DGeometry, into y: Tensor, argmax: Tensor?) throws {
+    public func pool2dForward(_ kind: PoolKind, _ x: Tensor, geometry g: Pool2DGeometry, relu: Bool, into y: Tensor, argmax: Tensor?) throws {
         // x: [N, C, H, W] -> y: [N, C, OH, OW]; argmax holds the winner's index h·W + w within its plane
         let (height, width) = (x.shape[2], x.shape[3])
         let (outHeight, outWidth) = (y.shape[2], y.shape[3])
@@ -12,6 +12,8 @@ extension HostBackend: PoolingBackend {
         parallelRanges(planeCount, grain: Self.elementGrain / Swift.max(height * width, 1)) { planes in
             for plane in planes {
                 let input = x + plane * height * width
+                // max(pool(x), 0) = pool(max(x, 0)): the ReLU goes over the (smaller) output.
+                defer { if relu { for out in (plane * outHeight * outWidth)..<((plane + 1) * outHeight * outWidth) { y[out] = Swift.max(y[out], 0) } } }
                 if halving {
                     Self.maxPoolHalving(input, width: width, into: y + plane * outHeight * outWidth,
                                         argmax: argmax.map { $0 + plane * outHeight * outWidth }, outHeight: outHeight, outWidth: outWidth)
@@ -49,13 +51,15 @@ extension HostBackend: PoolingBackend {
         }
     }
 
-    public func pool2dBackward(_ kind: PoolKind, dy: Tensor, argmax: Tensor?, geometry g: Pool2DGeometry, into dx: Tensor) throws {
+    public func pool2dBackward(_ kind: PoolKind, dy: Tensor, argmax: Tensor?, geometry g: Pool2DGeometry, reluOutput: Tensor?,
+                               into dx: Tensor) throws {
         // dy: [N, C, OH, OW] -> dx: [N, C, H, W]
         let (height, width) = (dx.shape[2], dx.shape[3])
         let (outHeight, outWidth) = (dy.shape[2], dy.shape[3])
         let planeCount = dx.shape[0] * dx.shape[1]
         let (dy, dx) = (dy.hostBuffer.baseAddress!, dx.hostBuffer.baseAddress!)
         let argmax = argmax?.hostBuffer.baseAddress
+        let reluOutput = reluOutput?.hostBuffer.baseAddress
         let windowSize = Float(g.windowHeight * g.windowWidth)
         parallelRanges(planeCount, grain: Self.elementGrain / Swift.max(height * width, 1)) { planes in
             for plane in planes {
@@ -67,7 +71,7 @@ extension HostBackend: PoolingBackend {
                         let out = (plane * outHeight + oh) * outWidth + ow
                         switch kind {
                         case .max:
-                            guard let index = argmax.map({ Int($0[out]) }), index >= 0 else { continue }
+                            guard let index = argmax.map({ Int($0[out]) }), index >= 0, (reluOutput?[out] ?? 1) > 0 else { continue }
                             gradient[index] += dy[out]
                         case .average:
                             let columns = window(ow, stride: g.strideWidth, pad: g.padWidth, size: g.windowWidth, limit: width)

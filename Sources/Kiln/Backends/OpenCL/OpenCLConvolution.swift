@@ -33,7 +33,7 @@ extension OpenCLBackend: ConvolutionBackend {
         }
         let convolved = try Tensor.empty(s.outputShape, on: device)
         try conv2dForward(x, weight: weight, bias: bias, shape: s, relu: relu, into: convolved)
-        try pool2dForward(.max, convolved, geometry: try Pool2DGeometry(window: 2), into: y, argmax: nil)
+        try pool2dForward(.max, convolved, geometry: try Pool2DGeometry(window: 2), relu: false, into: y, argmax: nil)
     }
 
     public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
