@@ -1,6 +1,5 @@
-// Convolution: im2col and its adjoint (a gather, so no atomics) for the im2col + GEMM path, direct
-// kernels for depthwise convolution (each output channel reads one input channel), forward and backward,
-// and the bias gradient.
+// Convolution: im2col and its adjoint (a gather, so no atomics) for the im2col + GEMM path, and direct
+// kernels for depthwise convolution (each output channel reads one input channel), forward and backward.
 // Tensors are NCHW; weights OIHW. Geometry is passed at run time so that one compiled program serves every
 // layer shape.
 
@@ -156,26 +155,4 @@ void depthwise_backward_filter(__global const float *x, const uint x_offset,
         const uint at = dw_offset + weight_index;
         dweight[at] = (accumulate ? dweight[at] : 0.0f) + partial[0];
     }
-}
-
-// The bias gradient: one work-group per channel c sums dy[n, c, ·, ·] over the batch, image by image (no
-// index division), and writes it to dbias[c] (added to it with accumulate != 0).
-__kernel __attribute__((reqd_work_group_size(REDUCE_WG, 1, 1)))
-void conv_bias_gradient(__global const float *dy, const uint dy_offset, __global float *dbias, const uint db_offset,
-                        const uint accumulate, const uint batch, const uint channels, const uint pixels) {
-    __local float partial[REDUCE_WG];
-    const uint c = get_group_id(0);
-    const uint lid = get_local_id(0);
-    float sum = 0.0f;
-    for (uint n = 0; n < batch; ++n) {
-        __global const float *plane = dy + dy_offset + (n * channels + c) * pixels;
-        for (uint p = lid; p < pixels; p += REDUCE_WG) sum += plane[p];
-    }
-    partial[lid] = sum;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = REDUCE_WG / 2; s > 0; s >>= 1) {
-        if (lid < s) partial[lid] += partial[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (lid == 0) dbias[db_offset + c] = (accumulate ? dbias[db_offset + c] : 0.0f) + partial[0];
 }

@@ -133,12 +133,10 @@ public protocol ConvolutionBackend {
     func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape: Conv2DShape, into dx: Tensor) throws
     /// dw = Σ over the batch of dy ⊗ patches of x: the gradient with respect to the weight.
     func conv2dBackwardFilter(_ x: Tensor, _ dy: Tensor, shape: Conv2DShape, into dw: Tensor, accumulate: Bool) throws
-    /// dbias[c] = Σ over n, h, w of dy[n, c, h, w].
-    func conv2dBackwardBias(_ dy: Tensor, into dbias: Tensor, accumulate: Bool) throws
 }
 
 extension Backend {
-    /// dbias[c] = Σ over n, h, w of dy[n, c, h, w], by two reductions (the host's way).
+    /// dbias[c] = Σ over n, h, w of dy[n, c, h, w].
     public func conv2dBackwardBias(_ dy: Tensor, into dbias: Tensor, accumulate: Bool) throws {
         let (n, c) = (dy.shape[0], dy.shape[1])
         let perImage = try Tensor.empty([n, c], on: device)

@@ -46,12 +46,6 @@ extension OpenCLBackend: ConvolutionBackend {
         try runConvolution(try convolutionAlgorithm(for: call), call, into: dw)
     }
 
-    /// One launch: a work-group per channel sums its gradient over the batch.
-    public func conv2dBackwardBias(_ dy: Tensor, into dbias: Tensor, accumulate: Bool) throws {
-        try convKernels.convBiasGradient(groups: dy.shape[1], dy: dy, dbias: dbias, accumulate: accumulate ? 1 : 0, batch: dy.shape[0],
-                                         channels: dy.shape[1], pixels: dy.count / Swift.max(dy.shape[0] * dy.shape[1], 1))
-    }
-
     /// im2col + GEMM (and the pointwise GEMM, which skips im2col), each pass.
     func im2colGEMM(_ call: ConvolutionCall, into output: Tensor) throws {
         try call.run(into: output, forward: im2colForward, backwardData: im2colBackwardData, backwardFilter: im2colBackwardFilter)
