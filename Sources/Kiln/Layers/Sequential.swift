@@ -29,6 +29,11 @@ public enum LayerBuilder {
 /// dotted path (`output(of:)`, `outputGradient(of:)`) for feature extraction, saliency maps and Grad-CAM.
 /// Backward stops below the lowest layer that trains when nothing needs the input's gradient, so a frozen
 /// backbone costs its forward pass only.
+///
+/// Runs of layers are fused where that saves a pass (Fusion.swift): in a `.prediction` pass a convolution
+/// with the batch norm, ReLU and 2x2 max pooling after it; in training a ReLU with the max pooling after it.
+/// The outputs of fused-away layers are not recorded (`output(of:)` returns nil for them); passes that read
+/// every layer's output use `.inferenceRecordingEveryLayer`.
 public final class Sequential: Layer, RecordingContainer {
     public private(set) var layers: [(name: String, layer: any Layer)]
     public private(set) var outputs: [Tensor] = []
