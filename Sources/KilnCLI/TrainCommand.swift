@@ -158,8 +158,8 @@ struct TrainCommand: ParsableCommand {
 
         if ProcessInfo.processInfo.environment["KILN_PROFILE"] == "1" {
             if let backend = try device.backend() as? OpenCLBackend {
-                run.trainer.profile = KernelProfile(backend: backend)
-                print("KILN_PROFILE=1: timing every kernel of every training step (steps wait for the device)")
+                run.trainer.profile = KernelProfile(backend: backend, skippingFirst: 1)
+                print("KILN_PROFILE=1: timing every kernel of the training steps after the first (steps wait for the device)")
             } else {
                 print("KILN_PROFILE=1: the host backend runs no kernels to profile; use an OpenCL device")
             }

@@ -137,6 +137,31 @@ final class CommandLineTests: XCTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(gemm["gflops"] as? Double), 0)
     }
 
+    /// `KILN_PROFILE=1 kiln train` on OpenCL prints the per-kernel table of its steps after the first, and
+    /// `kiln bench --profile` records launches per step and prints a table per model row.
+    func testProfilesListTheKernelsOfAStep() throws {
+        let device = "\(try openCLDevice())"
+        let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-profile-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let train = try KilnCommand.runKillable(["train", "--data", try KilnCommand.smallDataSet().path, "--device", device, "--epochs", "1",
+                                                 "--batch-size", "64", "--out", folder.path], environment: ["KILN_PROFILE": "1"])
+        XCTAssertEqual(train.status, 0, train.output)
+        let table = try XCTUnwrap(train.output.components(separatedBy: "kernel profile of the training steps:").last)
+        XCTAssertTrue(table.contains("launches per step"), train.output)
+        XCTAssertTrue(table.contains("| direct_forward |"), "the few-channel convolutions run the direct kernels: \(table)")
+        XCTAssertTrue(table.contains("| optimizer_update |"), table)
+
+        let bench = try KilnCommand.run(["bench", "--device", device, "--models", "lenet-bn", "--batches", "8", "--no-ops",
+                                         "--repeats", "1", "--profile"])
+        XCTAssertEqual(bench.status, 0, bench.output)
+        XCTAssertTrue(bench.output.contains("kernel profile of lenet-bn train batch 8"), bench.output)
+        XCTAssertTrue(bench.output.contains("kernel profile of lenet-bn infer batch 8"), bench.output)
+        XCTAssertTrue(bench.output.contains("| direct_forward_max_pool |"), "inference fuses convolution and pooling: \(bench.output)")
+        let row = try XCTUnwrap(bench.output.split(separator: "\n").first { $0.hasPrefix("| lenet-bn |") && $0.contains("| train |") })
+        let launches = try XCTUnwrap(row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.dropLast().last)
+        XCTAssertGreaterThan(try XCTUnwrap(Int(launches), "launches per step in \(row)"), 10)
+    }
+
     /// The check every benchmark row passes before it is timed: a result off by more than the tolerance, one
     /// with a NaN or one of another shape is refused, naming the row; one within the tolerance passes.
     func testBenchmarkValidationRefusesWrongResults() throws {

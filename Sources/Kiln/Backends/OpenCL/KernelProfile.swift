@@ -23,11 +23,19 @@ public final class KernelProfile {
     /// Host wall time of the profiled steps, each ending when the device is done.
     public private(set) var wallSeconds = 0.0
 
-    public init(backend: OpenCLBackend) { self.backend = backend }
+    /// Steps still to run before profiling starts (a run's first steps compile programs and tune
+    /// convolutions, which are not what a profile of the steady state should show).
+    private var warmUpSteps: Int
+
+    public init(backend: OpenCLBackend, skippingFirst warmUpSteps: Int = 0) {
+        self.backend = backend
+        self.warmUpSteps = warmUpSteps
+    }
 
     private var profiler: CLProfiler { backend.context.profiler }
 
     public func beginStep() throws {
+        guard warmUpSteps == 0 else { return }
         try backend.synchronize()
         _ = try profiler.drain()  // anything enqueued between steps is not the step's
         profiler.isRecording = true
@@ -36,6 +44,10 @@ public final class KernelProfile {
     }
 
     public func endStep() throws {
+        guard warmUpSteps == 0 else {
+            warmUpSteps -= 1
+            return
+        }
         try backend.synchronize()
         wallSeconds += BenchmarkSuite.seconds(ContinuousClock.now - stepStart)
         profiler.isRecording = false
