@@ -39,8 +39,23 @@
         barrier(CLK_LOCAL_MEM_FENCE);                                                               \
     }
 
-// Batch statistics (two passes: mean, then squared deviations), saved for backward, and the running
-// estimates updated with the unbiased variance.
+// The batch statistics of channel c (two passes: mean, then squared deviations) into `mean` and
+// `inv_std` = 1/√(var + ε), saved for backward, and the running estimates updated with the unbiased variance.
+#define BATCH_STATISTICS()                                                                          \
+    float sum, squares;                                                                             \
+    CHANNEL_SUM(sum, x[x_offset + i])                                                               \
+    const float mean = sum / (float)m;                                                              \
+    CHANNEL_SUM(squares, (x[x_offset + i] - mean) * (x[x_offset + i] - mean))                       \
+    const float variance = squares / (float)m;                                                      \
+    const float inv_std = 1.0f / sqrt(variance + eps);                                              \
+    if (lid == 0) {                                                                                 \
+        saved_mean[sm_offset + c] = mean;                                                           \
+        saved_inv_std[si_offset + c] = inv_std;                                                     \
+        const float unbiased = m > 1 ? squares / (float)(m - 1) : variance;                         \
+        running_mean[rm_offset + c] = (1.0f - momentum) * running_mean[rm_offset + c] + momentum * mean; \
+        running_var[rv_offset + c] = (1.0f - momentum) * running_var[rv_offset + c] + momentum * unbiased; \
+    }
+
 __kernel __attribute__((reqd_work_group_size(REDUCE_WG, 1, 1)))
 void batchnorm_statistics(__global const float *x, const uint x_offset,
                           __global float *saved_mean, const uint sm_offset, __global float *saved_inv_std, const uint si_offset,
@@ -50,18 +65,7 @@ void batchnorm_statistics(__global const float *x, const uint x_offset,
     const uint c = get_group_id(0);
     const uint lid = get_local_id(0);
     const uint m = batch * inner;
-    float sum, squares;
-    CHANNEL_SUM(sum, x[x_offset + i])
-    const float mean = sum / (float)m;
-    CHANNEL_SUM(squares, (x[x_offset + i] - mean) * (x[x_offset + i] - mean))
-    if (lid == 0) {
-        const float variance = squares / (float)m;
-        saved_mean[sm_offset + c] = mean;
-        saved_inv_std[si_offset + c] = 1.0f / sqrt(variance + eps);
-        const float unbiased = m > 1 ? squares / (float)(m - 1) : variance;
-        running_mean[rm_offset + c] = (1.0f - momentum) * running_mean[rm_offset + c] + momentum * mean;
-        running_var[rv_offset + c] = (1.0f - momentum) * running_var[rv_offset + c] + momentum * unbiased;
-    }
+    BATCH_STATISTICS()
 }
 
 // y = γ·(x − μ)·σ⁻¹ + β, with σ⁻¹ given (training) or computed from a variance (inference).
@@ -127,19 +131,7 @@ void batchnorm_train_forward(__global const float *x, const uint x_offset, __glo
     const uint c = get_group_id(0);
     const uint lid = get_local_id(0);
     const uint m = batch * inner;
-    float sum, squares;
-    CHANNEL_SUM(sum, x[x_offset + i])
-    const float mean = sum / (float)m;
-    CHANNEL_SUM(squares, (x[x_offset + i] - mean) * (x[x_offset + i] - mean))
-    const float variance = squares / (float)m;
-    const float inv_std = 1.0f / sqrt(variance + eps);
-    if (lid == 0) {
-        saved_mean[sm_offset + c] = mean;
-        saved_inv_std[si_offset + c] = inv_std;
-        const float unbiased = m > 1 ? squares / (float)(m - 1) : variance;
-        running_mean[rm_offset + c] = (1.0f - momentum) * running_mean[rm_offset + c] + momentum * mean;
-        running_var[rv_offset + c] = (1.0f - momentum) * running_var[rv_offset + c] + momentum * unbiased;
-    }
+    BATCH_STATISTICS()
     const float scale = gamma[g_offset + c] * inv_std, shift = beta[b_offset + c] - mean * scale;
     FOR_CHANNEL_ELEMENTS(y[y_offset + i] = x[x_offset + i] * scale + shift)
 }

@@ -8,8 +8,8 @@ On CUDA it runs in FP32 (TF32 off for convolutions and matrix products).
 """
 import argparse
 import json
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -63,23 +63,10 @@ class ResNet18Small(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peer_timing import per_step  # noqa: E402
+
 MODELS = {"lenet-bn": (LeNetBN, (1, 28, 28), [64, 256]), "resnet18": (ResNet18Small, (3, 32, 32), [64, 128])}
-
-
-def per_step(step, sync, repeats=5, max_steps=10):
-    start = time.perf_counter()
-    step()
-    sync()
-    first = time.perf_counter() - start
-    steps = max(1, min(max_steps, int(0.5 / max(first, 1e-6))))
-    times = []
-    for _ in range(3 if first > 2 else repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
 
 
 def main():

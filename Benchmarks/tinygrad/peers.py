@@ -1,8 +1,8 @@
 """tinygrad on the same network, batch sizes and step as `kiln bench`, on its OpenCL backend (DEV=CL, which on
 a machine without a GPU is POCL on the CPU, the device Kiln's cl:0:0 uses). A training step is forward,
 cross-entropy, backward and an SGD step with Nesterov momentum, captured once by TinyJit and replayed;
-inference is a jitted forward with training off. One warm-up (plus the jit's two capture calls), then the
-median of the timed repeats, as peers.py and `kiln bench` time theirs.
+inference is a jitted forward with training off. Timed as `kiln bench` times its steps (peer_timing.py), after
+the jit's two capture calls.
 
     pip install tinygrad
     DEV=CL python3 Benchmarks/tinygrad/peers.py [--models lenet-bn] [--batches 64,256] [--json]
@@ -10,8 +10,8 @@ median of the timed repeats, as peers.py and `kiln bench` time theirs.
 import argparse
 import json
 import os
-import statistics
-import time
+import sys
+from pathlib import Path
 
 os.environ.setdefault("DEV", "CL")
 
@@ -34,22 +34,10 @@ class LeNetBN:
         return self.fc3(self.fc2(x).relu())
 
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from peer_timing import per_step  # noqa: E402
+
 MODELS = {"lenet-bn": (LeNetBN, (1, 28, 28), [64, 256])}
-
-
-def per_step(step, repeats=5, max_steps=10):
-    start = time.perf_counter()
-    step()
-    first = time.perf_counter() - start
-    steps = max(1, min(max_steps, int(0.5 / max(first, 1e-6))))
-    times = []
-    for _ in range(3 if first > 2 else repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        Device[Device.DEFAULT].synchronize()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
 
 
 def main():
@@ -87,8 +75,9 @@ def main():
             for _ in range(2):  # TinyJit captures on its second call
                 train(x, labels)
                 infer(x)
-            train_seconds = per_step(lambda: train(x, labels))
-            infer_seconds = per_step(lambda: infer(x))
+            sync = Device[Device.DEFAULT].synchronize
+            train_seconds = per_step(lambda: train(x, labels), sync)
+            infer_seconds = per_step(lambda: infer(x), sync)
             for mode, seconds in [("train", train_seconds), ("infer", infer_seconds)]:
                 records.append({"backend": "tinygrad", "device": f"{Device.DEFAULT} (tinygrad {version('tinygrad')})",
                                 "model": name, "batch": batch, "mode": mode, "images_per_second": batch / seconds,
