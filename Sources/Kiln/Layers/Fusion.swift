@@ -1,11 +1,12 @@
-/// Inference-time fusion: a convolution followed by a batch norm in inference mode, a ReLU, or both, runs as
-/// one convolution. The batch norm is folded into the convolution's weights and bias, exactly (it is
-/// affine per channel):
+/// Inference-time fusion: a convolution followed by any of a batch norm in inference mode, a ReLU and a 2x2
+/// max pooling with stride 2, in this order, runs as one convolution. The batch norm is folded into the
+/// convolution's weights and bias, exactly (it is affine per channel):
 ///
 ///   s = γ / √(σ² + ε)        w'[o] = w[o] · s[o]        b'[o] = (b[o] − μ[o]) · s[o] + β[o]
 ///
-/// computed once per version of the six tensors it comes from, and the ReLU is applied in the
-/// convolution's pass. Only passes with no backward after them fuse (`ForwardContext.prediction`).
+/// computed once per version of the six tensors it comes from; the ReLU and the pooling are applied in the
+/// convolution's pass. Only passes with no backward after them fuse (`ForwardContext.prediction`). Training's
+/// fusion of a ReLU into the max pooling after it is `Pool2D.forwardAfterReLU`.
 struct FoldedConvolution {
     /// The versions of weight, bias, γ, β, running mean and running variance the folded tensors match.
     var versions: [Int]

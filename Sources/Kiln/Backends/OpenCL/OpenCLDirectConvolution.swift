@@ -49,14 +49,17 @@ extension OpenCLBackend {
         [8, 6, 4, 3, 2, 1].first { channels % $0 == 0 } ?? 1
     }
 
-    /// The forward pass and 2x2 max pooling in one kernel: y is [N, C_out, ⌊OH/2⌋, ⌊OW/2⌋].
+    /// The forward pass and 2x2 max pooling in one kernel: y is [N, C_out, ⌊OH/2⌋, ⌊OW/2⌋]. A work-item
+    /// covers PIXEL_BLOCK convolution columns, half as many pooled ones.
     func directConvolutionMaxPooled(_ call: ConvolutionCall, relu: Bool, into y: Tensor) throws {
         let s = call.shape
         let kernels = ConvDirectKernels(self, options: Self.directConvolutionOptions(for: s))
-        let rowBlocks = (s.outputWidth / 2 + Self.pixelBlock / 2 - 1) / (Self.pixelBlock / 2)
-        try kernels.directForwardMaxPool(items: s.batch * (s.outputChannels / Self.registerBlock(s.groupOutputChannels)) * (s.outputHeight / 2) * rowBlocks,
-                                         x: call.first, weight: call.second, bias: call.bias ?? call.second,
-                                         hasBias: call.bias == nil ? 0 : 1, y: y, batch: s.batch, relu: relu ? 1 : 0)
+        let blocks = s.outputChannels / Self.registerBlock(s.groupOutputChannels)
+        let pooledRowBlocks = (s.outputWidth / 2 + Self.pixelBlock / 2 - 1) / (Self.pixelBlock / 2)
+        // Without a bias the weight stands in for the unused argument.
+        try kernels.directForwardMaxPool(items: s.batch * blocks * (s.outputHeight / 2) * pooledRowBlocks, x: call.first,
+                                         weight: call.second, bias: call.bias ?? call.second, hasBias: call.bias == nil ? 0 : 1,
+                                         y: y, batch: s.batch, relu: relu ? 1 : 0)
     }
 
     /// The direct kernels, each pass. A `relu` forward applies max(·, 0) to the result.
@@ -68,14 +71,12 @@ extension OpenCLBackend {
             let block = Self.registerBlock(s.groupOutputChannels)
             // Without a bias the weight stands in for the unused argument.
             try kernels.directForward(items: s.batch * (s.outputChannels / block) * s.outputHeight * Self.rowBlocks(s.outputWidth),
-                                      x: call.first, weight: call.second,
-                                      bias: call.bias ?? call.second, hasBias: call.bias == nil ? 0 : 1, y: output, batch: s.batch,
-                                      relu: relu ? 1 : 0)
+                                      x: call.first, weight: call.second, bias: call.bias ?? call.second,
+                                      hasBias: call.bias == nil ? 0 : 1, y: output, batch: s.batch, relu: relu ? 1 : 0)
         case .backwardData:
             let block = Self.registerBlock(s.groupInputChannels)
             try kernels.directBackwardData(items: s.batch * (s.inputChannels / block) * s.inputHeight * Self.rowBlocks(s.inputWidth),
-                                           dy: call.first,
-                                           weight: call.second, dx: output, batch: s.batch)
+                                           dy: call.first, weight: call.second, dx: output, batch: s.batch)
         case .backwardFilter:
             let plane = Self.paddedInput(s)
             let padded = try Tensor.empty([s.batch * s.inputChannels * plane.height * plane.width], on: device)
