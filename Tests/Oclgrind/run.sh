@@ -14,8 +14,7 @@ command -v oclgrind > /dev/null || { echo "error: oclgrind is not installed (apt
 classes=("$@")
 [ ${#classes[@]} -gt 0 ] || classes=(KernelSignatureTests ActivationTests PoolingTests LossTests DropoutTests TensorOpsTests
                                      RandomTests NormalizationTests OptimizerTests KnownAnswerTests ConvolutionTests
-                                     ConvolutionAlgorithmTests PointwiseConvolutionTests ConvTranspose2DTests AugmentationTests
-                                     FusionTests)
+                                     ConvolutionAlgorithmTests PointwiseConvolutionTests ConvTranspose2DTests AugmentationTests)
 logs=$(mktemp -d)
 export KILN_CACHE_DIR="$logs/cache" KILN_TEST_SIMULATOR=1 KILN_CONV_TUNE=0
 status=0
