@@ -80,7 +80,19 @@ __kernel void batchnorm_apply(__global const float *x, const uint x_offset, __gl
     y[y_offset + i] = gamma[g_offset + c] * (x[x_offset + i] - mean[m_offset + c]) * s + beta[b_offset + c];
 }
 
-// Per channel: sums[c] = Σ dy, sums[C + c] = Σ dy·x̂; dγ and dβ updated (added to when accumulate).
+// The sums of channel c's backward, sum_dy = Σ dy and sum_dy_xhat = Σ dy·x̂ (with mu and s, its saved mean and
+// σ⁻¹), and dβ, dγ updated with them (added to when accumulate).
+#define BACKWARD_SUMS()                                                                             \
+    const float mu = mean[m_offset + c], s = inv_std[s_offset + c];                                 \
+    float sum_dy, sum_dy_xhat;                                                                      \
+    CHANNEL_SUM(sum_dy, dy[dy_offset + i])                                                          \
+    CHANNEL_SUM(sum_dy_xhat, dy[dy_offset + i] * (x[x_offset + i] - mu) * s)                        \
+    if (lid == 0) {                                                                                 \
+        dgamma[dg_offset + c] = (accumulate ? dgamma[dg_offset + c] : 0.0f) + sum_dy_xhat;          \
+        dbeta[db_offset + c] = (accumulate ? dbeta[db_offset + c] : 0.0f) + sum_dy;                 \
+    }
+
+// Per channel: sums[c] = Σ dy, sums[C + c] = Σ dy·x̂, for batchnorm_backward_data; dγ and dβ updated.
 __kernel __attribute__((reqd_work_group_size(REDUCE_WG, 1, 1)))
 void batchnorm_backward_reduce(__global const float *x, const uint x_offset, __global const float *dy, const uint dy_offset,
                                __global const float *mean, const uint m_offset, __global const float *inv_std, const uint s_offset,
@@ -91,15 +103,10 @@ void batchnorm_backward_reduce(__global const float *x, const uint x_offset, __g
     const uint c = get_group_id(0);
     const uint lid = get_local_id(0);
     const uint m = batch * inner;
-    const float mu = mean[m_offset + c], s = inv_std[s_offset + c];
-    float sum_dy, sum_dy_xhat;
-    CHANNEL_SUM(sum_dy, dy[dy_offset + i])
-    CHANNEL_SUM(sum_dy_xhat, dy[dy_offset + i] * (x[x_offset + i] - mu) * s)
+    BACKWARD_SUMS()
     if (lid == 0) {
         sums[c] = sum_dy;
         sums[channels + c] = sum_dy_xhat;
-        dgamma[dg_offset + c] = (accumulate ? dgamma[dg_offset + c] : 0.0f) + sum_dy_xhat;
-        dbeta[db_offset + c] = (accumulate ? dbeta[db_offset + c] : 0.0f) + sum_dy;
     }
 }
 
@@ -149,14 +156,7 @@ void batchnorm_train_backward(__global const float *x, const uint x_offset, __gl
     const uint c = get_group_id(0);
     const uint lid = get_local_id(0);
     const uint m = batch * inner;
-    const float mu = mean[m_offset + c], s = inv_std[s_offset + c];
-    float sum_dy, sum_dy_xhat;
-    CHANNEL_SUM(sum_dy, dy[dy_offset + i])
-    CHANNEL_SUM(sum_dy_xhat, dy[dy_offset + i] * (x[x_offset + i] - mu) * s)
-    if (lid == 0) {
-        dgamma[dg_offset + c] = (accumulate ? dgamma[dg_offset + c] : 0.0f) + sum_dy_xhat;
-        dbeta[db_offset + c] = (accumulate ? dbeta[db_offset + c] : 0.0f) + sum_dy;
-    }
+    BACKWARD_SUMS()
     // dx = γσ⁻¹/m · (m·dy − Σdy − x̂·Σ(dy·x̂))
     const float scale = gamma[g_offset + c] * s / (float)m, count = (float)m;
     FOR_CHANNEL_ELEMENTS(dx[dx_offset + i] = scale * (count * dy[dy_offset + i] - sum_dy - (x[x_offset + i] - mu) * s * sum_dy_xhat))

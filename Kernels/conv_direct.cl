@@ -65,6 +65,13 @@ inline void accumulate_row(__global const float *image, __global const float *fi
     }
 }
 
+// acc[b][q] = bias[o0 + b], or 0 without a bias.
+inline void start_with_bias(float acc[OUT_BLOCK][PIXEL_BLOCK], __global const float *bias, const uint bias_offset,
+                            const uint has_bias, const uint o0) {
+    for (uint b = 0; b < OUT_BLOCK; ++b)
+        for (uint q = 0; q < PIXEL_BLOCK; ++q) acc[b][q] = has_bias ? bias[bias_offset + o0 + b] : 0.0f;
+}
+
 // One work-item per PIXEL_BLOCK neighbouring output pixels of a row and a block of OUT_BLOCK output
 // channels. With relu != 0 the result goes through max(·, 0) (a convolution followed by ReLU, or batch
 // norm folded in).
@@ -80,8 +87,7 @@ __kernel void direct_forward(__global const float *x, const uint x_offset,
     const uint n = index / (ROW_BLOCKS * OUT_H * OUT_BLOCKS);
     const uint o0 = block * OUT_BLOCK;
     float acc[OUT_BLOCK][PIXEL_BLOCK];
-    for (uint b = 0; b < OUT_BLOCK; ++b)
-        for (uint q = 0; q < PIXEL_BLOCK; ++q) acc[b][q] = has_bias ? bias[bias_offset + o0 + b] : 0.0f;
+    start_with_bias(acc, bias, bias_offset, has_bias, o0);
     accumulate_row(x + x_offset + (n * C_IN + (o0 / OG) * CG) * IN_PIXELS, weight + w_offset + o0 * CG * TAPS, oh, ow0, acc);
     __global float *out = y + y_offset + (n * C_OUT + o0) * OUT_PIXELS + oh * OUT_W + ow0;
     for (uint b = 0; b < OUT_BLOCK; ++b)
@@ -107,8 +113,8 @@ __kernel void direct_forward_max_pool(__global const float *x, const uint x_offs
     __global const float *image = x + x_offset + (n * C_IN + (o0 / OG) * CG) * IN_PIXELS;
     __global const float *filters = weight + w_offset + o0 * CG * TAPS;
     float top[OUT_BLOCK][PIXEL_BLOCK], bottom[OUT_BLOCK][PIXEL_BLOCK];
-    for (uint b = 0; b < OUT_BLOCK; ++b)
-        for (uint q = 0; q < PIXEL_BLOCK; ++q) top[b][q] = bottom[b][q] = has_bias ? bias[bias_offset + o0 + b] : 0.0f;
+    start_with_bias(top, bias, bias_offset, has_bias, o0);
+    start_with_bias(bottom, bias, bias_offset, has_bias, o0);
     accumulate_row(image, filters, 2 * ph, ow0, top);
     accumulate_row(image, filters, 2 * ph + 1, ow0, bottom);
     __global float *out = y + y_offset + (n * C_OUT + o0) * POOLED_H * POOLED_W + ph * POOLED_W + ow0 / 2;

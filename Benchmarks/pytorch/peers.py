@@ -7,7 +7,6 @@ inference is a forward in eval mode under no_grad. One warm-up, then the median 
 On CUDA it runs in FP32 (TF32 off for convolutions and matrix products).
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -64,7 +63,7 @@ class ResNet18Small(nn.Module):
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peer_timing import per_step  # noqa: E402
+from peer_timing import per_step, print_records, records_for  # noqa: E402
 
 MODELS = {"lenet-bn": (LeNetBN, (1, 28, 28), [64, 256]), "resnet18": (ResNet18Small, (3, 32, 32), [64, 128])}
 
@@ -103,15 +102,9 @@ def main():
             train_seconds = per_step(train, sync)
             model.eval()
             infer_seconds = per_step(infer, sync)
-            for mode, seconds in [("train", train_seconds), ("infer", infer_seconds)]:
-                records.append({"backend": "pytorch", "device": f"{device.type} (torch {torch.__version__}, "
-                                f"{torch.get_num_threads()} threads)", "model": name, "batch": batch, "mode": mode,
-                                "images_per_second": batch / seconds, "seconds": seconds})
-    if args.json:
-        print(json.dumps(records, indent=2))
-    else:
-        for r in records:
-            print(f"| {r['model']} | {r['batch']} | {r['mode']} | {r['images_per_second']:.0f} img/s | {r['device']} |")
+            records += records_for("pytorch", f"{device.type} (torch {torch.__version__}, {torch.get_num_threads()} threads)",
+                                   name, batch, [("train", train_seconds), ("infer", infer_seconds)])
+    print_records(records, args.json)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ the jit's two capture calls.
     DEV=CL python3 Benchmarks/tinygrad/peers.py [--models lenet-bn] [--batches 64,256] [--json]
 """
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ class LeNetBN:
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from peer_timing import per_step  # noqa: E402
+from peer_timing import per_step, print_records, records_for  # noqa: E402
 
 MODELS = {"lenet-bn": (LeNetBN, (1, 28, 28), [64, 256])}
 
@@ -78,15 +77,9 @@ def main():
             sync = Device[Device.DEFAULT].synchronize
             train_seconds = per_step(lambda: train(x, labels), sync)
             infer_seconds = per_step(lambda: infer(x), sync)
-            for mode, seconds in [("train", train_seconds), ("infer", infer_seconds)]:
-                records.append({"backend": "tinygrad", "device": f"{Device.DEFAULT} (tinygrad {version('tinygrad')})",
-                                "model": name, "batch": batch, "mode": mode, "images_per_second": batch / seconds,
-                                "seconds": seconds})
-    if args.json:
-        print(json.dumps(records, indent=2))
-    else:
-        for r in records:
-            print(f"| {r['model']} | {r['batch']} | {r['mode']} | {r['images_per_second']:.0f} img/s | {r['device']} |")
+            records += records_for("tinygrad", f"{Device.DEFAULT} (tinygrad {version('tinygrad')})", name, batch,
+                                   [("train", train_seconds), ("infer", infer_seconds)])
+    print_records(records, args.json)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ public enum Conv2DPadding: Equatable, Sendable {
 }
 
 /// The geometry of a 2-D convolution: kernel size, stride, zero padding, dilation and groups.
-public struct Conv2DGeometry: Equatable, Sendable, CustomStringConvertible {
+public struct Conv2DGeometry: Hashable, Sendable, CustomStringConvertible {
     public var kernelHeight: Int, kernelWidth: Int
     public var strideHeight: Int, strideWidth: Int
     public var padTop: Int, padBottom: Int, padLeft: Int, padRight: Int
@@ -69,7 +69,7 @@ public struct Conv2DGeometry: Equatable, Sendable, CustomStringConvertible {
 
 /// The sizes of one convolution: input, weight and output dimensions, derived once and shared by both
 /// backends.
-public struct Conv2DShape: Equatable, Sendable {
+public struct Conv2DShape: Hashable, Sendable {
     public var geometry: Conv2DGeometry
     public var batch: Int
     public var inputChannels: Int, inputHeight: Int, inputWidth: Int
@@ -136,6 +136,14 @@ public protocol ConvolutionBackend {
 }
 
 extension Backend {
+    /// conv2dForwardMaxPooled as two ops: the convolution into a scratch tensor, then the pooling (what the
+    /// host does, and the OpenCL backend with an algorithm that has no pooled form).
+    func convolveThenMaxPool(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, relu: Bool, into y: Tensor) throws {
+        let convolved = try Tensor.empty(s.outputShape, on: device)
+        try conv2dForward(x, weight: weight, bias: bias, shape: s, relu: relu, into: convolved)
+        try pool2dForward(.max, convolved, geometry: try Pool2DGeometry(window: 2), relu: false, into: y, argmax: nil)
+    }
+
     /// dbias[c] = Σ over n, h, w of dy[n, c, h, w].
     public func conv2dBackwardBias(_ dy: Tensor, into dbias: Tensor, accumulate: Bool) throws {
         let (n, c) = (dy.shape[0], dy.shape[1])

@@ -23,9 +23,7 @@ extension HostBackend: ConvolutionBackend {
 
     public func conv2dForwardMaxPooled(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, relu: Bool,
                                        into y: Tensor) throws {
-        let convolved = try Tensor.empty(s.outputShape, on: device)
-        try conv2dForward(x, weight: weight, bias: bias, shape: s, relu: relu, into: convolved)
-        try pool2dForward(.max, convolved, geometry: try Pool2DGeometry(window: 2), relu: false, into: y, argmax: nil)
+        try convolveThenMaxPool(x, weight: weight, bias: bias, shape: s, relu: relu, into: y)
     }
 
     private func convolutionForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, into output: Tensor) throws {

@@ -29,11 +29,9 @@ extension OpenCLBackend: ConvolutionBackend {
         let call = ConvolutionCall(pass: .forward, shape: s, first: x, second: weight, bias: bias, accumulate: false)
         if try convolutionAlgorithm(for: call) == .direct {
             try directConvolutionMaxPooled(call, relu: relu, into: y)
-            return
+        } else {
+            try convolveThenMaxPool(x, weight: weight, bias: bias, shape: s, relu: relu, into: y)
         }
-        let convolved = try Tensor.empty(s.outputShape, on: device)
-        try conv2dForward(x, weight: weight, bias: bias, shape: s, relu: relu, into: convolved)
-        try pool2dForward(.max, convolved, geometry: try Pool2DGeometry(window: 2), relu: false, into: y, argmax: nil)
     }
 
     public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {

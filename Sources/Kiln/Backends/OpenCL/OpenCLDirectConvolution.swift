@@ -14,8 +14,20 @@ extension OpenCLBackend {
             && g.kernelHeight * g.kernelWidth <= 49
     }
 
-    /// The compile-time sizes of `shape` (all but the batch).
-    static func directConvolutionOptions(for s: Conv2DShape) -> String {
+    /// The compile-time sizes of `shape` (all but the batch), made once per layer shape: every launch of
+    /// the direct kernels names its program by them.
+    static func directConvolutionOptions(for shape: Conv2DShape) -> String {
+        var key = shape
+        key.batch = 1
+        if let options = directOptions.withLock({ $0[key] }) { return options }
+        let options = makeDirectConvolutionOptions(for: key)
+        directOptions.withLock { $0[key] = options }
+        return options
+    }
+
+    private static let directOptions = Locked<[Conv2DShape: String]>([:])
+
+    private static func makeDirectConvolutionOptions(for s: Conv2DShape) -> String {
         let g = s.geometry
         let sizes: [(String, Int)] = [
             ("C_IN", s.inputChannels), ("C_OUT", s.outputChannels), ("GROUPS", g.groups), ("IN_H", s.inputHeight),
