@@ -29,6 +29,7 @@ extension CLContext {
     public func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: CLMatrix, b: CLMatrix,
                       beta: Float = 0, c: CLMatrix) throws {
         precondition(m > 0 && n > 0 && k > 0, "sgemm needs positive sizes")
+        if planned(.init(m: m, n: n, k: k, transposedA: a.transposed, transposedB: b.transposed, batch: nil)) { return }
         let status = try clblastLock.withLock { _ in try enqueueLibraryCall("CLBlast sgemm") { queue, event in
             CLBlastSgemm(
                 CLBlastLayoutRowMajor,
@@ -48,6 +49,7 @@ extension CLContext {
     public func sgemmStridedBatched(m: Int, n: Int, k: Int, batch: Int, alpha: Float = 1, a: CLMatrix, b: CLMatrix,
                                     beta: Float = 0, c: CLMatrix) throws {
         precondition(m > 0 && n > 0 && k > 0 && batch > 0, "sgemmStridedBatched needs positive sizes")
+        if planned(.init(m: m, n: n, k: k, transposedA: a.transposed, transposedB: b.transposed, batch: batch)) { return }
         let status = try clblastLock.withLock { _ in try enqueueLibraryCall("CLBlast sgemm (strided batched)") { queue, event in
             CLBlastSgemmStridedBatched(
                 CLBlastLayoutRowMajor,

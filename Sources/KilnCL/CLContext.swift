@@ -11,9 +11,16 @@ public final class CLContext: @unchecked Sendable {
     let programs: CLProgramCache
     /// Counts enqueued kernels and, while recording, times each one.
     public let profiler = CLProfiler()
+    /// The plan being recorded (CLWorkPlan.swift): while set, launches and CLBlast calls are skipped.
+    let planning = Locked<CLWorkPlan?>(nil)
+    let planningActive = Atomic<Bool>(false)
+    /// CLBlast products `prepare` has computed once.
+    let clblastPrepared = Locked<Set<CLWorkPlan.Product>>([])
 
     /// Creates a new context. Most callers want the device's shared one: `device.context()`.
-    public init(device: CLDevice, diskCache: CLBinaryCache? = .standard) throws {
+    /// `storesNewBinaries` says whether compiled programs go into `diskCache`; by default they do unless
+    /// the driver caches whole builds itself (`CLDeviceInfo.driverCachesWholeBuilds`).
+    public init(device: CLDevice, diskCache: CLBinaryCache? = .standard, storesNewBinaries: Bool? = nil) throws {
         self.device = device
         var status: cl_int = CL_SUCCESS
         var deviceID: cl_device_id? = device.id
@@ -28,8 +35,12 @@ public final class CLContext: @unchecked Sendable {
         self.context = context
         self.queue = queue
         allocator = CLBufferAllocator(context: context)
-        programs = CLProgramCache(diskCache: diskCache)
+        programs = CLProgramCache(diskCache: diskCache, storesNewBinaries: storesNewBinaries ?? !device.info.driverCachesWholeBuilds)
+        self.diskCache = diskCache
     }
+
+    /// The on-disk binary cache programs are looked up in (nil: memory only).
+    public let diskCache: CLBinaryCache?
 
     deinit {
         clFinish(queue)
@@ -62,9 +73,11 @@ public final class CLContext: @unchecked Sendable {
                   "clEnqueueReadBuffer(\(destination.count) bytes)")
     }
 
-    /// Copies `byteCount` bytes between device buffers (enqueued; does not wait).
+    /// Copies `byteCount` bytes between device buffers (enqueued; does not wait). Skipped while a plan is
+    /// recorded, like launches: a copy of a planned result would spread its undefined values into state
+    /// that outlives the plan (a parameter assigned in place).
     public func copy(from source: CLBuffer, offset sourceOffset: Int = 0, to destination: CLBuffer, offset destinationOffset: Int = 0, byteCount: Int) throws {
-        guard byteCount > 0 else { return }
+        guard byteCount > 0, !isPlanning else { return }
         try checkRange(source, sourceOffset, byteCount, "clEnqueueCopyBuffer")
         try checkRange(destination, destinationOffset, byteCount, "clEnqueueCopyBuffer")
         try check(clEnqueueCopyBuffer(queue, source.mem, destination.mem, sourceOffset, destinationOffset, byteCount, 0, nil, nil),
@@ -90,6 +103,27 @@ public final class CLContext: @unchecked Sendable {
         try programs.program(name: name, source: source, options: options, context: self)
     }
 
+    /// Whether the program of `source` and `options` has been built in this context (or is being built).
+    public func hasProgram(source: String, options: String = "") -> Bool {
+        programs.contains(source: source, options: options)
+    }
+
+    /// Programs built in this context so far: compiled from source, and loaded from the disk cache.
+    public var buildCounts: (compiled: Int, loaded: Int) { programs.buildCounts }
+
+    /// Called on the building thread after each program build (not for one found in memory).
+    public var buildObserver: (@Sendable (CLBuildReport) -> Void)? {
+        get { programs.observer.withLock { $0 } }
+        set { programs.observer.withLock { $0 = newValue } }
+    }
+
+    /// Whether programs compiled from now on are stored in the disk cache (see `init`); `kiln warmup`
+    /// turns it on to prepare a cache ahead of time even where the driver has its own.
+    public var storesNewBinaries: Bool {
+        get { programs.storesNewBinaries.withLock { $0 } }
+        set { programs.storesNewBinaries.withLock { $0 = newValue } }
+    }
+
     /// Enqueues `kernel` over `global` work items (rounded up to a multiple of `local` when given).
     /// Returns an event with profiling information when `profile` is true.
     @discardableResult
@@ -101,7 +135,7 @@ public final class CLContext: @unchecked Sendable {
             precondition(local.count == global.count, "local and global dimensions differ")
             for i in global.indices { globalSize[i] = (global[i] + local[i] - 1) / local[i] * local[i] }
         }
-        if globalSize.contains(0) { return nil }
+        if globalSize.contains(0) || isPlanning { return nil }
         var event: cl_event? = nil
         let wantsEvent = profile || profiler.isRecording
         try kernel.withExclusiveAccess { handle in

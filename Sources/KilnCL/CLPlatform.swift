@@ -1,4 +1,5 @@
 import COpenCL
+import Foundation
 
 /// The kind of an OpenCL device.
 public enum CLDeviceType: String, Sendable {
@@ -24,6 +25,35 @@ public struct CLDeviceInfo: Sendable {
     /// Whether the device is a simulator (Oclgrind, which reports itself as a GPU): it checks kernels
     /// but runs them thousands of times slower than any real device.
     public var isSimulator: Bool { name.localizedCaseInsensitiveContains("oclgrind") }
+
+    /// The folder where the driver keeps compiled code itself, for the drivers known to (POCL:
+    /// `$POCL_CACHE_DIR`, else `$XDG_CACHE_HOME/pocl/kcache` or `~/.cache/pocl/kcache`; NVIDIA's cache of
+    /// its final compile step: `$CUDA_CACHE_PATH`, else `~/.nv/ComputeCache`); nil for the others.
+    public var driverProgramCache: URL? {
+        driverProgramCache(environment: ProcessInfo.processInfo.environment)
+    }
+
+    func driverProgramCache(environment: [String: String]) -> URL? {
+        let home = environment["HOME"].map { URL(fileURLWithPath: $0) } ?? FileManager.default.homeDirectoryForCurrentUser
+        func folder(_ variable: String) -> URL? {
+            environment[variable].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+        }
+        if isPOCL {
+            if environment["POCL_KERNEL_CACHE"] == "0" { return nil }
+            return folder("POCL_CACHE_DIR")
+                ?? (folder("XDG_CACHE_HOME") ?? home.appending(path: ".cache")).appending(path: "pocl/kcache")
+        }
+        if vendor.localizedCaseInsensitiveContains("nvidia") {
+            return folder("CUDA_CACHE_PATH") ?? home.appending(path: ".nv/ComputeCache")
+        }
+        return nil
+    }
+
+    /// Whether the driver caches whole program builds (source to machine code) on disk: POCL does, so Kiln
+    /// does not store a second copy of them.
+    public var driverCachesWholeBuilds: Bool { isPOCL && driverProgramCache != nil }
+
+    var isPOCL: Bool { deviceVersion.contains("PoCL") || deviceVersion.contains("pocl") }
 }
 
 /// An OpenCL platform (one installed driver) and its devices.

@@ -81,15 +81,48 @@ public final class CLKernel: @unchecked Sendable {
     }
 }
 
-/// The in-memory program cache of a context, backed by an optional on-disk binary cache.
+/// One program build, as the program cache reports it to `CLContext.buildObserver`.
+public struct CLBuildReport: Sendable {
+    public var name: String
+    public var options: String
+    public var origin: CLProgram.Origin
+    public var seconds: Double
+}
+
+/// The in-memory program cache of a context, backed by an optional on-disk binary cache. Different programs
+/// build concurrently (the compiler runs on the calling thread); two threads asking for the same one build
+/// it once.
 final class CLProgramCache: @unchecked Sendable {
     private let diskCache: CLBinaryCache?
-    // One lock for lookups and builds: two threads asking for the same program build it once.
-    private let programs = Locked<[String: CLProgram]>([:])
+    /// Whether a program compiled from source is stored on disk. Off where the driver keeps its own cache
+    /// (POCL), because asking POCL for a binary makes it generate code for every kernel of the program,
+    /// which costs several times the build itself.
+    let storesNewBinaries: Locked<Bool>
+    private let entries = Locked<[String: Entry]>([:])
+    let observer = Locked<(@Sendable (CLBuildReport) -> Void)?>(nil)
+    private let counts = Locked((compiled: 0, loaded: 0))
 
-    init(diskCache: CLBinaryCache?) { self.diskCache = diskCache }
+    private enum Entry {
+        case built(CLProgram)
+        case building(PendingBuild)
+    }
 
-    func releaseAll() { programs.withLock { $0.removeAll() } }
+    /// A build in progress that other threads may wait for.
+    private final class PendingBuild: @unchecked Sendable {
+        let done = DispatchGroup()
+        var result: Result<CLProgram, Error>?
+        init() { done.enter() }
+    }
+
+    init(diskCache: CLBinaryCache?, storesNewBinaries: Bool) {
+        self.diskCache = diskCache
+        self.storesNewBinaries = Locked(storesNewBinaries)
+    }
+
+    func releaseAll() { entries.withLock { $0.removeAll() } }
+
+    /// Programs built so far: compiled from source, and loaded from the disk cache.
+    var buildCounts: (compiled: Int, loaded: Int) { counts.withLock { $0 } }
 
     /// The on-disk cache key: a binary is reused only by the same device and driver, for the same source and
     /// build options (a new driver may compile differently, and its binaries may not load in another).
@@ -97,27 +130,60 @@ final class CLProgramCache: @unchecked Sendable {
         "\(device)|\(driver)|\(hex(sourceHash))|\(options)"
     }
 
+    /// Whether the program is built (or being built) already.
+    func contains(source: String, options: String) -> Bool {
+        entries.withLock { $0[Self.memoryKey(source: source, options: options)] != nil }
+    }
+
+    private static func memoryKey(source: String, options: String) -> String { "\(hex(fnv1a64(source))) \(options)" }
+
     func program(name: String, source: String, options: String, context: CLContext) throws -> CLProgram {
-        let sourceHash = fnv1a64(source)
-        let memoryKey = "\(hex(sourceHash)) \(options)"
-        return try programs.withLock { programs in
-            if let program = programs[memoryKey] { return program }
+        let memoryKey = Self.memoryKey(source: source, options: options)
+        enum Next { case ready(CLProgram), wait(PendingBuild), build(PendingBuild) }
+        let next: Next = entries.withLock { entries in
+            switch entries[memoryKey] {
+            case let .built(program): return .ready(program)
+            case let .building(pending): return .wait(pending)
+            case nil:
+                let pending = PendingBuild()
+                entries[memoryKey] = .building(pending)
+                return .build(pending)
+            }
+        }
+        switch next {
+        case let .ready(program):
+            return program
+        case let .wait(pending):
+            pending.done.wait()
+            guard let result = pending.result else { throw CLError(code: CL_INVALID_PROGRAM, call: "clBuildProgram(\(name))") }
+            return try result.get()
+        case let .build(pending):
             let info = context.device.info
-            let diskKey = Self.diskKey(device: info.name, driver: info.driverVersion, sourceHash: sourceHash, options: options)
-            let program = try build(name: name, source: source, options: options, diskKey: diskKey, context: context)
-            programs[memoryKey] = program
+            let diskKey = Self.diskKey(device: info.name, driver: info.driverVersion, sourceHash: fnv1a64(source), options: options)
+            let result = Result { try build(name: name, source: source, options: options, diskKey: diskKey, context: context) }
+            entries.withLock { entries in
+                // A failed build is forgotten, so that a later call reports its error again.
+                if case let .success(program) = result { entries[memoryKey] = .built(program) } else { entries[memoryKey] = nil }
+            }
+            pending.result = result
+            pending.done.leave()
+            let program = try result.get()
+            counts.withLock { program.origin == .compiled ? ($0.compiled += 1) : ($0.loaded += 1) }
+            observer.withLock { $0 }?(CLBuildReport(name: name, options: options, origin: program.origin, seconds: program.buildSeconds))
             return program
         }
     }
 
     private func build(name: String, source: String, options: String, diskKey: String, context: CLContext) throws -> CLProgram {
         let start = ContinuousClock.now
-        if let binary = diskCache?.load(key: diskKey),
-           let program = try? buildFromBinary(binary, options: options, context: context) {
-            return CLProgram(program: program, name: name, origin: .diskCache, buildSeconds: seconds(since: start))
+        if let diskCache, let binary = diskCache.load(key: diskKey) {
+            if let program = try? buildFromBinary(binary, options: options, context: context) {
+                return CLProgram(program: program, name: name, origin: .diskCache, buildSeconds: seconds(since: start))
+            }
+            diskCache.warn("the program cache entry \(diskCache.fileURL(key: diskKey).path) for \(name) was refused by the driver; compiling it again")
         }
         let program = try buildFromSource(name: name, source: source, options: options, context: context)
-        if let diskCache, let binary = try? programBinary(program) {
+        if let diskCache, storesNewBinaries.withLock({ $0 }), let binary = try? programBinary(program) {
             diskCache.store(key: diskKey, binary: binary)
         }
         return CLProgram(program: program, name: name, origin: .compiled, buildSeconds: seconds(since: start))
@@ -195,36 +261,63 @@ final class CLProgramCache: @unchecked Sendable {
 }
 
 /// Program binaries on disk, keyed by device name, driver version, source hash and build options, so a
-/// second process skips the compiler. Files are written atomically; a damaged one is ignored and rebuilt.
-public struct CLBinaryCache: Sendable {
+/// second process skips the compiler. Safe to share between processes and machines: files are written
+/// atomically (a temporary file renamed into place), a damaged or truncated one is reported in one line and
+/// rebuilt, and a folder that cannot be written leaves the cache in memory only, also said once.
+public final class CLBinaryCache: Sendable {
     public let directory: URL
+    private let warning: @Sendable (String) -> Void
+    private let warnedUnwritable = Locked(false)
 
-    public init(directory: URL) { self.directory = directory }
+    /// `warning` receives each one-line warning (default: standard error, prefixed "kiln: ").
+    public init(directory: URL, warning: @escaping @Sendable (String) -> Void = CLBinaryCache.printWarning) {
+        self.directory = directory
+        self.warning = warning
+    }
 
-    /// `$KILN_CACHE_DIR`, or `~/.cache/kiln`.
-    public static let standard: CLBinaryCache? = {
+    public static let printWarning: @Sendable (String) -> Void = { message in
+        FileHandle.standardError.write(Data("kiln: \(message)\n".utf8))
+    }
+
+    /// The folder of Kiln's caches: `$KILN_CACHE_DIR`, or `~/.cache/kiln`.
+    public static let standardDirectory: URL = {
         let environment = ProcessInfo.processInfo.environment
-        if let path = environment["KILN_CACHE_DIR"], !path.isEmpty {
-            return CLBinaryCache(directory: URL(fileURLWithPath: path))
-        }
+        if let path = environment["KILN_CACHE_DIR"], !path.isEmpty { return URL(fileURLWithPath: path) }
         let home = environment["HOME"].map { URL(fileURLWithPath: $0) } ?? FileManager.default.homeDirectoryForCurrentUser
-        return CLBinaryCache(directory: home.appending(path: ".cache/kiln"))
+        return home.appending(path: ".cache/kiln")
     }()
+
+    /// The process's cache, in `standardDirectory`.
+    public static let standard: CLBinaryCache? = CLBinaryCache(directory: standardDirectory)
 
     private static let magic = "kiln-program-binary 2\n"
 
     func fileURL(key: String) -> URL { directory.appending(path: "\(hex(fnv1a64(key))).bin") }
 
+    func warn(_ message: String) { warning(message) }
+
+    /// The binary stored for `key`; nil when there is none, or when the entry is damaged (said in a warning).
     func load(key: String) -> [UInt8]? {
-        guard let data = try? Data(contentsOf: fileURL(key: key)) else { return nil }
+        let url = fileURL(key: key)
+        guard let data = try? Data(contentsOf: url) else { return nil }
         // The header repeats the whole key, so a hash collision reads as a miss, not a wrong program; the
         // checksum keeps a truncated or damaged binary away from the driver (POCL crashes on one).
         let header = Array((Self.magic + key + "\n").utf8)
-        guard data.count > header.count + 17, data.prefix(header.count).elementsEqual(header) else { return nil }
+        guard data.starts(with: Array(Self.magic.utf8)) else { damaged(url, "is not a Kiln program binary"); return nil }
+        guard data.count >= header.count else {
+            if header.starts(with: data) { damaged(url, "is truncated") }
+            return nil
+        }
+        guard data.prefix(header.count).elementsEqual(header) else { return nil }  // another key with the same hash
+        guard data.count > header.count + 17 else { damaged(url, "is truncated"); return nil }
         let checksum = String(decoding: data[header.count..<(header.count + 16)], as: UTF8.self)
         let binary = Array(data.dropFirst(header.count + 17))
-        guard checksum == hex(fnv1a64(binary)) else { return nil }
+        guard checksum == hex(fnv1a64(binary)) else { damaged(url, "fails its checksum (truncated or damaged)"); return nil }
         return binary
+    }
+
+    private func damaged(_ url: URL, _ reason: String) {
+        warn("the program cache entry \(url.path) \(reason); compiling it again")
     }
 
     func store(key: String, binary: [UInt8]) {
@@ -236,7 +329,17 @@ public struct CLBinaryCache: Sendable {
             try data.write(to: fileURL(key: key), options: .atomic)
         } catch {
             // A read-only or full disk costs only the next process a compile.
+            let first = warnedUnwritable.withLock { warned in defer { warned = true }; return !warned }
+            if first {
+                warn("cannot write the program cache in \(directory.path) (\(describe(error))); compiled programs are kept in memory only")
+            }
         }
+    }
+
+    private func describe(_ error: Error) -> String {
+        let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+        if let underlying, underlying.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(underlying.code))).lowercased() }
+        return (error as NSError).localizedDescription
     }
 }
 

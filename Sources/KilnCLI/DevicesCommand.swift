@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Kiln
 import KilnCL
 
@@ -30,11 +31,36 @@ struct DevicesCommand: ParsableCommand {
                       + " (max allocation \(bytes(info.maxAllocationBytes))), local memory \(bytes(info.localMemoryBytes)),"
                       + " max work-group \(info.maxWorkGroupSize)")
                 print("      extensions: \(info.extensions.joined(separator: " "))")
+                if let folder = info.driverProgramCache {
+                    let role = info.driverCachesWholeBuilds ? "compiled programs" : "the driver's final compile step"
+                    print("      driver cache (\(role)): \(describeFolder(folder))")
+                }
             }
         }
         let hostMark = auto == .host ? "  ← auto" : ""
         print("host  \(try Device.host.backend().name)\(hostMark)")
+        let kilnCache = CLBinaryCache.standardDirectory
+        print("\nKiln's cache (program binaries for drivers without their own, convolution tuning; KILN_CACHE_DIR): \(describeFolder(kilnCache))")
     }
+}
+
+/// "PATH (12 files, 3.4 MiB)", "PATH (empty)" or "PATH (not created yet)".
+func describeFolder(_ folder: URL) -> String {
+    let manager = FileManager.default
+    var isFolder: ObjCBool = false
+    guard manager.fileExists(atPath: folder.path, isDirectory: &isFolder), isFolder.boolValue else {
+        return "\(folder.path) (not created yet)"
+    }
+    var files = 0, total = 0
+    if let walker = manager.enumerator(at: folder, includingPropertiesForKeys: [.fileSizeKey, .isRegularFileKey]) {
+        for case let url as URL in walker {
+            guard let values = try? url.resourceValues(forKeys: [.fileSizeKey, .isRegularFileKey]), values.isRegularFile == true else { continue }
+            files += 1
+            total += values.fileSize ?? 0
+        }
+    }
+    let writable = manager.isWritableFile(atPath: folder.path) ? "" : ", read-only"
+    return files == 0 ? "\(folder.path) (empty\(writable))" : "\(folder.path) (\(files) files, \(bytes(total))\(writable))"
 }
 
 func bytes(_ count: Int) -> String {

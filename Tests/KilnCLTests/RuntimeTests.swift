@@ -104,12 +104,12 @@ final class ProgramTests: XCTestCase {
         let cache = CLBinaryCache(directory: temporaryDirectory("binaries"))
         defer { try? FileManager.default.removeItem(at: cache.directory) }
         let unique = "// \(UUID().uuidString)\n" + source
-        let first = try CLContext(device: device, diskCache: cache).program(name: "scale.cl", source: unique)
+        let first = try CLContext(device: device, diskCache: cache, storesNewBinaries: true).program(name: "scale.cl", source: unique)
         XCTAssertEqual(first.origin, .compiled)
         let files = try FileManager.default.contentsOfDirectory(atPath: cache.directory.path)
         XCTAssertEqual(files.count, 1, "one binary on disk")
 
-        let secondContext = try CLContext(device: device, diskCache: cache)
+        let secondContext = try CLContext(device: device, diskCache: cache, storesNewBinaries: true)
         let second = try secondContext.program(name: "scale.cl", source: unique)
         XCTAssertEqual(second.origin, .diskCache)
         // The cached binary really runs.
@@ -129,12 +129,12 @@ final class ProgramTests: XCTestCase {
         let cache = CLBinaryCache(directory: temporaryDirectory("damaged"))
         defer { try? FileManager.default.removeItem(at: cache.directory) }
         let unique = "// \(UUID().uuidString)\n" + source
-        _ = try CLContext(device: device, diskCache: cache).program(name: "scale.cl", source: unique)
+        _ = try CLContext(device: device, diskCache: cache, storesNewBinaries: true).program(name: "scale.cl", source: unique)
         let file = try XCTUnwrap(FileManager.default.contentsOfDirectory(at: cache.directory, includingPropertiesForKeys: nil).first)
         var data = try Data(contentsOf: file)
         data = data.prefix(data.count / 2) + Data(repeating: 0xAB, count: 64)
         try data.write(to: file)
-        let context = try CLContext(device: device, diskCache: cache)
+        let context = try CLContext(device: device, diskCache: cache, storesNewBinaries: true)
         let rebuilt = try context.program(name: "scale.cl", source: unique)
         XCTAssertEqual(rebuilt.origin, .compiled, "a damaged binary is not loaded")
         try assertScaleRuns(rebuilt, on: context)
@@ -161,10 +161,10 @@ final class ProgramTests: XCTestCase {
         let cache = CLBinaryCache(directory: temporaryDirectory("changed"))
         defer { try? FileManager.default.removeItem(at: cache.directory) }
         let unique = "// \(UUID().uuidString)\n" + source
-        XCTAssertEqual(try CLContext(device: device, diskCache: cache).program(name: "scale.cl", source: unique).origin, .compiled)
-        XCTAssertEqual(try CLContext(device: device, diskCache: cache).program(name: "scale.cl", source: unique).origin, .diskCache)
+        XCTAssertEqual(try CLContext(device: device, diskCache: cache, storesNewBinaries: true).program(name: "scale.cl", source: unique).origin, .compiled)
+        XCTAssertEqual(try CLContext(device: device, diskCache: cache, storesNewBinaries: true).program(name: "scale.cl", source: unique).origin, .diskCache)
         let changed = unique.replacingOccurrences(of: "x[i] *= factor", with: "x[i] = x[i] * factor")
-        let context = try CLContext(device: device, diskCache: cache)
+        let context = try CLContext(device: device, diskCache: cache, storesNewBinaries: true)
         let program = try context.program(name: "scale.cl", source: changed)
         XCTAssertEqual(program.origin, .compiled)
         try assertScaleRuns(program, on: context)

@@ -33,6 +33,9 @@ public protocol Backend: AnyObject, Sendable,
     var device: Device { get }
     /// A human-readable name, e.g. "host (OpenBLAS, 2 threads)" or the OpenCL device name.
     var name: String { get }
+    /// One-time work done so far (programs built, convolution shapes tuned); a step that changes it is not
+    /// a steady-state step. Always 0 on the host.
+    var warmupWorkDone: Int { get }
 
     // Memory
     func allocate(count: Int) throws -> TensorStorage
@@ -68,6 +71,8 @@ public protocol Backend: AnyObject, Sendable,
 }
 
 extension Backend {
+    public var warmupWorkDone: Int { 0 }
+
     /// `c = alpha * op(a) * op(b) + beta * c` with row-major matrices; op(a) is m x k, op(b) is k x n.
     public func matmul(_ a: Tensor, transposed transposeA: Bool, _ b: Tensor, transposed transposeB: Bool,
                        m: Int, n: Int, k: Int, alpha: Float, beta: Float, into c: Tensor) throws {

@@ -47,8 +47,8 @@ public final class Upsample2D: Layer {
     /// the model does not move it).
     private func onesKernel(channels: Int, on device: Device) throws -> Tensor {
         if let ones, ones.device == device, ones.shape[0] == channels { return ones }
-        let kernel = try Tensor.zeros([channels, 1, scale, scale], on: device)
-        try kernel.fill(1)
+        // Written from the host rather than filled by a kernel: a warm-up's plan skips kernels, not writes.
+        let kernel = try Tensor([Float](repeating: 1, count: channels * scale * scale), shape: [channels, 1, scale, scale], on: device)
         ones = kernel
         return kernel
     }

@@ -52,6 +52,7 @@ public struct Fit {
     public func run(state: inout FitState,
                     epochEnded: (EpochMetrics, _ isBest: Bool, _ state: FitState) throws -> Void) throws -> FitOutcome {
         scheduler.state = state.scheduler
+        let backend = try train.device.backend()
         for epoch in state.position.epoch..<epochs {
             try epochStarting?(epoch)
             trainer.optimizer.learningRate = scheduler.learningRate(epoch: epoch)
@@ -61,8 +62,17 @@ public struct Fit {
             let progress = showProgress ? ProgressBar(total: train.batchCount - firstBatch, label: "epoch \(epoch + 1)/\(epochs)") : nil
             let batches = train.batches(epoch: epoch, startingAt: firstBatch)
             let firstStep = trainer.step
+            var workDone = backend.warmupWorkDone
+            let isFirstPass = epoch == state.position.epoch
             let pass = try trainer.trainPass(batches) { step, loss, accuracy, images in
-                progress?.update(step: step, loss: loss, accuracy: accuracy, images: images)
+                // The run's first step is one-time work too: drivers finish compiling at a kernel's first
+                // launch (POCL generates its code then). Waiting for it keeps that time out of step 2.
+                let isFirstStep = isFirstPass && step == 1
+                if isFirstStep { try? backend.synchronize() }
+                let work = backend.warmupWorkDone
+                progress?.update(step: step, loss: loss, accuracy: accuracy, images: images,
+                                 warmingUp: isFirstStep || work != workDone)
+                workDone = work
             }
             progress?.finish()
             if let error = batches.error { throw error }

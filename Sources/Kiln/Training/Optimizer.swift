@@ -33,6 +33,15 @@ public final class Optimizer {
         self.init(parameters: model.namedParameters, rule: rule, learningRate: learningRate, regularization: regularization)
     }
 
+    /// An optimiser with this one's settings and none of its state (moments, step count): what a warm-up
+    /// plans a step with, leaving this one as it was.
+    public func copyWithoutState() -> Optimizer {
+        let copy = Optimizer(parameters: parameters, rule: rule, learningRate: learningRate, regularization: regularization,
+                             clipGradientNorm: clipGradientNorm, maxNorm: maxNorm)
+        copy.learningRateScales = learningRateScales
+        return copy
+    }
+
     /// Gives `parameters` the rate `learningRate` × `scale` (a discriminative rate for a pretrained backbone,
     /// as a PyTorch parameter group with its own `lr`); the schedule scales it with the rest.
     public func setLearningRateScale(_ scale: Float, for parameters: [Parameter]) {

@@ -1,4 +1,5 @@
 import Foundation
+import KilnCL
 
 /// One line of progress per epoch: redrawn in place on a terminal, printed as plain lines (about every
 /// tenth of the epoch) when the output is a file or a pipe.
@@ -8,6 +9,9 @@ public final class ProgressBar {
     private let interactive: Bool
     private let start = ContinuousClock.now
     private var lastPlainBucket = -1, lastPlainStep = -1
+    // Steps that did one-time work (compiling, tuning) are left out of the speed and the ETA.
+    private var lastUpdate = ContinuousClock.now, lastImages = 0, lastStep = 0
+    private var excludedSeconds = 0.0, excludedImages = 0, excludedSteps = 0
 
     public init(total: Int, label: String, interactive: Bool = isatty(STDOUT_FILENO) == 1) {
         self.total = Swift.max(total, 1)
@@ -16,18 +20,30 @@ public final class ProgressBar {
     }
 
     /// Shows step `step` of the epoch with the running loss and accuracy and the images processed so far.
-    public func update(step: Int, loss: Double?, accuracy: Double?, images: Int) {
-        let elapsed = seconds(ContinuousClock.now - start)
-        let fraction = Double(step) / Double(total)
-        let speed = elapsed > 0 ? Double(images) / elapsed : 0
-        let eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0
+    /// `warmingUp` says that the steps since the last update did one-time work (built programs, tuned
+    /// convolutions): their time is not counted in the speed and the ETA.
+    public func update(step: Int, loss: Double?, accuracy: Double?, images: Int, warmingUp: Bool = false) {
+        let now = ContinuousClock.now
+        if warmingUp {
+            excludedSeconds += seconds(now - lastUpdate)
+            (excludedImages, excludedSteps) = (excludedImages + images - lastImages, excludedSteps + step - lastStep)
+        }
+        (lastUpdate, lastImages, lastStep) = (now, images, step)
+        let elapsed = seconds(now - start) - excludedSeconds
+        let measuredSteps = step - excludedSteps
         var text = "\(label) \(step)/\(total)"
         if let loss, loss.isFinite { text += String(format: " loss %.4f", loss) }
         if let accuracy, accuracy.isFinite { text += String(format: " acc %.2f%%", accuracy * 100) }
-        text += String(format: " %.0f img/s ETA %@", speed, Self.clock(eta))
+        if measuredSteps > 0, elapsed > 0 {
+            let speed = Double(images - excludedImages) / elapsed
+            let eta = elapsed / Double(measuredSteps) * Double(total - step)
+            text += String(format: " %.0f img/s ETA %@", speed, Self.clock(eta))
+        } else if step < total {
+            text += " warming up"
+        }
         if interactive {
             let width = 24
-            let filled = Int(fraction * Double(width))
+            let filled = Int(Double(step) / Double(total) * Double(width))
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
             print("\r\u{1B}[2K\(bar) \(text)", terminator: "")
             fflush(nil)  // all output streams: stdout is a C global Swift 6 will not touch
@@ -47,6 +63,78 @@ public final class ProgressBar {
         let total = Int(seconds.rounded())
         return total >= 3600 ? String(format: "%d:%02d:%02d", total / 3600, total / 60 % 60, total % 60)
                              : String(format: "%d:%02d", total / 60, total % 60)
+    }
+}
+
+/// The line that shows `Warmup.prepare`'s progress: "compiling OpenCL kernels for DEVICE (first run only,
+/// cached in FOLDER): 12/31 programs", then "tuning convolutions: 7/24 shapes". Nothing shows unless the work
+/// lasts more than about a second; on a terminal the line updates in place, on a pipe it prints when it
+/// first shows and when it ends.
+public final class PreparationLine: @unchecked Sendable {
+    private let device: String
+    private let cacheFolder: URL?
+    private let interactive: Bool
+    private let delay: Double
+    private let start = ContinuousClock.now
+    private let state = Locked(State())
+
+    private struct State {
+        var current: PreparationProgress?
+        var phaseStart = ContinuousClock.now
+        var shown = false
+    }
+
+    /// `delay`: seconds of work before anything is shown.
+    public init(device: String, cacheFolder: URL?, interactive: Bool = isatty(STDOUT_FILENO) == 1, delay: Double = 1) {
+        self.device = device
+        self.cacheFolder = cacheFolder
+        self.interactive = interactive
+        self.delay = delay
+    }
+
+    /// Reports progress (from any thread).
+    public func show(_ progress: PreparationProgress) {
+        state.withLock { state in
+            let phaseChanged: Bool = switch (state.current, progress) {
+            case (.compiling?, .tuning), (.tuning?, .compiling): true
+            default: false
+            }
+            if phaseChanged { end(&state) }
+            if state.current == nil || phaseChanged { state.phaseStart = ContinuousClock.now }
+            state.current = progress
+            guard seconds(ContinuousClock.now - start) >= delay else { return }
+            if interactive {
+                print("\r\u{1B}[2K\(text(progress))", terminator: "")
+                fflush(nil)
+            } else if !state.shown {
+                print(text(progress))
+                fflush(nil)
+            }
+            state.shown = true
+        }
+    }
+
+    /// Ends the line (its last state, with the time the phase took, if it was shown).
+    public func finish() { state.withLock { end(&$0) } }
+
+    private func end(_ state: inout State) {
+        if state.shown, let current = state.current {
+            let elapsed = String(format: "%.1f s", seconds(ContinuousClock.now - state.phaseStart))
+            print((interactive ? "\r\u{1B}[2K" : "") + text(current) + ", \(elapsed)")
+            fflush(nil)
+        }
+        state.shown = false
+        state.current = nil
+    }
+
+    private func text(_ progress: PreparationProgress) -> String {
+        switch progress {
+        case let .compiling(done, total):
+            let cache = cacheFolder.map { "cached in \($0.path)" } ?? "not cached on disk"
+            return "compiling OpenCL kernels for \(device) (first run only, \(cache)): \(done)/\(total) programs"
+        case let .tuning(done, total):
+            return "tuning convolutions: \(done)/\(total) shapes"
+        }
     }
 }
 

@@ -310,6 +310,7 @@ public final class TrainingRun {
             try steps.append(firstStep: firstStep, losses: losses)
             KillSwitch.passed("steps")
         }
+        try warmUp()
         var current = state
         let outcome = try fit.run(state: &current) { epochMetrics, isBest, epochState in
             try metrics.append(epochMetrics)
@@ -322,6 +323,16 @@ public final class TrainingRun {
         if case .interrupted = outcome { try commit(current, isBest: false) }
         state = current
         return outcome
+    }
+
+    /// Builds the programs of a training step and of evaluation, and tunes their convolutions, before the
+    /// first step (`Warmup`), so that compiling shows as such and the first steps run at speed.
+    public func warmUp() throws {
+        let (train, trainer) = (train, trainer)
+        let samples = Array(0..<Swift.min(train.batchSize, train.dataset.count))
+        guard let plan = try Warmup.plan(for: trainer, on: device, batch: { try train.batch(of: samples, epoch: state.position.epoch) },
+                                         inferenceBatchSize: Self.evaluationBatchSize) else { return }
+        try Warmup.prepare(plan, on: device, showProgress: showProgress)
     }
 
     /// Writes the checkpoint of `newState`: resume.safetensors in one rename (the commit), then the best

@@ -122,8 +122,33 @@ extension OpenCLBackend {
     func convolutionAlgorithm(for call: ConvolutionCall) throws -> ConvolutionAlgorithm {
         switch convolutionDecision(for: call.shape, pass: call.pass) {
         case let .decided(algorithm): return algorithm
-        case let .tune(applicable): return try tune(call, applicable, key: ConvolutionTuner.key(call.pass, call.shape))
+        case let .tune(applicable):
+            guard context.isPlanning else { return try tune(call, applicable, key: ConvolutionTuner.key(call.pass, call.shape)) }
+            // A plan records the tuning to do and the programs of every algorithm it will time.
+            plannedTunings.withLock { tunings in
+                let tuning = PlannedTuning(pass: call.pass, shape: call.shape, hasBias: call.bias != nil)
+                if !tunings.contains(tuning) { tunings.append(tuning) }
+            }
+            let scratch = try Tensor.empty(call.outputShape, on: device)
+            for algorithm in applicable { try runConvolution(algorithm, call, into: scratch) }
+            return defaultConvolutionAlgorithm(for: call.shape, pass: call.pass)
         }
+    }
+
+    /// Times the algorithms of a planned (pass, shape) on zero operands, unless it is decided already.
+    /// Returns whether it timed anything.
+    func tune(_ tuning: PlannedTuning) throws -> Bool {
+        guard case .tune = convolutionDecision(for: tuning.shape, pass: tuning.pass) else { return false }
+        let s = tuning.shape
+        let (first, second): ([Int], [Int]) = switch tuning.pass {
+        case .forward: (s.inputShape, s.weightShape)
+        case .backwardData: (s.outputShape, s.weightShape)
+        case .backwardFilter: (s.inputShape, s.outputShape)
+        }
+        let call = ConvolutionCall(pass: tuning.pass, shape: s, first: try .zeros(first, on: device), second: try .zeros(second, on: device),
+                                   bias: tuning.hasBias ? try .zeros([s.outputChannels], on: device) : nil, accumulate: false)
+        _ = try convolutionAlgorithm(for: call)
+        return true
     }
 
     /// Times each algorithm into a scratch result (the caller's result and its accumulation stay
@@ -162,6 +187,13 @@ extension OpenCLBackend {
     }
 }
 
+/// A (pass, shape) a recorded plan will have the tuner time.
+struct PlannedTuning: Hashable, Sendable {
+    var pass: ConvolutionPass
+    var shape: Conv2DShape
+    var hasBias: Bool
+}
+
 // MARK: - The tuner's memory
 
 /// The tuner's state for one device: the choices in memory and the file that keeps them between processes
@@ -173,6 +205,8 @@ final class ConvolutionTuner: Sendable {
         var forced: ConvolutionAlgorithm?
         var enabled: Bool
         var directory: URL?
+        /// Shapes timed in this process.
+        var tunedCount = 0
     }
 
     let deviceName: String
@@ -231,6 +265,8 @@ final class ConvolutionTuner: Sendable {
         state.withLock { state in state.order.compactMap { state.choices[$0] } }
     }
 
+    var tunedCount: Int { state.withLock { $0.tunedCount } }
+
     func choice(for key: String) -> ConvolutionChoice? {
         state.withLock { $0.choices[key] }
     }
@@ -238,6 +274,7 @@ final class ConvolutionTuner: Sendable {
     /// Keeps `choice` and rewrites the file with it, merged with what other processes stored meanwhile.
     func record(_ choice: ConvolutionChoice, key: String) {
         state.withLock { state in
+            state.tunedCount += 1
             if state.choices[key] == nil { state.order.append(key) }
             state.choices[key] = choice
         }

@@ -21,6 +21,7 @@ enum WorkSize {
 extension OpenCLBackend {
     /// Launches `name` of `source`, building its program on first use; what the generated wrappers call.
     func launch(_ name: String, in source: KernelSource, options: String, _ size: WorkSize, _ arguments: [CLKernelArgument]) throws {
+        if context.isPlanning { return try planProgram(source.file, prelude: source.prelude, options: options) }
         let kernel = try kernel(name, in: source.file, prelude: source.prelude, options: options)
         switch size {
         case let .items(count):

@@ -28,6 +28,8 @@ public final class OpenCLBackend: Backend {
     let reduceGroupSize: Int
     /// Which convolution algorithm runs each (pass, shape): ConvolutionTuner.swift.
     let convolutionTuner: ConvolutionTuner
+    /// The tunings the plan being recorded asks for (Warmup.swift).
+    let plannedTunings = Locked<[PlannedTuning]>([])
 
     init(context: CLContext, device: Device) throws {
         self.context = context
@@ -45,22 +47,35 @@ public final class OpenCLBackend: Backend {
     /// program gets the device's reduction work-group size as REDUCE_WG. Ops launch kernels through the
     /// typed wrappers generated from the kernels' signatures (KernelLaunch.swift), not by name.
     func kernel(_ name: String, in file: String, prelude: [String] = [], options extraOptions: String = "") throws -> CLKernel {
-        let options = "-DREDUCE_WG=\(reduceGroupSize)" + (extraOptions.isEmpty ? "" : " " + extraOptions)
-        let key = ([file] + prelude).joined(separator: "+") + " " + options
-        let program: CLProgram = try programs.withLock { programs in
-            if let program = programs[key] { return program }
-            var source = ""
-            for part in prelude + [file] {
-                guard let text = embeddedKernelSources[part] else {
-                    throw KilnError.invalidArgument("no kernel file \(part) is embedded in this binary")
-                }
-                source += text + "\n"
-            }
-            let program = try context.program(name: file, source: source, options: options)
-            programs[key] = program
-            return program
-        }
+        let (key, options) = programKey(file, prelude, extraOptions)
+        if let program = programs.withLock({ $0[key] }) { return try program.kernel(name) }
+        // Built outside the lock: programs for other kernels may build at the same time (warm-up threads).
+        let program = try context.program(name: file, source: try programSource(file, prelude), options: options)
+        programs.withLock { $0[key] = program }
         return try program.kernel(name)
+    }
+
+    /// Records the program of `file` for the plan being recorded (`CLContext.plan`), instead of building it.
+    func planProgram(_ file: String, prelude: [String], options extraOptions: String) throws {
+        let (key, options) = programKey(file, prelude, extraOptions)
+        if programs.withLock({ $0[key] }) != nil { return }
+        context.planProgram(name: file, source: try programSource(file, prelude), options: options)
+    }
+
+    private func programKey(_ file: String, _ prelude: [String], _ extraOptions: String) -> (key: String, options: String) {
+        let options = "-DREDUCE_WG=\(reduceGroupSize)" + (extraOptions.isEmpty ? "" : " " + extraOptions)
+        return (([file] + prelude).joined(separator: "+") + " " + options, options)
+    }
+
+    private func programSource(_ file: String, _ prelude: [String]) throws -> String {
+        var source = ""
+        for part in prelude + [file] {
+            guard let text = embeddedKernelSources[part] else {
+                throw KilnError.invalidArgument("no kernel file \(part) is embedded in this binary")
+            }
+            source += text + "\n"
+        }
+        return source
     }
 
     // MARK: Memory
