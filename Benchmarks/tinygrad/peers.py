@@ -6,6 +6,7 @@ the jit's two capture calls.
 
     pip install tinygrad
     DEV=CL python3 Benchmarks/tinygrad/peers.py [--models lenet-bn] [--batches 64,256] [--json]
+    DEV=CL python3 Benchmarks/tinygrad/peers.py --first-step   # one step, then "first step done" (first_step.py)
 """
 import argparse
 import os
@@ -44,6 +45,8 @@ def main():
     parser.add_argument("--models", default="lenet-bn")
     parser.add_argument("--batches", help="comma-separated batch sizes (default: 64,256 as kiln bench)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--first-step", action="store_true",
+                        help="run one training step of the first model at the first batch size, wait for it, say so and stop")
     args = parser.parse_args()
     records = []
     for name in args.models.split(","):
@@ -70,6 +73,12 @@ def main():
             @TinyJit
             def infer(x):
                 return model(x).realize()
+
+            if args.first_step:
+                train(x, labels)
+                Device[Device.DEFAULT].synchronize()
+                print("first step done", flush=True)
+                return
 
             for _ in range(2):  # TinyJit captures on its second call
                 train(x, labels)

@@ -31,6 +31,8 @@ struct WarmupCommand: ParsableCommand {
     var optimizer = TrainingConfiguration().optimizer
     @Option(help: ArgumentHelp("A ResNet's stem: imagenet or small (default: small below 128 px).", valueName: "imagenet|small"))
     var stem: String?
+    @Flag(help: "List every program built, with its build options and time.")
+    var list = false
 
     func run() throws {
         try reportingErrors(Self.self) { try warmUp() }
@@ -71,10 +73,17 @@ struct WarmupCommand: ParsableCommand {
         print("  programs: \(report.compiledPrograms) compiled, \(report.loadedPrograms) loaded from Kiln's cache"
               + (report.libraryProducts > 0 ? ", CLBlast's for \(report.libraryProducts) matrix-product shapes" : "")
               + String(format: " (%.1f s)", report.compileSeconds))
+        if list {
+            for build in report.builds {
+                let origin = build.origin == .compiled ? "compiled" : "loaded"
+                print(String(format: "    %@ %@ in %.2f s: %@", build.name, origin, build.seconds, build.options))
+            }
+        }
         let tunes = (try target.backend() as? OpenCLBackend)?.convolutionTuning ?? false
         print("  convolution shapes tuned: \(report.tunedShapes)" + String(format: " (%.1f s)", report.tuneSeconds)
               + (tunes ? "" : "; tuning is off on this device (KILN_CONV_TUNE=1 turns it on)"))
-        print(String(format: "  one training and one inference step: %.1f s; %.1f s in all", report.firstRunSeconds, total))
+        print(String(format: "  one training and one inference step: %.1f s, ", report.firstRunSeconds)
+              + "\(report.workLeftToTheSteps) programs built or shapes tuned there" + String(format: "; %.1f s in all", total))
         if let folder = report.cacheFolder { print("  programs cached in \(describeFolder(folder))") }
         print("  tuning choices and Kiln's binaries in \(describeFolder(CLBinaryCache.standardDirectory))")
     }

@@ -9,9 +9,7 @@ public final class ProgressBar {
     private let interactive: Bool
     private let start = ContinuousClock.now
     private var lastPlainBucket = -1, lastPlainStep = -1
-    // Steps that did one-time work (compiling, tuning) are left out of the speed and the ETA.
-    private var lastUpdate = ContinuousClock.now, lastImages = 0, lastStep = 0
-    private var excludedSeconds = 0.0, excludedImages = 0, excludedSteps = 0
+    private var rate = SteadyRate()
 
     public init(total: Int, label: String, interactive: Bool = isatty(STDOUT_FILENO) == 1) {
         self.total = Swift.max(total, 1)
@@ -23,21 +21,12 @@ public final class ProgressBar {
     /// `warmingUp` says that the steps since the last update did one-time work (built programs, tuned
     /// convolutions): their time is not counted in the speed and the ETA.
     public func update(step: Int, loss: Double?, accuracy: Double?, images: Int, warmingUp: Bool = false) {
-        let now = ContinuousClock.now
-        if warmingUp {
-            excludedSeconds += seconds(now - lastUpdate)
-            (excludedImages, excludedSteps) = (excludedImages + images - lastImages, excludedSteps + step - lastStep)
-        }
-        (lastUpdate, lastImages, lastStep) = (now, images, step)
-        let elapsed = seconds(now - start) - excludedSeconds
-        let measuredSteps = step - excludedSteps
+        rate.add(step: step, images: images, at: seconds(ContinuousClock.now - start), warmingUp: warmingUp)
         var text = "\(label) \(step)/\(total)"
         if let loss, loss.isFinite { text += String(format: " loss %.4f", loss) }
         if let accuracy, accuracy.isFinite { text += String(format: " acc %.2f%%", accuracy * 100) }
-        if measuredSteps > 0, elapsed > 0 {
-            let speed = Double(images - excludedImages) / elapsed
-            let eta = elapsed / Double(measuredSteps) * Double(total - step)
-            text += String(format: " %.0f img/s ETA %@", speed, Self.clock(eta))
+        if let speed = rate.imagesPerSecond, let left = rate.secondsLeft(steps: total - step) {
+            text += String(format: " %.0f img/s ETA %@", speed, Self.clock(left))
         } else if step < total {
             text += " warming up"
         }
@@ -63,6 +52,34 @@ public final class ProgressBar {
         let total = Int(seconds.rounded())
         return total >= 3600 ? String(format: "%d:%02d:%02d", total / 3600, total / 60 % 60, total % 60)
                              : String(format: "%d:%02d", total / 60, total % 60)
+    }
+}
+
+/// Images per second and time left, over the steps that did no one-time work (compiling, tuning): the
+/// progress bar's figures, which would otherwise mix a first run's compile time into the speed.
+struct SteadyRate {
+    private var last = (seconds: 0.0, images: 0, step: 0)
+    private var counted = (seconds: 0.0, images: 0, steps: 0)
+
+    /// Records that `step` steps and `images` images were done `seconds` after the start; `warmingUp` says
+    /// that the steps since the last call did one-time work.
+    mutating func add(step: Int, images: Int, at seconds: Double, warmingUp: Bool) {
+        if !warmingUp {
+            counted.seconds += seconds - last.seconds
+            counted.images += images - last.images
+            counted.steps += step - last.step
+        }
+        last = (seconds, images, step)
+    }
+
+    /// Nil until a counted step took measurable time.
+    var imagesPerSecond: Double? {
+        counted.steps > 0 && counted.seconds > 0 ? Double(counted.images) / counted.seconds : nil
+    }
+
+    /// The time `steps` more steps take at the counted steps' pace.
+    func secondsLeft(steps: Int) -> Double? {
+        counted.steps > 0 && counted.seconds > 0 ? counted.seconds / Double(counted.steps) * Double(steps) : nil
     }
 }
 

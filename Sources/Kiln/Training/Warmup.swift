@@ -71,11 +71,14 @@ extension Warmup {
         else { return PreparationReport() }
         let report = try prepare(plan, on: device, showProgress: showProgress)
         let start = ContinuousClock.now
+        let backend = try device.backend()
+        let workBefore = backend.warmupWorkDone
         try trainer.trainStep(try batch(batchSize))
         _ = try trainer.evaluate([try batch(inferenceBatchSize)])
-        try device.backend().synchronize()
+        try backend.synchronize()
         var result = report
         result.firstRunSeconds = seconds(ContinuousClock.now - start)
+        result.workLeftToTheSteps = backend.warmupWorkDone - workBefore
         return result
     }
 }

@@ -207,6 +207,7 @@ final class ConvolutionTuner: Sendable {
         var directory: URL?
         /// Shapes timed in this process.
         var tunedCount = 0
+        var warnedUnwritable = false
     }
 
     let deviceName: String

@@ -76,10 +76,19 @@ extension ConvolutionTuner {
             try Data(text.utf8).write(to: temporary)
             guard rename(temporary.path, url.path) == 0 else {
                 try? FileManager.default.removeItem(at: temporary)
-                return
+                return warnUnwritable(url, String(cString: strerror(errno)).lowercased())
             }
         } catch {
             try? FileManager.default.removeItem(at: temporary)
+            warnUnwritable(url, "\((error as NSError).localizedDescription)")
+        }
+    }
+
+    /// Says once per process and folder that the choices stay in memory.
+    private func warnUnwritable(_ url: URL, _ reason: String) {
+        let first = state.withLock { state in defer { state.warnedUnwritable = true }; return !state.warnedUnwritable }
+        if first {
+            FileHandle.standardError.write(Data("kiln: cannot write the tuning choices to \(url.path) (\(reason)); they are kept in memory only\n".utf8))
         }
     }
 }

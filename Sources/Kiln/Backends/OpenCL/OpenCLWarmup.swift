@@ -31,8 +31,13 @@ public struct PreparationReport: Sendable {
     public var tuneSeconds = 0.0
     /// `Warmup.prepareAhead` only: the real training and inference step after the preparation.
     public var firstRunSeconds = 0.0
+    /// `Warmup.prepareAhead` only: programs built and shapes tuned by those steps, which the plan should
+    /// have left none of.
+    public var workLeftToTheSteps = 0
     /// Where the built programs are kept between processes (`OpenCLBackend.programCacheFolder`).
     public var cacheFolder: URL?
+    /// Each program built, in the order they finished.
+    public var builds: [CLBuildReport] = []
 }
 
 /// Progress of a preparation, as `prepare` reports it.
@@ -70,11 +75,19 @@ extension OpenCLBackend {
         let start = ContinuousClock.now
         if programTotal > 0 {
             let done = Locked(0)
+            let builds = Locked<[CLBuildReport]>([])
+            let observer = context.buildObserver
+            context.buildObserver = { build in
+                builds.withLock { $0.append(build) }
+                observer?(build)
+            }
+            defer { context.buildObserver = observer }
             progress?(.compiling(done: 0, total: programTotal))
             try context.prepare(plan.work, threads: ProcessInfo.processInfo.activeProcessorCount) {
                 let count = done.withLock { count in count += 1; return count }
                 progress?(.compiling(done: count, total: programTotal))
             }
+            report.builds = builds.withLock { $0 }
         }
         let after = context.buildCounts
         report.compiledPrograms = after.compiled - before.compiled
