@@ -7,8 +7,10 @@ process to the end of its first training step: for kiln, the first progress line
 waiting for that step on the device; for tinygrad, the line peers.py prints after synchronising. Both load
 their data first (kiln its data set, tinygrad random tensors).
 
-    python3 Benchmarks/first_step.py [--kiln .build/release/kiln] [--device cl:0:0] [--models lenet-bn,resnet18]
-                                     [--rounds 3] [--no-tinygrad]
+    python3 Benchmarks/first_step.py [--kiln .build/release/kiln] [--baseline OTHER_KILN] [--device cl:0:0]
+                                     [--models lenet-bn,resnet18] [--rounds 3] [--no-tinygrad]
+
+`--baseline` times another kiln binary too (an earlier version), in the same rounds.
 """
 import argparse
 import os
@@ -46,6 +48,7 @@ def seconds_until(command, marker, environment):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--kiln", default=str(ROOT / ".build/release/kiln"))
+    parser.add_argument("--baseline", help="another kiln binary to time in the same rounds")
     parser.add_argument("--device", default="cl:0:0")
     parser.add_argument("--models", default="lenet-bn")
     parser.add_argument("--rounds", type=int, default=3)
@@ -54,14 +57,15 @@ def main():
     results = {}
     for round_ in range(args.rounds):
         for model in args.models.split(","):
-            peers = [("kiln", None)] + ([] if args.no_tinygrad or model != "lenet-bn" else [("tinygrad", None)])
-            for peer, _ in peers:
+            peers = [("kiln", args.kiln)] + ([("kiln baseline", args.baseline)] if args.baseline else [])
+            peers += [] if args.no_tinygrad or model != "lenet-bn" else [("tinygrad", None)]
+            for peer, binary in peers:
                 folder = Path(tempfile.mkdtemp(prefix="kiln-first-step-"))
                 environment = dict(os.environ, KILN_CACHE_DIR=str(folder / "kiln"), POCL_CACHE_DIR=str(folder / "pocl"),
                                    CACHEDB=str(folder / "tinygrad.db"), DEV="CL")
                 for state in ["cold", "warm"]:
-                    if peer == "kiln":
-                        command = [args.kiln, "train", "--device", args.device, "--epochs", "1", "--out", str(folder / f"run-{state}"),
+                    if binary:
+                        command = [binary, "train", "--device", args.device, "--epochs", "1", "--out", str(folder / f"run-{state}"),
                                    *KILN_ARGS[model]]
                         marker = "epoch 1/1 1/"
                     else:

@@ -117,12 +117,6 @@ public final class CLContext: @unchecked Sendable {
         set { programs.observer.withLock { $0 = newValue } }
     }
 
-    /// Whether programs compiled from now on are stored in the disk cache (see `init`); `kiln warmup`
-    /// turns it on to prepare a cache ahead of time even where the driver has its own.
-    public var storesNewBinaries: Bool {
-        get { programs.storesNewBinaries.withLock { $0 } }
-        set { programs.storesNewBinaries.withLock { $0 = newValue } }
-    }
 
     /// Enqueues `kernel` over `global` work items (rounded up to a multiple of `local` when given).
     /// Returns an event with profiling information when `profile` is true.

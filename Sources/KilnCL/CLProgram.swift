@@ -97,7 +97,7 @@ final class CLProgramCache: @unchecked Sendable {
     /// Whether a program compiled from source is stored on disk. Off where the driver keeps its own cache
     /// (POCL), because asking POCL for a binary makes it generate code for every kernel of the program,
     /// which costs several times the build itself.
-    let storesNewBinaries: Locked<Bool>
+    let storesNewBinaries: Bool
     private let entries = Locked<[String: Entry]>([:])
     let observer = Locked<(@Sendable (CLBuildReport) -> Void)?>(nil)
     private let counts = Locked((compiled: 0, loaded: 0))
@@ -116,7 +116,7 @@ final class CLProgramCache: @unchecked Sendable {
 
     init(diskCache: CLBinaryCache?, storesNewBinaries: Bool) {
         self.diskCache = diskCache
-        self.storesNewBinaries = Locked(storesNewBinaries)
+        self.storesNewBinaries = storesNewBinaries
     }
 
     func releaseAll() { entries.withLock { $0.removeAll() } }
@@ -183,7 +183,7 @@ final class CLProgramCache: @unchecked Sendable {
             diskCache.warn("the program cache entry \(diskCache.fileURL(key: diskKey).path) for \(name) was refused by the driver; compiling it again")
         }
         let program = try buildFromSource(name: name, source: source, options: options, context: context)
-        if let diskCache, storesNewBinaries.withLock({ $0 }), let binary = try? programBinary(program) {
+        if let diskCache, storesNewBinaries, let binary = try? programBinary(program) {
             diskCache.store(key: diskKey, binary: binary)
         }
         return CLProgram(program: program, name: name, origin: .compiled, buildSeconds: seconds(since: start))

@@ -60,9 +60,15 @@ final class FirstRunTests: XCTestCase {
         }
         let before = try cachedFiles()
 
+        // With the tuner on, as on a GPU: it times every convolution shape of both steps.
         let warmup = try KilnCommand.runKillable(["warmup", "--model", "lenet-bn", "--device", "\(device)", "--batch-size", "16",
-                                                  "--inference-batch-size", "32"], environment: caches.environment)
+                                                  "--inference-batch-size", "32"],
+                                                 environment: caches.environment.merging(["KILN_CONV_TUNE": "1"]) { $1 })
         XCTAssertEqual(warmup.status, 0, warmup.output)
+        // Training: forward and filter gradient of both convolutions, the second's data gradient; inference at
+        // another batch size: both forwards again.
+        XCTAssertTrue(warmup.output.contains("tuning convolutions: 7/7 shapes, "), "the tuning line ends with its time: \(warmup.output)")
+        XCTAssertTrue(warmup.output.contains("convolution shapes tuned: 7 ("), warmup.output)
         XCTAssertTrue(warmup.output.contains("prepared lenet-bn (1x28x28, training batch 16, inference batch 32) on \(device)"), warmup.output)
         XCTAssertTrue(warmup.output.contains(", 0 programs built or shapes tuned there"), "the plan left the steps nothing: \(warmup.output)")
         XCTAssertTrue(warmup.output.contains("programs cached in \(caches.driver.path) ("), warmup.output)
