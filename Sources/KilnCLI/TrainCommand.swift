@@ -249,6 +249,15 @@ struct TrainArguments: ParsableArguments {
     var momentum: Float?
     @Option(help: "L2 weight decay (decoupled for adamw), at least 0 (default: \(defaults.weightDecay)).")
     var weightDecay: Float?
+    @Option(help: "L1 penalty λ·Σ|w| on every learnable parameter, at least 0 (default: none).")
+    var l1: Float?
+    @Option(help: "Scale each weight row (output unit or filter) down to at most this L2 norm after every update (default: none).")
+    var maxNorm: Float?
+    @Option(help: "Scale all gradients together down to at most this global L2 norm before every update (default: none).")
+    var clipGradNorm: Float?
+    @Option(help: ArgumentHelp("Parameters the weight decay skips: bias, norm (batch norms' weight and bias), or bias,norm (default: none).",
+                               valueName: "kinds"))
+    var noWeightDecayOn: String?
     @Option(help: "Learning-rate schedule: constant, step (×0.1 every third of the run), cosine, plateau (default: \(defaults.schedule)).")
     var schedule: String?
     @Option(help: "Seed for initialisation, shuffling and dropout (default: \(defaults.seed)).")
@@ -315,7 +324,9 @@ struct TrainArguments: ParsableArguments {
         return [option("--model", model, \.model), option("--data", data, \.data), optional("--image-size", imageSize, \.imageSize),
                 option("--device", device, \.device), option("--epochs", epochs, \.epochs), option("--batch-size", batchSize, \.batchSize),
                 option("--optimizer", optimizer, \.optimizer), option("--lr", lr, \.lr), option("--momentum", momentum, \.momentum),
-                option("--weight-decay", weightDecay, \.weightDecay), option("--schedule", schedule, \.schedule),
+                option("--weight-decay", weightDecay, \.weightDecay), optional("--l1", l1, \.l1), optional("--max-norm", maxNorm, \.maxNorm),
+                optional("--clip-grad-norm", clipGradNorm, \.clipGradNorm), optional("--no-weight-decay-on", noWeightDecayOn, \.noWeightDecayOn),
+                option("--schedule", schedule, \.schedule),
                 option("--seed", seed, \.seed), optional("--val-split", valSplit, \.valSplit, unset: "the default"),
                 optional("--early-stop", earlyStop, \.earlyStop), optional("--augment", augment, \.augment),
                 optional("--normalize", normalize, \.normalize), optional("--standardize", standardize, \.standardize),

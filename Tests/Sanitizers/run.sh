@@ -22,8 +22,8 @@ address)
     ;;
 thread)
     # The host backend's threads, the data loader's prefetch thread, eight threads starting OpenCL at once,
-    # and the program and buffer caches.
-    filter=${2:-KilnTests.HostReferenceTests,KilnTests.ConcurrentStartTests,KilnTests.DataTests,KilnTests.TrainingTests,KilnTests.TrainingRunTests,KilnTests.ConvolutionTests,KilnTests.AugmentationTests,KilnCLTests.DiscoveryTests,KilnCLTests.ProgramTests,KilnCLTests.AllocatorTests}
+    # the program and buffer caches, and the warm-up's parallel builds.
+    filter=${2:-KilnTests.HostReferenceTests,KilnTests.ConcurrentStartTests,KilnTests.DataTests,KilnTests.TrainingTests,KilnTests.TrainingRunTests,KilnTests.ConvolutionTests,KilnTests.AugmentationTests,KilnCLTests.DiscoveryTests,KilnCLTests.ProgramTests,KilnCLTests.ProgramCacheTests,KilnCLTests.AllocatorTests,KilnTests.WarmupTests}
     export TSAN_OPTIONS=halt_on_error=0:exitcode=66
     ;;
 *) echo "usage: Tests/Sanitizers/run.sh address|thread [TESTS]" >&2; exit 64 ;;

@@ -17,6 +17,7 @@ public final class Optimizer {
     private let parameters: [(name: String, parameter: Parameter)]
     private var states: [ObjectIdentifier: [Tensor]] = [:]
     private var learningRateScales: [ObjectIdentifier: Float] = [:]
+    private var decayExempt: Set<ObjectIdentifier> = []
 
     public init(parameters: [(name: String, parameter: Parameter)], rule: UpdateRule, learningRate: Float,
                 regularization: Regularization = Regularization(), clipGradientNorm: Float? = nil, maxNorm: Float? = nil) {
@@ -39,6 +40,7 @@ public final class Optimizer {
         let copy = Optimizer(parameters: parameters, rule: rule, learningRate: learningRate, regularization: regularization,
                              clipGradientNorm: clipGradientNorm, maxNorm: maxNorm)
         copy.learningRateScales = learningRateScales
+        copy.decayExempt = decayExempt
         return copy
     }
 
@@ -48,14 +50,23 @@ public final class Optimizer {
         for parameter in parameters { learningRateScales[ObjectIdentifier(parameter)] = scale }
     }
 
+    /// Exempts `parameters` from the weight decay (the L2 term; L1 still applies), as the usual parameter
+    /// group without decay for biases and normalisation parameters.
+    public func exemptFromWeightDecay(_ parameters: [Parameter]) {
+        for parameter in parameters { decayExempt.insert(ObjectIdentifier(parameter)) }
+    }
+
     public func step() throws {
         stepCount += 1
         let active = parameters.filter { $0.parameter.requiresGradient && $0.parameter.gradient != nil }
         if let clipGradientNorm { try clip(active.compactMap(\.parameter.gradient), to: clipGradientNorm) }
         for (_, parameter) in active {
             guard let gradient = parameter.gradient else { continue }
+            let id = ObjectIdentifier(parameter)
+            var regularization = regularization
+            if decayExempt.contains(id) { regularization.weightDecay = 0 }
             try parameter.value.backend.applyUpdate(rule, parameter: parameter.value, gradient: gradient, state: try state(of: parameter),
-                                                    learningRate: learningRate * (learningRateScales[ObjectIdentifier(parameter)] ?? 1),
+                                                    learningRate: learningRate * (learningRateScales[id] ?? 1),
                                                     step: stepCount, regularization: regularization)
             if let maxNorm, parameter.value.rank >= 2 { try constrainRows(parameter.value, to: maxNorm) }
             parameter.markModified()

@@ -76,9 +76,29 @@ extension TrainingConfiguration {
         return preprocessing.isIdentity ? nil : preprocessing
     }
 
-    /// The optimiser this configuration names, for `model`'s parameters.
+    /// The optimiser this configuration names, for `model`'s parameters, with its regularisation: weight decay
+    /// (minus the kinds `noWeightDecayOn` exempts), L1, gradient clipping and the max-norm constraint.
     public func makeOptimizer(for model: any Layer) throws -> Optimizer {
-        Optimizer(model: model, rule: try updateRule(), learningRate: lr, regularization: Regularization(weightDecay: weightDecay))
+        let optimizer = Optimizer(parameters: model.namedParameters, rule: try updateRule(), learningRate: lr,
+                                  regularization: Regularization(weightDecay: weightDecay, l1: l1 ?? 0),
+                                  clipGradientNorm: clipGradNorm, maxNorm: maxNorm)
+        let kinds = try decayExemptKinds()
+        optimizer.exemptFromWeightDecay(model.namedLayers.flatMap { _, layer in
+            layer.ownParameters.filter { name, parameter in
+                !parameter.isBuffer && ((kinds.contains("bias") && name == "bias") || (kinds.contains("norm") && layer is BatchNorm))
+            }.map(\.parameter)
+        })
+        return optimizer
+    }
+
+    /// The parameter kinds of `noWeightDecayOn`, or `KilnError.invalidArgument` naming the known ones.
+    func decayExemptKinds() throws -> Set<String> {
+        guard let noWeightDecayOn else { return [] }
+        let kinds = noWeightDecayOn.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        for kind in kinds where !["bias", "norm"].contains(kind) {
+            throw KilnError.invalidArgument("--no-weight-decay-on takes bias, norm or both (bias,norm), not '\(kind.isEmpty ? noWeightDecayOn : kind)'")
+        }
+        return Set(kinds)
     }
 
     /// The update rule `optimizer` names, or `KilnError.invalidArgument` listing the rules.

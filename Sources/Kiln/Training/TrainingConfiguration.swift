@@ -26,6 +26,18 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var momentum: Float = 0.9
     /// L2 weight decay (decoupled for adamw).
     public var weightDecay: Float = 5e-4
+    /// L1 penalty λ·Σ|w| on every learnable parameter (its subgradient λ·sign(w) is added to the gradient);
+    /// nil for none.
+    public var l1: Float?
+    /// After each update, every weight row (first dimension) of a parameter with two or more dimensions is
+    /// scaled down to at most this L2 norm; nil for no constraint.
+    public var maxNorm: Float?
+    /// All gradients together are scaled down to at most this global L2 norm before each update (PyTorch's
+    /// clip_grad_norm_); nil for no clipping.
+    public var clipGradNorm: Float?
+    /// Parameter kinds the weight decay skips, comma-separated: `bias` (every parameter named bias),
+    /// `norm` (the weight and bias of every batch norm); nil for none.
+    public var noWeightDecayOn: String?
     /// constant, step (×0.1 every third of the run), cosine or plateau.
     public var schedule = "cosine"
     /// The seed of initialisation, shuffling and dropout.
@@ -130,7 +142,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
 
     /// The hyperparameters' ranges, each error named by its `kiln train` option: `--lr` positive and finite,
     /// `--epochs`, `--batch-size`, `--early-stop` and `--image-size` at least 1, `--val-split` in [0, 1), `--momentum` in
-    /// [0, 1), `--weight-decay` finite and not negative.
+    /// [0, 1), `--weight-decay` and `--l1` finite and not negative, `--max-norm` and `--clip-grad-norm` positive,
+    /// `--no-weight-decay-on` a list of known kinds.
     public func validateValues() throws {
         func invalid(_ message: String) -> KilnError { .invalidArgument(message) }
         guard lr.isFinite, lr > 0 else { throw invalid("--lr must be a positive finite number, not \(lr)") }
@@ -141,6 +154,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         }
         guard momentum.isFinite, momentum >= 0, momentum < 1 else { throw invalid("--momentum must be at least 0 and below 1, not \(momentum)") }
         guard weightDecay.isFinite, weightDecay >= 0 else { throw invalid("--weight-decay must be a finite number of at least 0, not \(weightDecay)") }
+        if let l1, !(l1.isFinite && l1 >= 0) { throw invalid("--l1 must be a finite number of at least 0, not \(l1)") }
+        if let maxNorm, !(maxNorm.isFinite && maxNorm > 0) { throw invalid("--max-norm must be a positive finite number, not \(maxNorm)") }
+        if let clipGradNorm, !(clipGradNorm.isFinite && clipGradNorm > 0) {
+            throw invalid("--clip-grad-norm must be a positive finite number, not \(clipGradNorm)")
+        }
+        _ = try decayExemptKinds()
         if let earlyStop, earlyStop < 1 { throw invalid("--early-stop must be at least 1, not \(earlyStop)") }
         if let perClass, perClass < 1 { throw invalid("--per-class must be at least 1, not \(perClass)") }
         if let onlyClasses {
