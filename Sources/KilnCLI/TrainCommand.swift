@@ -258,8 +258,19 @@ struct TrainArguments: ParsableArguments {
     @Option(help: ArgumentHelp("Parameters the weight decay skips: bias, norm (batch norms' weight and bias), or bias,norm (default: none).",
                                valueName: "kinds"))
     var noWeightDecayOn: String?
-    @Option(help: "Learning-rate schedule: constant, step (×0.1 every third of the run), cosine, plateau (default: \(defaults.schedule)).")
+    @Option(help: """
+        Learning-rate schedule, evaluated at every step: constant, step (×γ every third of the run, or at --milestones), \
+        exponential (×γ every epoch), cosine, onecycle (Smith's, with PyTorch OneCycleLR's defaults: up from lr/25 over 30 % \
+        of the steps, down to lr/250000, momentum cycling 0.95–0.85), plateau (×0.1 after 2 epochs without improvement) \
+        (default: \(defaults.schedule)).
+        """)
     var schedule: String?
+    @Option(help: ArgumentHelp("Epochs after which --schedule step multiplies the rate by γ: 3,6.", valueName: "epochs"))
+    var milestones: String?
+    @Option(help: "The factor of the step and exponential schedules, in (0, 1] (default: 0.1 for step, 0.95 for exponential).")
+    var gamma: Float?
+    @Option(help: ArgumentHelp("A linear warm-up in front of the schedule, from lr/N to it: N steps (500) or N epochs (2ep).", valueName: "steps|Nep"))
+    var warmup: String?
     @Option(help: "Seed for initialisation, shuffling and dropout (default: \(defaults.seed)).")
     var seed: UInt64?
     @Option(help: """
@@ -326,7 +337,8 @@ struct TrainArguments: ParsableArguments {
                 option("--optimizer", optimizer, \.optimizer), option("--lr", lr, \.lr), option("--momentum", momentum, \.momentum),
                 option("--weight-decay", weightDecay, \.weightDecay), optional("--l1", l1, \.l1), optional("--max-norm", maxNorm, \.maxNorm),
                 optional("--clip-grad-norm", clipGradNorm, \.clipGradNorm), optional("--no-weight-decay-on", noWeightDecayOn, \.noWeightDecayOn),
-                option("--schedule", schedule, \.schedule),
+                option("--schedule", schedule, \.schedule), optional("--milestones", milestones, \.milestones),
+                optional("--gamma", gamma, \.gamma), optional("--warmup", warmup, \.warmup),
                 option("--seed", seed, \.seed), optional("--val-split", valSplit, \.valSplit, unset: "the default"),
                 optional("--early-stop", earlyStop, \.earlyStop), optional("--augment", augment, \.augment),
                 optional("--normalize", normalize, \.normalize), optional("--standardize", standardize, \.standardize),

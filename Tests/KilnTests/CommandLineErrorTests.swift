@@ -35,6 +35,8 @@ final class CommandLineErrorTests: XCTestCase {
             (["--max-norm", "0"], "--max-norm must be a positive finite number, not 0.0"),
             (["--clip-grad-norm", "inf"], "--clip-grad-norm must be a positive finite number, not inf"),
             (["--no-weight-decay-on", "bias,weights"], "--no-weight-decay-on takes bias, norm or both (bias,norm), not 'weights'"),
+            (["--schedule", "linear"], "unknown schedule 'linear'; use constant, step, exponential, cosine, onecycle, plateau"),
+            (["--warmup", "2 epochs"], "--warmup takes a number of steps (500) or of epochs (2ep), not '2 epochs'"),
             (["--threads", "0"], "--threads must be at least 1, not 0"),
             (["--device", "gpu"], "--device must be auto, host or cl:P:D (see kiln devices), not 'gpu'"),
             (["--optimizer", "adamm"], "unknown optimizer 'adamm'; use sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw"),
@@ -62,6 +64,7 @@ final class CommandLineErrorTests: XCTestCase {
             (["--batch-size", "64", "--val-split", "0.95"],
              "--batch-size 64 is larger than the training set (32 images after holding out --val-split 0.95)"),
             (["--val-split", "0.0001"], "--val-split 0.0001 holds out no image of the training set"),
+            (["--warmup", "10ep"], "--warmup 10ep is 90 steps, as long as the run or longer (10 epochs of 9 steps)"),
         ].enumerated() {
             let folder = Self.runs.appending(path: "bad-size-\(index)")
             let run = try KilnCommand.run(["train", "--data", data.path, "--device", "host", "--out", folder.path] + arguments)

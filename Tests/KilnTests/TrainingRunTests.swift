@@ -121,8 +121,14 @@ final class TrainingRunTests: XCTestCase {
         for (read, kept) in zip(metrics, run.metrics.rows) { XCTAssertEqual(read.trainLoss, kept.trainLoss, accuracy: 1e-5 * kept.trainLoss) }
 
         let steps = try String(contentsOf: folder.appending(path: TrainingRun.stepsFile), encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(steps.first, "step,loss")
+        XCTAssertEqual(steps.first, "step,loss,lr")
         XCTAssertEqual(steps.count, 17, "a header and 16 steps")
+        // The rate of every step: the cosine schedule over 16 steps, from the configuration's rate.
+        let scheduler = try configuration(epochs: 2).makeScheduler(stepsPerEpoch: 8)
+        for (index, line) in steps.dropFirst().enumerated() {
+            let rate = try XCTUnwrap(Float(try XCTUnwrap(line.split(separator: ",").last)), String(line))
+            XCTAssertEqual(rate, scheduler.learningRate(step: index), accuracy: 1e-7, String(line))
+        }
         XCTAssertTrue(try String(contentsOf: folder.appending(path: TrainingRun.curvesFile), encoding: .utf8).hasPrefix("<svg"))
 
         let state = try XCTUnwrap(try savedState(in: folder))
@@ -251,13 +257,21 @@ final class TrainingRunTests: XCTestCase {
     func testAResumeDropsTheStepsPastItsCheckpoint() throws {
         let log = StepLog(url: temporaryFolder().appending(path: TrainingRun.stepsFile))
         try log.create()
-        try log.append(firstStep: 0, losses: [2, 1.5, 1.25])
-        try log.append(firstStep: 3, losses: [1, 0.75])
+        try log.append(firstStep: 0, losses: [2, 1.5, 1.25], learningRates: [0.1, 0.1, 0.05])
+        try log.append(firstStep: 3, losses: [1, 0.75], learningRates: [0.05, 0.025])
         // A run killed after its second pass but before that epoch's checkpoint (at step 3) takes steps 3 and 4 again.
         try log.keep(before: 3)
-        XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss\n0,2.0\n1,1.5\n2,1.25\n")
+        XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss,lr\n0,2.0,0.1\n1,1.5,0.1\n2,1.25,0.05\n")
         try log.keep(before: 3)
-        XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss\n0,2.0\n1,1.5\n2,1.25\n")
+        XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss,lr\n0,2.0,0.1\n1,1.5,0.1\n2,1.25,0.05\n")
+        XCTAssertEqual(log.learningRates().map(\.rate), [0.1, 0.1, 0.05])
+
+        // A file from before the rate was logged gets the column, empty for its steps.
+        try writeAtomically(Array("step,loss\n0,2.0\n1,1.5\n".utf8), to: log.url)
+        try log.keep(before: 5)
+        try log.append(firstStep: 2, losses: [1.25], learningRates: [0.05])
+        XCTAssertEqual(try String(contentsOf: log.url, encoding: .utf8), "step,loss,lr\n0,2.0,\n1,1.5,\n2,1.25,0.05\n")
+        XCTAssertEqual(log.learningRates().map(\.step), [2])
     }
 
     // MARK: (e) the checkpoint commit

@@ -20,8 +20,8 @@ public struct Fit {
     public var earlyStopPatience: Int?
     public var showProgress = true
     /// Called after every pass over training batches (also a stopped one) with the step number of its first
-    /// batch and the loss of each step.
-    public var passEnded: ((_ firstStep: Int, _ losses: [Float]) throws -> Void)?
+    /// batch, and the loss and learning rate of each step.
+    public var passEnded: ((_ firstStep: Int, _ losses: [Float], _ learningRates: [Float]) throws -> Void)?
     /// Called before each epoch's (or the resumed part of an epoch's) first step with the epoch (0-based):
     /// what unfreezes layers at an epoch.
     public var epochStarting: ((_ epoch: Int) throws -> Void)?
@@ -53,10 +53,16 @@ public struct Fit {
                     epochEnded: (EpochMetrics, _ isBest: Bool, _ state: FitState) throws -> Void) throws -> FitOutcome {
         scheduler.state = state.scheduler
         let backend = try train.device.backend()
+        scheduler.stepsPerEpoch = train.batchCount
+        trainer.scheduler = scheduler
+        defer { trainer.scheduler = nil }
         for epoch in state.position.epoch..<epochs {
             try epochStarting?(epoch)
-            trainer.optimizer.learningRate = scheduler.learningRate(epoch: epoch)
-            state.learningRate = trainer.optimizer.learningRate
+            // The rate of the epoch's first step: what metrics.csv reports for the epoch (also for one resumed
+            // mid-way).
+            let epochLearningRate = scheduler.learningRate(epoch: epoch)
+            trainer.optimizer.learningRate = epochLearningRate
+            state.learningRate = epochLearningRate
             let firstBatch = epoch == state.position.epoch ? state.position.batch : 0
             let earlier = firstBatch > 0 ? state.partialEpoch ?? FitState.PartialEpoch() : FitState.PartialEpoch()
             let progress = showProgress ? ProgressBar(total: train.batchCount - firstBatch, label: "epoch \(epoch + 1)/\(epochs)") : nil
@@ -77,7 +83,7 @@ public struct Fit {
             progress?.finish()
             if let error = batches.error { throw error }
             state.elapsedSeconds += pass.seconds
-            try passEnded?(firstStep, pass.stepLosses)
+            try passEnded?(firstStep, pass.stepLosses, pass.stepLearningRates)
             let sofar = FitState.PartialEpoch(stepLosses: earlier.stepLosses + pass.stepLosses, images: earlier.images + pass.images,
                                               misclassified: earlier.misclassified + pass.misclassified,
                                               seconds: earlier.seconds + pass.seconds)
@@ -96,7 +102,7 @@ public struct Fit {
                 : sofar.images == 0 ? 0 : 1 - Double(sofar.misclassified) / Double(sofar.images)
             let metrics = EpochMetrics(epoch: epoch + 1, step: trainer.step, trainLoss: trainLoss, trainAccuracy: trainAccuracy,
                                        validationLoss: evaluation?.loss, validationAccuracy: evaluation?.accuracy,
-                                       learningRate: Double(trainer.optimizer.learningRate),
+                                       learningRate: Double(epochLearningRate),
                                        imagesPerSecond: Double(sofar.images) / Swift.max(sofar.seconds, 1e-9), seconds: state.elapsedSeconds)
             let score = evaluation?.loss ?? trainLoss
             let isBest = score < state.bestScore ?? .infinity

@@ -50,6 +50,17 @@ public final class Optimizer {
         for parameter in parameters { learningRateScales[ObjectIdentifier(parameter)] = scale }
     }
 
+    /// Sets the momentum of a rule that has one (SGD's momentum, RMSProp's, Adam's β₁), as a one-cycle
+    /// schedule does at every step; the other rules are left as they are.
+    public func setMomentum(_ momentum: Float) {
+        switch rule {
+        case let .sgd(_, nesterov): rule = .sgd(momentum: momentum, nesterov: nesterov)
+        case let .rmsprop(alpha, epsilon, _): rule = .rmsprop(alpha: alpha, epsilon: epsilon, momentum: momentum)
+        case let .adam(_, beta2, epsilon, decoupled): rule = .adam(beta1: momentum, beta2: beta2, epsilon: epsilon, decoupledWeightDecay: decoupled)
+        case .adagrad, .adadelta: break
+        }
+    }
+
     /// Exempts `parameters` from the weight decay (the L2 term; L1 still applies), as the usual parameter
     /// group without decay for biases and normalisation parameters.
     public func exemptFromWeightDecay(_ parameters: [Parameter]) {
@@ -134,41 +145,100 @@ public final class Optimizer {
     }
 }
 
-/// How the learning rate changes over epochs.
+/// How the learning rate changes over a run. Evaluated at every step: the epoch-based ones (step,
+/// milestones, exponential, plateau) hold within an epoch, as PyTorch's schedulers stepped once per epoch;
+/// cosine and one-cycle move at every step, as PyTorch's stepped once per batch.
 public enum LearningRateSchedule: Equatable, Sendable {
     case constant
-    /// lr · γ^⌊epoch / every⌋
+    /// lr · γ^⌊epoch / every⌋ (StepLR)
     case step(every: Int, gamma: Float)
-    /// Cosine annealing from lr to `minimum` over `epochs`.
+    /// lr · γ^(milestones passed), milestones in epochs (MultiStepLR)
+    case milestones([Int], gamma: Float)
+    /// lr · γ^epoch (ExponentialLR)
+    case exponential(gamma: Float)
+    /// Cosine annealing from lr to `minimum` over the steps of `epochs` epochs (CosineAnnealingLR, T_max in steps).
     case cosine(epochs: Int, minimum: Float = 0)
+    /// Smith's one cycle over the steps of `epochs` epochs, with OneCycleLR's defaults: from lr/25 up to lr over
+    /// the first 30 % (cosine), then down to lr/25/10⁴; momentum (or Adam's β₁) cycles inversely, 0.95 → 0.85 → 0.95.
+    case oneCycle(epochs: Int)
     /// Multiply by `factor` when the validation loss has not improved for `patience` epochs.
     case reduceOnPlateau(factor: Float = 0.1, patience: Int = 2)
+
+    /// The names `kiln train --schedule` takes.
+    public static let names = ["constant", "step", "exponential", "cosine", "onecycle", "plateau"]
 }
 
-/// Applies a `LearningRateSchedule` to an optimiser at the start of each epoch.
+/// Gives the optimiser its learning rate (and, for one-cycle, momentum) at every step, from a schedule and an
+/// optional linear warm-up in front of it.
 public final class LearningRateScheduler {
     public typealias State = LearningRateSchedulerState
 
     public let schedule: LearningRateSchedule
     public let baseLearningRate: Float
+    /// Steps of one epoch: what turns the steps into epochs for the epoch-based schedules (`Fit` sets it to
+    /// its loader's batches per epoch).
+    public var stepsPerEpoch: Int { didSet { stepsPerEpoch = Swift.max(stepsPerEpoch, 1) } }
+    /// The first `warmupSteps` steps scale the schedule by (step + 1) / warmupSteps: PyTorch's
+    /// LinearLR(start_factor = 1/W, total_iters = W − 1) chained with the schedule.
+    public let warmupSteps: Int
     /// Saved in checkpoints and restored on resume.
     public var state = State()
 
-    public init(schedule: LearningRateSchedule, baseLearningRate: Float) {
+    public init(schedule: LearningRateSchedule, baseLearningRate: Float, stepsPerEpoch: Int = 1, warmupSteps: Int = 0) {
         self.schedule = schedule
         self.baseLearningRate = baseLearningRate
+        self.stepsPerEpoch = Swift.max(stepsPerEpoch, 1)
+        self.warmupSteps = Swift.max(warmupSteps, 0)
     }
 
-    /// The learning rate for `epoch` (0-based).
-    public func learningRate(epoch: Int) -> Float {
+    /// The learning rate of step `step` (0-based, counted over the whole run).
+    public func learningRate(step: Int) -> Float {
+        let warmup = warmupSteps > 0 ? Swift.min(1, Float(step + 1) / Float(warmupSteps)) : 1
+        return warmup * scheduled(step: step)
+    }
+
+    /// The learning rate at the first step of `epoch` (0-based).
+    public func learningRate(epoch: Int) -> Float { learningRate(step: epoch * stepsPerEpoch) }
+
+    /// The momentum (SGD, RMSProp) or β₁ (Adam) of step `step` where the schedule sets one (one-cycle).
+    public func momentum(step: Int) -> Float? {
+        guard case let .oneCycle(epochs) = schedule else { return nil }
+        let (phase, progress) = oneCyclePhase(step: step, totalSteps: epochs * stepsPerEpoch)
+        let (high, low) = (0.95, 0.85)
+        return Float(phase == 0 ? cosineAnneal(from: high, to: low, progress) : cosineAnneal(from: low, to: high, progress))
+    }
+
+    // In Double: the cosines' 1 + cos(πt) loses Float's precision near the end of a cycle.
+    private func scheduled(step: Int) -> Float {
+        let base = Double(baseLearningRate), epoch = step / stepsPerEpoch
         switch schedule {
         case .constant: return baseLearningRate
-        case let .step(every, gamma): return baseLearningRate * Foundation.pow(gamma, Float(epoch / Swift.max(every, 1)))
+        case let .step(every, gamma): return Float(base * Foundation.pow(Double(gamma), Double(epoch / Swift.max(every, 1))))
+        case let .milestones(milestones, gamma): return Float(base * Foundation.pow(Double(gamma), Double(milestones.filter { $0 <= epoch }.count)))
+        case let .exponential(gamma): return Float(base * Foundation.pow(Double(gamma), Double(epoch)))
         case let .cosine(epochs, minimum):
-            let progress = Float(Swift.min(epoch, epochs)) / Float(Swift.max(epochs, 1))
-            return minimum + (baseLearningRate - minimum) * (1 + Foundation.cos(Float.pi * progress)) / 2
+            let total = Swift.max(epochs * stepsPerEpoch, 1)
+            return Float(cosineAnneal(from: base, to: Double(minimum), Double(Swift.min(step, total)) / Double(total)))
+        case let .oneCycle(epochs):
+            let initial = base / 25, final = base / 25 / 1e4
+            let (phase, progress) = oneCyclePhase(step: step, totalSteps: epochs * stepsPerEpoch)
+            return Float(phase == 0 ? cosineAnneal(from: initial, to: base, progress) : cosineAnneal(from: base, to: final, progress))
         case .reduceOnPlateau: return baseLearningRate * state.plateauScale
         }
+    }
+
+    /// OneCycleLR's two phases: the rise ends at step 0.3·total − 1, the fall at total − 1. Returns the phase
+    /// (0 rising, 1 falling) and how far into it `step` is, from 0 to 1.
+    private func oneCyclePhase(step: Int, totalSteps: Int) -> (phase: Int, progress: Double) {
+        let riseEnd = 0.3 * Double(totalSteps) - 1, fallEnd = Double(totalSteps - 1)
+        let position = Double(step)
+        if position <= riseEnd { return (0, riseEnd > 0 ? position / riseEnd : 1) }
+        return (1, Swift.min(1, (position - riseEnd) / Swift.max(fallEnd - riseEnd, 1e-9)))
+    }
+
+    /// From `start` at 0 to `end` at 1 along half a cosine.
+    private func cosineAnneal(from start: Double, to end: Double, _ progress: Double) -> Double {
+        end + (start - end) / 2 * (1 + Foundation.cos(Double.pi * progress))
     }
 
     /// Reports an epoch's validation loss (used by reduce-on-plateau).

@@ -1,10 +1,12 @@
 import Foundation
 
-/// Renders the loss and accuracy curves of a run as a self-contained SVG: two panels side by side, train
-/// and validation (or test, as `scoredSet` says) series, labelled axes.
+/// Renders the loss and accuracy curves of a run as a self-contained SVG: panels side by side, train and
+/// validation (or test, as `scoredSet` says) series, labelled axes, and, given the steps' learning rates, a
+/// third panel with the rate at every step.
 public enum TrainingPlot {
-    public static func svg(_ rows: [EpochMetrics], title: String, scoredSet: ScoredSet = .validation) -> String {
-        let width = 960.0, height = 400.0
+    public static func svg(_ rows: [EpochMetrics], title: String, scoredSet: ScoredSet = .validation,
+                           learningRates: [(step: Int, rate: Float)] = [], stepsPerEpoch: Int = 1) -> String {
+        let width = learningRates.isEmpty ? 960.0 : 1420.0, height = 400.0
         var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="Helvetica, Arial, sans-serif">
         <rect width="100%" height="100%" fill="white"/>
@@ -16,11 +18,19 @@ public enum TrainingPlot {
                      series: [("train", "#1f77b4", rows.map(\.trainLoss)), (scoredSet.rawValue, "#ff7f0e", rows.map { $0.validationLoss ?? .nan })])
         svg += panel(x: 540, y: 50, width: 400, height: 290, title: "accuracy", epochs: epochs,
                      series: [("train", "#1f77b4", rows.map(\.trainAccuracy)), (scoredSet.rawValue, "#ff7f0e", rows.map { $0.validationAccuracy ?? .nan })])
+        if !learningRates.isEmpty {
+            // At most about 500 points: every k-th step, and the last.
+            let stride = Swift.max(learningRates.count / 500, 1)
+            let shown = learningRates.enumerated().filter { $0.offset % stride == 0 || $0.offset == learningRates.count - 1 }.map(\.element)
+            svg += panel(x: 1000, y: 50, width: 400, height: 290, title: "learning rate (per step)",
+                         epochs: shown.map { Double($0.step + 1) / Double(Swift.max(stepsPerEpoch, 1)) },
+                         series: [("lr", "#2ca02c", shown.map { Double($0.rate) })], markers: shown.count <= 60)
+        }
         return svg + "</svg>\n"
     }
 
     private static func panel(x: Double, y: Double, width: Double, height: Double, title: String, epochs: [Double],
-                              series: [(name: String, color: String, values: [Double])]) -> String {
+                              series: [(name: String, color: String, values: [Double])], markers: Bool = true) -> String {
         let finite = series.flatMap(\.values).filter(\.isFinite)
         var low = finite.min() ?? 0, high = finite.max() ?? 1
         if high - low < 1e-9 { (low, high) = (low - 0.5, high + 0.5) }
@@ -48,7 +58,7 @@ public enum TrainingPlot {
             guard !points.isEmpty else { continue }
             let path = points.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ")
             out += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(line.color)\" stroke-width=\"2\"/>\n"
-            for point in points {
+            for point in points where markers {
                 out += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%@\"/>\n", px(point.0), py(point.1), line.color)
             }
             let legendY = y + 16 + Double(index) * 16

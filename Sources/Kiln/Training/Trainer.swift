@@ -54,6 +54,8 @@ public struct PassResult: Sendable {
     public var seconds: Double
     /// Losses of the individual steps, in order (training passes).
     public var stepLosses: [Float]
+    /// The learning rate each step used (training passes).
+    public var stepLearningRates: [Float] = []
     /// Whether the pass stopped early because a stop was requested.
     public var interrupted: Bool
 }
@@ -75,6 +77,8 @@ public final class Trainer {
     /// When set, every training step is profiled kernel by kernel (OpenCL only; each step then waits for
     /// the device).
     public var profile: KernelProfile?
+    /// When set, gives the optimiser its learning rate (and momentum, for one-cycle) before every step.
+    public var scheduler: LearningRateScheduler?
     private let stopFlag = Atomic<Bool>(false)
 
     public init(model: any Layer, optimizer: Optimizer, loss: @escaping LossFunction, seed: UInt64, step: Int = 0,
@@ -100,6 +104,10 @@ public final class Trainer {
         let output = try model.forward(batch.inputs, ForwardContext(training: true, step: step, seed: seed, needsInputGradient: false))
         let (loss, gradient) = try lossFunction(output, batch)
         _ = try model.backward(gradient)
+        if let scheduler {
+            optimizer.learningRate = scheduler.learningRate(step: step)
+            if let momentum = scheduler.momentum(step: step) { optimizer.setMomentum(momentum) }
+        }
         try optimizer.step()
         try profile?.endStep()
         step += 1
@@ -115,6 +123,7 @@ public final class Trainer {
         var tracker: AccuracyTracker?
         var pending: [(step: Int, loss: Tensor)] = []
         var stepLosses: [Float] = []
+        var stepLearningRates: [Float] = []
         var images = 0, stepsInPass = 0
         var shownLoss = Double.nan, shownAccuracy = Double.nan
         var interrupted = false
@@ -132,6 +141,7 @@ public final class Trainer {
             let stepNumber = step
             let (loss, output) = try trainStep(batch)
             pending.append((stepNumber, loss))
+            stepLearningRates.append(optimizer.learningRate)
             if measuresAccuracy {
                 if tracker == nil { tracker = try AccuracyTracker(on: output.device) }
                 // Soft targets are scored against the first image's label.
@@ -154,7 +164,8 @@ public final class Trainer {
         let misclassified = try tracker?.misclassified() ?? 0
         progress?(stepsInPass, mean(stepLosses), accuracy, images)
         return PassResult(loss: mean(stepLosses), accuracy: accuracy, images: images, misclassified: misclassified,
-                          seconds: seconds(ContinuousClock.now - start), stepLosses: stepLosses, interrupted: interrupted)
+                          seconds: seconds(ContinuousClock.now - start), stepLosses: stepLosses,
+                          stepLearningRates: stepLearningRates, interrupted: interrupted)
     }
 
     /// Loss and accuracy of the model in inference mode over `batches` (the mean over samples).

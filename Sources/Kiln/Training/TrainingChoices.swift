@@ -117,15 +117,55 @@ extension TrainingConfiguration {
         }
     }
 
-    /// The schedule `schedule` names (step and cosine span `epochs`), or `KilnError.invalidArgument` listing them.
+    /// The schedule `schedule` names (step, cosine and one-cycle span `epochs`), or `KilnError.invalidArgument`
+    /// listing them.
     public func learningRateSchedule() throws -> LearningRateSchedule {
         switch schedule.lowercased() {
         case "constant": return .constant
-        case "step": return .step(every: Swift.max(epochs / 3, 1), gamma: 0.1)
+        case "step":
+            if let epochs = try milestoneEpochs() { return .milestones(epochs, gamma: gamma ?? 0.1) }
+            return .step(every: Swift.max(epochs / 3, 1), gamma: gamma ?? 0.1)
+        case "exponential": return .exponential(gamma: gamma ?? 0.95)
         case "cosine": return .cosine(epochs: epochs)
+        case "onecycle": return .oneCycle(epochs: epochs)
         case "plateau": return .reduceOnPlateau()
-        default: throw KilnError.invalidArgument("unknown schedule '\(schedule)'; use constant, step, cosine or plateau")
+        default:
+            throw KilnError.invalidArgument("unknown schedule '\(schedule)'; use \(LearningRateSchedule.names.joined(separator: ", "))")
         }
+    }
+
+    /// The scheduler of a run whose epochs have `stepsPerEpoch` steps.
+    public func makeScheduler(stepsPerEpoch: Int) throws -> LearningRateScheduler {
+        LearningRateScheduler(schedule: try learningRateSchedule(), baseLearningRate: lr, stepsPerEpoch: stepsPerEpoch,
+                              warmupSteps: try warmupSteps(stepsPerEpoch: stepsPerEpoch))
+    }
+
+    /// `milestones` as 0-based epochs at which the rate drops (PyTorch's MultiStepLR milestones): "3,6" drops
+    /// after the third and the sixth epoch.
+    func milestoneEpochs() throws -> [Int]? {
+        guard let milestones else { return nil }
+        let values = milestones.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let epochs = values.compactMap { $0 }
+        guard !epochs.isEmpty, epochs.count == values.count, epochs.allSatisfy({ $0 >= 1 }), zip(epochs, epochs.dropFirst()).allSatisfy({ $0 < $1 })
+        else { throw KilnError.invalidArgument("--milestones takes increasing epochs from 1, comma-separated (3,6), not '\(milestones)'") }
+        return epochs
+    }
+
+    /// `warmup` parsed: (a count, whether it counts epochs).
+    func warmupLength() throws -> (count: Double, epochs: Bool)? {
+        guard let warmup else { return nil }
+        let text = warmup.trimmingCharacters(in: .whitespaces).lowercased()
+        let isEpochs = text.hasSuffix("ep")
+        guard let count = Double(isEpochs ? String(text.dropLast(2)) : text), count > 0, count.isFinite, isEpochs || count == count.rounded() else {
+            throw KilnError.invalidArgument("--warmup takes a number of steps (500) or of epochs (2ep), not '\(warmup)'")
+        }
+        return (count, isEpochs)
+    }
+
+    /// The warm-up in steps for epochs of `stepsPerEpoch` steps (0 without one).
+    func warmupSteps(stepsPerEpoch: Int) throws -> Int {
+        guard let (count, isEpochs) = try warmupLength() else { return 0 }
+        return isEpochs ? Swift.max(Int((count * Double(stepsPerEpoch)).rounded()), 1) : Int(count)
     }
 
     /// `dataset`'s images of `onlyClasses` (relabelled), or all of it.

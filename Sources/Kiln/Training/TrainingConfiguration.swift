@@ -38,8 +38,15 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// Parameter kinds the weight decay skips, comma-separated: `bias` (every parameter named bias),
     /// `norm` (the weight and bias of every batch norm); nil for none.
     public var noWeightDecayOn: String?
-    /// constant, step (×0.1 every third of the run), cosine or plateau.
+    /// constant, step (×γ every third of the run, or at `milestones`), exponential (×γ every epoch), cosine,
+    /// onecycle or plateau (`LearningRateSchedule`).
     public var schedule = "cosine"
+    /// The epochs (1-based, comma-separated) at which the step schedule multiplies the rate by γ: "3,6".
+    public var milestones: String?
+    /// The factor of the step and exponential schedules (default 0.1 and 0.95).
+    public var gamma: Float?
+    /// A linear warm-up in front of the schedule: a number of steps ("500") or of epochs ("2ep").
+    public var warmup: String?
     /// The seed of initialisation, shuffling and dropout.
     public var seed: UInt64 = 1
     /// The fraction of the training set held out for validation. nil, the default, holds out a stratified
@@ -160,6 +167,13 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
             throw invalid("--clip-grad-norm must be a positive finite number, not \(clipGradNorm)")
         }
         _ = try decayExemptKinds()
+        if let gamma, !(gamma.isFinite && gamma > 0 && gamma <= 1) { throw invalid("--gamma must be above 0 and at most 1, not \(gamma)") }
+        if gamma != nil, !["step", "exponential"].contains(schedule.lowercased()) {
+            throw invalid("--gamma sets the factor of the step and exponential schedules, not of --schedule \(schedule)")
+        }
+        if milestones != nil, schedule.lowercased() != "step" { throw invalid("--milestones are the epochs of --schedule step, not of \(schedule)") }
+        _ = try milestoneEpochs()
+        _ = try warmupLength()
         if let earlyStop, earlyStop < 1 { throw invalid("--early-stop must be at least 1, not \(earlyStop)") }
         if let perClass, perClass < 1 { throw invalid("--per-class must be at least 1, not \(perClass)") }
         if let onlyClasses {
@@ -216,6 +230,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         guard trainingImages > 0 else { throw KilnError.invalidArgument("the training set of \(data) is empty\(part)") }
         guard batchSize <= trainingImages else {
             throw KilnError.invalidArgument("--batch-size \(batchSize) is larger than the training set (\(trainingImages) image\(trainingImages == 1 ? "" : "s")\(part))")
+        }
+        let stepsPerEpoch = (trainingImages + batchSize - 1) / batchSize
+        if let warmup, try warmupSteps(stepsPerEpoch: stepsPerEpoch) >= epochs * stepsPerEpoch {
+            throw KilnError.invalidArgument("--warmup \(warmup) is \(try warmupSteps(stepsPerEpoch: stepsPerEpoch)) steps, as long as the run or longer "
+                                            + "(\(epochs) epoch\(epochs == 1 ? "" : "s") of \(stepsPerEpoch) steps)")
         }
     }
 }

@@ -143,7 +143,7 @@ public final class TrainingRun {
         if let lrBackbone = configuration.lrBackbone {
             optimizer.setLearningRateScale(lrBackbone / configuration.lr, for: backbone.map(\.parameter))
         }
-        scheduler = LearningRateScheduler(schedule: try configuration.learningRateSchedule(), baseLearningRate: configuration.lr)
+        scheduler = try configuration.makeScheduler(stepsPerEpoch: (train.count + configuration.batchSize - 1) / configuration.batchSize)
         configurationJSON = String(decoding: try JSONEncoder.sorted.encode(configuration), as: UTF8.self)
         dataMetadata = try TrainingCheckpoint.dataMetadata(classNames: train.classNames, imageShape: train.imageShape)
         steps = StepLog(url: folder.appending(path: Self.stepsFile))
@@ -306,8 +306,10 @@ public final class TrainingRun {
         fit.showProgress = showProgress
         let (plan, model) = (configuration.freezePlan, model)
         fit.epochStarting = { epoch in try plan.apply(to: model, epoch: epoch) }
-        fit.passEnded = { [steps] firstStep, losses in
-            try steps.append(firstStep: firstStep, losses: losses)
+        var rates = steps.learningRates()
+        fit.passEnded = { [steps] firstStep, losses, learningRates in
+            try steps.append(firstStep: firstStep, losses: losses, learningRates: learningRates)
+            rates += learningRates.enumerated().map { (firstStep + $0.offset, $0.element) }
             KillSwitch.passed("steps")
         }
         try warmUp()
@@ -315,7 +317,9 @@ public final class TrainingRun {
         let outcome = try fit.run(state: &current) { epochMetrics, isBest, epochState in
             try metrics.append(epochMetrics)
             KillSwitch.passed("metrics")
-            try writeAtomically(Array(TrainingPlot.svg(metrics.rows, title: title, scoredSet: metrics.scoredSet).utf8), to: folder.appending(path: Self.curvesFile))
+            let svg = TrainingPlot.svg(metrics.rows, title: title, scoredSet: metrics.scoredSet,
+                                       learningRates: rates, stepsPerEpoch: train.batchCount)
+            try writeAtomically(Array(svg.utf8), to: folder.appending(path: Self.curvesFile))
             KillSwitch.passed("curves")
             try commit(epochState, isBest: isBest)
             try epochEnded?(epochMetrics, isBest)
@@ -456,20 +460,34 @@ enum KillSwitch {
 
 /// steps.csv: the loss of every training step, appended after every pass.
 struct StepLog {
-    static let header = "step,loss"
+    static let header = "step,loss,lr"
+    /// The header of files written before the learning rate was logged.
+    static let headerWithoutRate = "step,loss"
     let url: URL
 
     func create() throws { try writeAtomically(Array("\(Self.header)\n".utf8), to: url) }
 
-    func append(firstStep: Int, losses: [Float]) throws {
+    func append(firstStep: Int, losses: [Float], learningRates: [Float]) throws {
         let handle: FileHandle
         do { handle = try FileHandle(forWritingTo: url) } catch {
             throw KilnError.corruptFile(path: url.path, reason: "cannot be opened for appending (\(error.localizedDescription))")
         }
         defer { try? handle.close() }
         try handle.seekToEnd()
-        let rows = losses.enumerated().map { "\(firstStep + $0.offset),\($0.element)\n" }.joined()
+        let rows = losses.enumerated().map { index, loss in
+            "\(firstStep + index),\(loss),\(index < learningRates.count ? "\(learningRates[index])" : "")\n"
+        }.joined()
         try handle.write(contentsOf: Data(rows.utf8))
+    }
+
+    /// The learning rate of every logged step that has one.
+    func learningRates() -> [(step: Int, rate: Float)] {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").dropFirst().compactMap { line in
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard fields.count >= 3, let step = Int(fields[0]), let rate = Float(fields[2]) else { return nil }
+            return (step, rate)
+        }
     }
 
     /// Keeps the rows of steps before `step`: a run killed after a pass but before its checkpoint appended
@@ -481,10 +499,13 @@ struct StepLog {
             throw KilnError.corruptFile(path: url.path, reason: "cannot be read (\(error.localizedDescription))")
         }
         let lines = text.split(separator: "\n")
-        let kept = lines.dropFirst().filter { line in
+        var kept = lines.dropFirst().filter { line in
             line.split(separator: ",").first.flatMap { Int($0) }.map { $0 < step } ?? false
-        }
-        guard kept.count != lines.count - 1 else { return }
-        try writeAtomically(Array(([Self.header] + kept.map(String.init)).joined(separator: "\n").appending("\n").utf8), to: url)
+        }.map(String.init)
+        let withoutRate = lines.first.map(String.init) == Self.headerWithoutRate
+        guard kept.count != lines.count - 1 || withoutRate else { return }
+        // An older file gets the new column, empty for the steps it logged.
+        if withoutRate { kept = kept.map { $0 + "," } }
+        try writeAtomically(Array(([Self.header] + kept).joined(separator: "\n").appending("\n").utf8), to: url)
     }
 }
