@@ -64,7 +64,10 @@ struct TrainCommand: ParsableCommand {
                 + "; only --epochs and --device can be given with --resume (start a new run with --out to change the others)")
         }
         if let epochs = options.epochs, epochs != saved.epochs {
-            let schedule = ["cosine", "step"].contains(saved.schedule.lowercased())
+            // The schedules whose shape depends on the run's length (step without milestones: every third of it).
+            let spansTheRun = ["cosine", "onecycle"].contains(saved.schedule.lowercased())
+                || (saved.schedule.lowercased() == "step" && saved.milestones == nil)
+            let schedule = spansTheRun
                 ? "; the \(saved.schedule.lowercased()) schedule now spans \(epochs) epochs" : ""
             print("\(epochs > saved.epochs ? "extending" : "shortening") the run to \(epochs) epochs (it had \(saved.epochs))\(schedule)")
             configuration.epochs = epochs
@@ -296,8 +299,18 @@ struct TrainArguments: ParsableArguments {
     var perClass: Int?
     @Option(help: ArgumentHelp("A ResNet's stem: imagenet (7×7 stride-2 convolution and max pooling, torchvision's tree at any size) or small (3×3, no pooling) (default: small below 128 px).", valueName: "imagenet|small"))
     var stem: String?
-    @Option(name: .customLong("init"), help: ArgumentHelp("Initialise from the tensors of a safetensors file (a Kiln checkpoint or a PyTorch state dict) whose names and shapes match; prints what loaded.", valueName: "file"))
-    var initFrom: String?
+    @Option(name: .customLong("init"), help: ArgumentHelp("""
+        An initialisation scheme for every convolution and linear layer's weights (biases zero): \
+        \(InitializationScheme.allCases.map(\.rawValue).joined(separator: ", ")); or a safetensors file (a Kiln checkpoint \
+        or a PyTorch state dict) whose tensors with matching names and shapes initialise the model, printing what loaded \
+        (./NAME for a file named like a scheme).
+        """, valueName: "scheme|file"))
+    var initialization: String?
+
+    /// `--init` when it names a scheme.
+    var initScheme: String? { initialization.flatMap { InitializationScheme(rawValue: $0.lowercased()) == nil ? nil : $0 } }
+    /// `--init` when it names a file.
+    var initFrom: String? { initialization.flatMap { InitializationScheme(rawValue: $0.lowercased()) == nil ? $0 : nil } }
     @Flag(name: .customLong("strict"), help: "With --init: a tensor missing in the file, unexpected in it, or of another shape is an error.")
     var strictInit = false
     @Option(help: ArgumentHelp("Freeze the layers these dotted-path globs match: conv1,bn1,layer1.* (frozen batch norms keep their running statistics).", valueName: "patterns"))
@@ -343,7 +356,7 @@ struct TrainArguments: ParsableArguments {
                 optional("--early-stop", earlyStop, \.earlyStop), optional("--augment", augment, \.augment),
                 optional("--normalize", normalize, \.normalize), optional("--standardize", standardize, \.standardize),
                 optional("--equalize", equalize, \.equalize), optional("--only-classes", onlyClasses, \.onlyClasses),
-                optional("--per-class", perClass, \.perClass), optional("--stem", stem, \.stem), optional("--init", initFrom, \.initFrom),
+                optional("--per-class", perClass, \.perClass), optional("--stem", stem, \.stem), optional("--init", initFrom, \.initFrom), optional("--init", initScheme, \.initScheme),
                 optional("--strict", strictInit ? true : nil, \.strictInit), optional("--freeze", freeze, \.freeze),
                 optional("--freeze-until", freezeUntil, \.freezeUntil), optional("--unfreeze-at", unfreezeAt, \.unfreezeAt),
                 optional("--lr-backbone", lrBackbone, \.lrBackbone)]

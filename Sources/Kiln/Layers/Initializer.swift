@@ -48,3 +48,45 @@ public enum Initializer: Equatable, Sendable {
         }
     }
 }
+
+/// A whole-model initialisation scheme, as `kiln train --init` names it: the weights of every convolution,
+/// transposed convolution and linear layer drawn from the scheme (with their own fans), their biases zero,
+/// as Keras's initialisers and PyTorch's `nn.init` are used; other parameters (batch norm) keep their own.
+public enum InitializationScheme: String, CaseIterable, Sendable {
+    case xavierUniform = "xavier-uniform", xavierNormal = "xavier-normal"
+    case heUniform = "he-uniform", heNormal = "he-normal"
+    /// LeCun normal, N(0, 1 / fan_in) (Keras's lecun_normal, SELU's).
+    case lecun
+    /// PyTorch's layer defaults, U(±1 / √fan_in) for weights and biases: what a model starts with anyway.
+    case `default`
+
+    var weightInitializer: Initializer {
+        switch self {
+        case .xavierUniform: return .xavierUniform
+        case .xavierNormal: return .xavierNormal
+        case .heUniform: return .heUniform()
+        case .heNormal: return .heNormal()
+        case .lecun: return .lecunNormal
+        case .default: return .pytorchDefault
+        }
+    }
+}
+
+extension Layer {
+    /// Re-initialises the tree with `scheme` from `seed`: parameter i draws from the stream of (seed, i), as
+    /// `reset(seed:)` does.
+    public func initialize(_ scheme: InitializationScheme, seed: UInt64) throws {
+        let weighted = Set(namedLayers.filter { $0.layer is Conv2D || $0.layer is ConvTranspose2D || $0.layer is Linear }
+            .flatMap { $0.layer.ownParameters.map { ObjectIdentifier($0.parameter) } })
+        for (index, (name, parameter)) in namedParameters.enumerated() {
+            let stream = Philox.mix(seed, UInt64(index))
+            guard weighted.contains(ObjectIdentifier(parameter)), scheme != .default else {
+                try parameter.reset(seed: stream)
+                continue
+            }
+            let initializer: Initializer = name.hasSuffix("bias") ? .zeros : scheme.weightInitializer
+            try initializer.fill(parameter.value, fanIn: parameter.fanIn, fanOut: parameter.fanOut, seed: stream)
+            parameter.markModified()
+        }
+    }
+}

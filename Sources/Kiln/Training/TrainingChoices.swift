@@ -37,7 +37,11 @@ extension TrainingConfiguration {
     /// from the seed.
     public func makeModel(inputShape: [Int], classes: Int) throws -> Sequential {
         let model = try ModelZoo.make(self.model, inputShape: inputShape, classes: classes, stem: try resNetStem())
-        try model.reset(seed: seed)
+        if let scheme = initScheme.flatMap({ InitializationScheme(rawValue: $0.lowercased()) }) {
+            try model.initialize(scheme, seed: seed)
+        } else {
+            try model.reset(seed: seed)
+        }
         return model
     }
 

@@ -75,6 +75,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// The safetensors file (a Kiln checkpoint or any state dict) whose matching tensors initialise the
     /// model (`Layer.loadPretrained`); nil to start from the seed's initialisation.
     public var initFrom: String?
+    /// An initialisation scheme (`InitializationScheme`: xavier-uniform, he-normal, ...) applied from the seed;
+    /// nil for the layers' defaults. `kiln train --init` takes a scheme name or a file.
+    public var initScheme: String?
     /// Make any tensor of `initFrom` missing, unexpected or of another shape an error.
     public var strictInit: Bool?
     /// Dotted-path globs of the layers to freeze (`Layer.parameters(matching:)`), comma-separated.
@@ -178,6 +181,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if let perClass, perClass < 1 { throw invalid("--per-class must be at least 1, not \(perClass)") }
         if let onlyClasses {
             do { _ = try Dataset.classList(onlyClasses) } catch let KilnError.invalidArgument(message) { throw invalid("--only-classes: \(message)") }
+        }
+        if let initScheme, InitializationScheme(rawValue: initScheme.lowercased()) == nil {
+            throw invalid("unknown initialisation '\(initScheme)'; use \(InitializationScheme.allCases.map(\.rawValue).joined(separator: ", ")), or a safetensors file")
         }
         if strictInit == true, initFrom == nil { throw invalid("--strict checks what --init loads: give --init FILE with it") }
         if let freeze, freeze.split(separator: ",", omittingEmptySubsequences: false).contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
