@@ -95,6 +95,9 @@ struct ModelsCommand: ParsableCommand {
         for (entry, input) in zip(ModelZoo.entries, inputs) {
             print(padded(entry.name, nameWidth) + "  " + padded(input, inputWidth) + "  " + entry.description)
             print(String(repeating: " ", count: nameWidth + inputWidth + 4) + "28×28 and 32×32: " + entry.smallImages)
+            if let dropout = entry.dropout {
+                print(String(repeating: " ", count: nameWidth + inputWidth + 4) + "dropout \(dropout) (kiln train --dropout P sets every rate)")
+            }
         }
     }
 }

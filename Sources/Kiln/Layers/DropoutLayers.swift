@@ -23,7 +23,7 @@ extension Layer {
 /// Inverted dropout in training, identity at inference. With `spatial`, whole channels are dropped
 /// (PyTorch's Dropout2d). Masks are keyed by (run seed, training step, `stream`): see `RandomStreamLayer`.
 public final class Dropout: RandomStreamLayer {
-    public let probability: Float
+    public private(set) var probability: Float
     public let spatial: Bool
     public private(set) var stream: Int
     public let hasExplicitStream: Bool
@@ -40,6 +40,14 @@ public final class Dropout: RandomStreamLayer {
     }
 
     public func adoptStream(_ stream: Int) { self.stream = stream }
+
+    /// Changes the rate (`kiln train --dropout`).
+    public func setProbability(_ probability: Float) throws {
+        guard probability >= 0, probability < 1 else {
+            throw KilnError.invalidArgument("Dropout: probability \(probability) is outside [0, 1)")
+        }
+        self.probability = probability
+    }
 
     public var typeName: String { spatial ? "SpatialDropout" : "Dropout" }
     public func outputShape(for inputShape: [Int]) throws -> [Int] { inputShape }
@@ -115,5 +123,15 @@ public final class DropConnectLinear: RandomStreamLayer {
             try bias.gradientForAccumulation().axpby(alpha: 1, dy.sum(axis: 0), beta: 1)
         }
         return try dy.matmul(saved.maskedWeight)
+    }
+}
+
+extension Layer {
+    /// Sets the rate of every `Dropout` layer of the tree; returns how many there are.
+    @discardableResult
+    public func setDropout(_ probability: Float) throws -> Int {
+        let layers = namedLayers.compactMap { $0.layer as? Dropout }
+        for layer in layers { try layer.setProbability(probability) }
+        return layers.count
     }
 }

@@ -29,6 +29,9 @@ public enum ModelZoo {
         /// What the zoo does with Fashion-MNIST (1×28×28) and CIFAR-10 (3×32×32) images.
         public var smallImages: String
         public var task: ModelTask
+        /// The rates of its dropout layers, as `kiln models` says them ("0.5"); nil for a model without any.
+        /// `kiln train --dropout P` sets every one of them to P.
+        public var dropout: String? = nil
         /// Whether the model takes a choice of stem (`ResNetStem`): the ResNets.
         public var takesStem: Bool { name.hasPrefix("resnet") }
 
@@ -45,23 +48,23 @@ public enum ModelZoo {
               defaultInput: [1, 32, 32], smallImages: "as is; a 28×28 image is padded to 32×32 by the first convolution",
               task: .classification),
         Entry(name: "lenet-bn", description: "LeNet with batch norm and dropout, Kiln's reference network",
-              defaultInput: [1, 28, 28], smallImages: "as is", task: .classification),
+              defaultInput: [1, 28, 28], smallImages: "as is", task: .classification, dropout: "0.5"),
         Entry(name: "lenet-bn2", description: "LeNet-BN widened to 8 and 16 channels, one hidden layer, dropout 0.25: kiln train's default",
-              defaultInput: [1, 28, 28], smallImages: "as is", task: .classification),
+              defaultInput: [1, 28, 28], smallImages: "as is", task: .classification, dropout: "0.25"),
         Entry(name: "smallcnn", description: "two VGG-style blocks (32, 64 channels) with batch norm and dropout, for 28–32 px images",
-              defaultInput: [1, 28, 28], smallImages: "as is (made for them)", task: .classification),
+              defaultInput: [1, 28, 28], smallImages: "as is (made for them)", task: .classification, dropout: "0.25 and 0.5"),
         Entry(name: "alexnet", description: "AlexNet (2012), one tower with local response normalisation",
               defaultInput: [3, 227, 227],
               smallImages: "inputs under \(alexNetMinimumInputSize)×\(alexNetMinimumInputSize) are upsampled (nearest, by the smallest "
                   + "integer factor that reaches it): 28×28 → 84×84, 32×32 → 96×96",
-              task: .classification),
+              task: .classification, dropout: "0.5"),
     ] + [11, 13, 16, 19].flatMap { depth in
         [false, true].map { batchNorm in
             Entry(name: "vgg\(depth)\(batchNorm ? "-bn" : "")",
                   description: "VGG-\(depth) (2014)\(batchNorm ? " with batch norm" : ""), torchvision's names",
                   defaultInput: [3, 224, 224],
                   smallImages: "32×32 as is (features end at 1×1); 28×28 is zero-padded to 32×32 by the first convolution",
-                  task: .classification)
+                  task: .classification, dropout: "0.5")
         }
     } + [
         Entry(name: "resnet18", description: "ResNet-18 (2015), basic blocks, torchvision's names", defaultInput: [3, 224, 224],
@@ -72,7 +75,7 @@ public enum ModelZoo {
               smallImages: smallStem, task: .classification),
         Entry(name: "googlenet", description: "GoogLeNet / Inception v1 (2014) as in the paper, no auxiliary heads",
               defaultInput: [3, 224, 224], smallImages: "as is; its five stride-2 stages leave 1×1 maps for inception5",
-              task: .classification),
+              task: .classification, dropout: "0.4"),
         Entry(name: "mobilenet", description: "MobileNet v1 (2017), depthwise-separable blocks, width 1.0",
               defaultInput: [3, 224, 224], smallImages: "as is; its five stride-2 stages leave 1×1 maps for the last blocks",
               task: .classification),
@@ -98,7 +101,8 @@ public enum ModelZoo {
     /// Builds model `name` for images of `inputShape` ([C, H, W]) and `classes` classes, and checks that an
     /// image of that shape passes through it (an error names the layer, by its dotted path, where it does not).
     /// `stem` picks a ResNet's stem (by default `ResNetStem.standard(forInputSize:)`); other models take none.
-    public static func make(_ name: String, inputShape: [Int], classes: Int, stem: ResNetStem? = nil) throws -> Sequential {
+    /// `dropout` sets the rate of every dropout layer of the model (an error for a model without one).
+    public static func make(_ name: String, inputShape: [Int], classes: Int, stem: ResNetStem? = nil, dropout: Float? = nil) throws -> Sequential {
         let entry = try entry(name)
         guard inputShape.count == 3, inputShape[1] == inputShape[2] || entry.name == "autoencoder" else {
             throw KilnError.invalidArgument("\(name): expects square [C, H, W] images, got \(describe(inputShape))")
@@ -124,6 +128,10 @@ public enum ModelZoo {
                             inputChannels: channels, inputSize: size, classes: classes)
         }
         _ = try model.outputShape(for: [1] + inputShape)
+        if let dropout, try model.setDropout(dropout) == 0 {
+            let others = entries.filter { $0.dropout != nil }.map(\.name).joined(separator: ", ")
+            throw KilnError.invalidArgument("--dropout \(dropout): \(entry.name) has no dropout layer; the models with dropout are \(others)")
+        }
         return model
     }
 

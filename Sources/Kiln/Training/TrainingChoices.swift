@@ -36,7 +36,7 @@ extension TrainingConfiguration {
     /// The zoo model of this configuration for images of `inputShape` and `classes` classes, initialised
     /// from the seed.
     public func makeModel(inputShape: [Int], classes: Int) throws -> Sequential {
-        let model = try ModelZoo.make(self.model, inputShape: inputShape, classes: classes, stem: try resNetStem())
+        let model = try ModelZoo.make(self.model, inputShape: inputShape, classes: classes, stem: try resNetStem(), dropout: dropout)
         if let scheme = initScheme.flatMap({ InitializationScheme(rawValue: $0.lowercased()) }) {
             try model.initialize(scheme, seed: seed)
         } else {

@@ -75,6 +75,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// The safetensors file (a Kiln checkpoint or any state dict) whose matching tensors initialise the
     /// model (`Layer.loadPretrained`); nil to start from the seed's initialisation.
     public var initFrom: String?
+    /// The rate of every dropout layer of the model; nil for the zoo's own rates.
+    public var dropout: Float?
     /// An initialisation scheme (`InitializationScheme`: xavier-uniform, he-normal, ...) applied from the seed;
     /// nil for the layers' defaults. `kiln train --init` takes a scheme name or a file.
     public var initScheme: String?
@@ -182,6 +184,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if let onlyClasses {
             do { _ = try Dataset.classList(onlyClasses) } catch let KilnError.invalidArgument(message) { throw invalid("--only-classes: \(message)") }
         }
+        if let dropout, !(dropout >= 0 && dropout < 1) { throw invalid("--dropout must be at least 0 and below 1, not \(dropout)") }
         if let initScheme, InitializationScheme(rawValue: initScheme.lowercased()) == nil {
             throw invalid("unknown initialisation '\(initScheme)'; use \(InitializationScheme.allCases.map(\.rawValue).joined(separator: ", ")), or a safetensors file")
         }
