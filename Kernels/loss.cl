@@ -43,10 +43,11 @@ __kernel void softmax_backward(__global const float *y, const uint y_offset, __g
 }
 
 // Per row: row_loss = −Σ t·log softmax(x); gradient = (softmax − t)/N. soft != 0: targets are [N, K]
-// probabilities; otherwise [N] labels, and a label outside 0..K-1 gives a NaN row loss.
+// probabilities; otherwise [N] labels, and a label outside 0..K-1 gives a NaN row loss. Label smoothing ε
+// replaces t by (1 − ε)·t + ε/K, as PyTorch's cross_entropy(label_smoothing=ε).
 __kernel void cross_entropy(__global const float *x, const uint x_offset, __global const float *t, const uint t_offset,
                             __global float *row_loss, __global float *gradient, const uint g_offset,
-                            const uint rows, const uint classes, const uint soft) {
+                            const uint rows, const uint classes, const uint soft, const float smoothing) {
     const uint r = get_global_id(0);
     if (r >= rows) return;
     __global const float *in = x + x_offset + r * classes;
@@ -57,7 +58,8 @@ __kernel void cross_entropy(__global const float *x, const uint x_offset, __glob
     float loss = 0.0f;
     for (uint k = 0; k < classes; ++k) {
         const float lp = in[k] - normalizer.x - normalizer.y;
-        const float target = soft ? t[t_offset + r * classes + k] : ((float)k == label ? 1.0f : 0.0f);
+        const float given = soft ? t[t_offset + r * classes + k] : ((float)k == label ? 1.0f : 0.0f);
+        const float target = (1.0f - smoothing) * given + smoothing / (float)classes;
         loss -= target * lp;
         g[k] = (exp(lp) - target) / (float)rows;
     }

@@ -252,6 +252,8 @@ struct TrainArguments: ParsableArguments {
     var momentum: Float?
     @Option(help: "L2 weight decay (decoupled for adamw), at least 0 (default: \(defaults.weightDecay)).")
     var weightDecay: Float?
+    @Option(help: "Label smoothing ε of the classification loss, in [0, 1): targets (1 − ε)·one-hot + ε/classes, as PyTorch's (default: none).")
+    var labelSmoothing: Float?
     @Option(help: "The rate of every dropout layer of the model, in [0, 1) (default: the model's own; kiln models lists them).")
     var dropout: Float?
     @Option(help: "L1 penalty λ·Σ|w| on every learnable parameter, at least 0 (default: none).")
@@ -350,7 +352,7 @@ struct TrainArguments: ParsableArguments {
         return [option("--model", model, \.model), option("--data", data, \.data), optional("--image-size", imageSize, \.imageSize),
                 option("--device", device, \.device), option("--epochs", epochs, \.epochs), option("--batch-size", batchSize, \.batchSize),
                 option("--optimizer", optimizer, \.optimizer), option("--lr", lr, \.lr), option("--momentum", momentum, \.momentum),
-                option("--weight-decay", weightDecay, \.weightDecay), optional("--dropout", dropout, \.dropout), optional("--l1", l1, \.l1), optional("--max-norm", maxNorm, \.maxNorm),
+                option("--weight-decay", weightDecay, \.weightDecay), optional("--label-smoothing", labelSmoothing, \.labelSmoothing), optional("--dropout", dropout, \.dropout), optional("--l1", l1, \.l1), optional("--max-norm", maxNorm, \.maxNorm),
                 optional("--clip-grad-norm", clipGradNorm, \.clipGradNorm), optional("--no-weight-decay-on", noWeightDecayOn, \.noWeightDecayOn),
                 option("--schedule", schedule, \.schedule), optional("--milestones", milestones, \.milestones),
                 optional("--gamma", gamma, \.gamma), optional("--warmup", warmup, \.warmup),

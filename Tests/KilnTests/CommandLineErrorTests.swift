@@ -35,6 +35,8 @@ final class CommandLineErrorTests: XCTestCase {
             (["--max-norm", "0"], "--max-norm must be a positive finite number, not 0.0"),
             (["--clip-grad-norm", "inf"], "--clip-grad-norm must be a positive finite number, not inf"),
             (["--no-weight-decay-on", "bias,weights"], "--no-weight-decay-on takes bias, norm or both (bias,norm), not 'weights'"),
+            (["--label-smoothing", "1"], "--label-smoothing must be at least 0 and below 1, not 1.0"),
+            (["--dropout", "1"], "--dropout must be at least 0 and below 1, not 1.0"),
             (["--schedule", "linear"], "unknown schedule 'linear'; use constant, step, exponential, cosine, onecycle, plateau"),
             (["--warmup", "2 epochs"], "--warmup takes a number of steps (500) or of epochs (2ep), not '2 epochs'"),
             (["--threads", "0"], "--threads must be at least 1, not 0"),

@@ -94,4 +94,37 @@ final class LossTests: XCTestCase {
             }
         }
     }
+
+    /// Label smoothing against PyTorch (float64): `F.cross_entropy(x, y, label_smoothing=0.1)` with labels, and
+    /// with ε = 0.2 on probability rows; and the identity loss_ε = (1 − ε)·CE + ε·mean_k(−log p_k) on labels.
+    func testLabelSmoothingMatchesPyTorch() throws {
+        let logits: [Float] = [0.5, -1.0, 2.0, 0.1, 0.3, 1.5, 0.2, -0.7, 0.9, -2.0, 0.0, 0.4, 0.8, -0.3, 1.1]
+        let labels: [Float] = [0, 3, 4]
+        let probabilities: [Float] = [0.7, 0.3, 0, 0, 0, 0, 0, 0.5, 0.5, 0, 0.1, 0.2, 0.3, 0.2, 0.2]
+        let expectedLabels = (loss: Float(1.4856652794691194), gradient: [
+            -0.26033092082169174, 0.0036722357243195304, 0.20099573905271986, 0.02439311262123261, 0.031269833423419637,
+            0.1631982185289186, 0.03962691506920289, 0.012154899107859433, -0.21344284110755352, -0.0015371915984274665,
+            0.03272349545426233, 0.05209655002942884, 0.08099775131341448, 0.022514283148124346, -0.18833207994523].map(Float.init))
+        let expectedSoft = (loss: Float(2.042331946135786), gradient: [
+            -0.15366425415502505, -0.08299443094234712, 0.1943290723860532, 0.017726445954565944, 0.024603166756752972,
+            0.15653155186225196, 0.032960248402536224, -0.12784510089214057, -0.053442841107553526, -0.008203858265094132,
+            -0.0006098378790710034, -0.007903449970571162, -0.005668915353252155, -0.03748571685187566, 0.05166792005477001].map(Float.init))
+        for device in try testDevices() {
+            let x = try Tensor(logits, shape: [3, 5], on: device)
+            let smoothed = try crossEntropy(logits: x, targets: try Tensor(labels, shape: [3], on: device), labelSmoothing: 0.1)
+            XCTAssertEqual(try smoothed.loss.item(), expectedLabels.loss, accuracy: 1e-5, "\(device)")
+            assertClose(try smoothed.gradient.toArray(), expectedLabels.gradient, atol: 1e-6, "\(device) gradient, labels")
+            let soft = try crossEntropy(logits: x, targets: try Tensor(probabilities, shape: [3, 5], on: device), labelSmoothing: 0.2)
+            XCTAssertEqual(try soft.loss.item(), expectedSoft.loss, accuracy: 1e-5, "\(device)")
+            assertClose(try soft.gradient.toArray(), expectedSoft.gradient, atol: 1e-6, "\(device) gradient, probabilities")
+
+            let plain = try crossEntropy(logits: x, targets: try Tensor(labels, shape: [3], on: device)).loss.item()
+            let uniform = try x.logSoftmax().toArray().reduce(0) { $0 - $1 } / 15
+            XCTAssertEqual(try smoothed.loss.item(), 0.9 * plain + 0.1 * uniform, accuracy: 1e-5, "\(device): the identity")
+        }
+        XCTAssertThrowsError(try crossEntropy(logits: try Tensor(logits, shape: [3, 5]), targets: try Tensor(labels, shape: [3]),
+                                              labelSmoothing: 1.5)) {
+            XCTAssertEqual("\($0)", "cross-entropy: label smoothing 1.5 is outside [0, 1]")
+        }
+    }
 }

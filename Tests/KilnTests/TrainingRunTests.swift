@@ -274,6 +274,19 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(log.learningRates().map(\.step), [2])
     }
 
+    /// `labelSmoothing` reaches the run's loss: its trainer's loss is the smoothed cross-entropy of the output.
+    func testARunTrainsWithTheLabelSmoothingItIsGiven() throws {
+        var smoothed = configuration(epochs: 1)
+        smoothed.labelSmoothing = 0.2
+        let run = try makeRun(temporaryFolder(), smoothed)
+        let batch = try DataLoader(dataset: syntheticData(count: 64, seed: 11), batchSize: 8, shuffle: false, device: .host)
+            .batch(of: Array(0..<8), epoch: 0)
+        let output = try run.model.forward(batch.inputs, .inference)
+        let loss = try run.trainer.lossFunction(output, batch).loss.item()
+        XCTAssertEqual(loss, try crossEntropy(logits: output, targets: batch.targets, labelSmoothing: 0.2).loss.item(), accuracy: 1e-6)
+        XCTAssertNotEqual(loss, try crossEntropy(logits: output, targets: batch.targets).loss.item(), accuracy: 1e-4)
+    }
+
     // MARK: (e) the checkpoint commit
 
     /// resume.safetensors is the model with the optimiser's tensors under `optimizer.`; last.safetensors is

@@ -16,10 +16,10 @@ public protocol LossBackend {
     func softmaxForward(_ x: Tensor, logarithm: Bool, into y: Tensor) throws
     /// The gradient through softmax (y = softmax output) or log-softmax (y = log-softmax output).
     func softmaxBackward(y: Tensor, dy: Tensor, logarithm: Bool, into dx: Tensor) throws
-    /// Softmax cross-entropy from logits [N, K]: loss = mean −Σ t·log softmax(x); gradient (softmax − t)/N.
-    /// A label outside 0..<K makes that row's loss NaN on the device (training then stops and names the
-    /// step); the host API refuses it up front.
-    func crossEntropy(logits: Tensor, targets: Tensor, form: ClassTargets, into loss: Tensor, gradient: Tensor) throws
+    /// Softmax cross-entropy from logits [N, K]: loss = mean −Σ t·log softmax(x); gradient (softmax − t)/N,
+    /// with t replaced by (1 − ε)·t + ε/K for label smoothing ε. A label outside 0..<K makes that row's loss
+    /// NaN on the device (training then stops and names the step); the host API refuses it up front.
+    func crossEntropy(logits: Tensor, targets: Tensor, form: ClassTargets, labelSmoothing: Float, into loss: Tensor, gradient: Tensor) throws
     /// Negative log-likelihood from log-probabilities [N, K] and labels [N]: mean −logp[label]; gradient −1/N at the label.
     func negativeLogLikelihood(logProbabilities: Tensor, labels: Tensor, into loss: Tensor, gradient: Tensor) throws
     /// Mean squared error over all elements; gradient 2(p − t)/count.
@@ -68,9 +68,13 @@ extension Tensor {
     }
 }
 
-/// Softmax cross-entropy of logits [N, K] against labels [N] (class indices) or probability rows [N, K].
-public func crossEntropy(logits: Tensor, targets: Tensor) throws -> LossResult {
+/// Softmax cross-entropy of logits [N, K] against labels [N] (class indices) or probability rows [N, K], with
+/// label smoothing ε in [0, 1] (PyTorch's `label_smoothing`: the targets become (1 − ε)·t + ε/K).
+public func crossEntropy(logits: Tensor, targets: Tensor, labelSmoothing: Float = 0) throws -> LossResult {
     try checkTwoDimensional(logits, "cross-entropy")
+    guard labelSmoothing >= 0, labelSmoothing <= 1 else {
+        throw KilnError.invalidArgument("cross-entropy: label smoothing \(labelSmoothing) is outside [0, 1]")
+    }
     let form: ClassTargets
     if targets.shape == logits.shape {
         form = .probabilities
@@ -80,7 +84,8 @@ public func crossEntropy(logits: Tensor, targets: Tensor) throws -> LossResult {
         try checkLabels(targets, for: logits, "cross-entropy")
     }
     let result = LossResult(loss: try Tensor.empty([1], on: logits.device), gradient: try Tensor.empty(logits.shape, on: logits.device))
-    try logits.backend.crossEntropy(logits: logits, targets: targets, form: form, into: result.loss, gradient: result.gradient)
+    try logits.backend.crossEntropy(logits: logits, targets: targets, form: form, labelSmoothing: labelSmoothing, into: result.loss,
+                                    gradient: result.gradient)
     return result
 }
 

@@ -126,6 +126,14 @@ public func crossEntropyLoss(_ output: Tensor, _ batch: Batch) throws -> (loss: 
     return (result.loss, result.gradient)
 }
 
+/// Softmax cross-entropy with label smoothing ε (`kiln train --label-smoothing`).
+public func crossEntropyLoss(labelSmoothing: Float) -> LossFunction {
+    { output, batch in
+        let result = try crossEntropy(logits: output, targets: batch.targets, labelSmoothing: labelSmoothing)
+        return (result.loss, result.gradient)
+    }
+}
+
 /// The loss for models that reconstruct their input (autoencoders): mean squared error against the batch's
 /// inputs.
 public func reconstructionLoss(_ output: Tensor, _ batch: Batch) throws -> (loss: Tensor, gradient: Tensor) {

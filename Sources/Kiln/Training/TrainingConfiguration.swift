@@ -75,6 +75,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// The safetensors file (a Kiln checkpoint or any state dict) whose matching tensors initialise the
     /// model (`Layer.loadPretrained`); nil to start from the seed's initialisation.
     public var initFrom: String?
+    /// Label smoothing ε of the classification loss (PyTorch's cross_entropy label_smoothing); nil for none.
+    public var labelSmoothing: Float?
     /// The rate of every dropout layer of the model; nil for the zoo's own rates.
     public var dropout: Float?
     /// An initialisation scheme (`InitializationScheme`: xavier-uniform, he-normal, ...) applied from the seed;
@@ -183,6 +185,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if let perClass, perClass < 1 { throw invalid("--per-class must be at least 1, not \(perClass)") }
         if let onlyClasses {
             do { _ = try Dataset.classList(onlyClasses) } catch let KilnError.invalidArgument(message) { throw invalid("--only-classes: \(message)") }
+        }
+        if let labelSmoothing, !(labelSmoothing >= 0 && labelSmoothing < 1) {
+            throw invalid("--label-smoothing must be at least 0 and below 1, not \(labelSmoothing)")
         }
         if let dropout, !(dropout >= 0 && dropout < 1) { throw invalid("--dropout must be at least 0 and below 1, not \(dropout)") }
         if let initScheme, InitializationScheme(rawValue: initScheme.lowercased()) == nil {

@@ -208,7 +208,9 @@ public final class TrainingRun {
             state = FitState(seed: configuration.seed)
         }
         scheduler.state = state.scheduler
-        trainer = Trainer(model: model, optimizer: optimizer, loss: task.loss, seed: state.seed, step: state.position.step,
+        let loss = task == .classification && (configuration.labelSmoothing ?? 0) > 0
+            ? crossEntropyLoss(labelSmoothing: configuration.labelSmoothing ?? 0) : task.loss
+        trainer = Trainer(model: model, optimizer: optimizer, loss: loss, seed: state.seed, step: state.position.step,
                           measuresAccuracy: task.measuresAccuracy)
         var trainLoader = DataLoader(dataset: train, batchSize: configuration.batchSize, shuffle: true, seed: state.seed, device: device)
         trainLoader.augmentation = try configuration.augmentationPipeline(seed: state.seed, classes: train.classNames.count)

@@ -32,14 +32,16 @@ extension HostBackend: LossBackend {
         }
     }
 
-    public func crossEntropy(logits: Tensor, targets: Tensor, form: ClassTargets, into loss: Tensor, gradient: Tensor) throws {
+    public func crossEntropy(logits: Tensor, targets: Tensor, form: ClassTargets, labelSmoothing: Float, into loss: Tensor,
+                             gradient: Tensor) throws {
         let (rows, classes) = (logits.shape[0], logits.shape[1])
         try softmaxForward(logits, logarithm: true, into: gradient)  // log-probabilities, then turned into the gradient
         let (logProbabilities, t) = (gradient.hostBuffer, targets.hostBuffer)
         var total = 0.0
         for r in 0..<rows {
             for k in 0..<classes {
-                let target: Float = form == .labels ? (Int(t[r]) == k ? 1 : 0) : t[r * classes + k]
+                let given: Float = form == .labels ? (Int(t[r]) == k ? 1 : 0) : t[r * classes + k]
+                let target = (1 - labelSmoothing) * given + labelSmoothing / Float(classes)
                 let logProbability = logProbabilities[r * classes + k]
                 total -= Double(target) * Double(logProbability)
                 logProbabilities[r * classes + k] = (Foundation.exp(logProbability) - target) / Float(rows)

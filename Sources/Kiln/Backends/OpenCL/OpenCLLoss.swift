@@ -11,11 +11,12 @@ extension OpenCLBackend: LossBackend {
         try lossKernels.softmaxBackward(items: rows, y: y, dy: dy, dx: dx, rows: rows, classes: classes, logarithm: logarithm ? 1 : 0)
     }
 
-    public func crossEntropy(logits: Tensor, targets: Tensor, form: ClassTargets, into loss: Tensor, gradient: Tensor) throws {
+    public func crossEntropy(logits: Tensor, targets: Tensor, form: ClassTargets, labelSmoothing: Float, into loss: Tensor,
+                             gradient: Tensor) throws {
         let rows = logits.shape[0]
         let rowLoss = try Tensor.empty([rows], on: device)
         try lossKernels.crossEntropy(items: rows, x: logits, t: targets, rowLoss: rowLoss, gradient: gradient, rows: rows,
-                                     classes: logits.shape[1], soft: form == .probabilities ? 1 : 0)
+                                     classes: logits.shape[1], soft: form == .probabilities ? 1 : 0, smoothing: labelSmoothing)
         try reduce(.mean, rowLoss, as: ReductionShape(outer: 1, axis: rows, inner: 1), into: loss)
     }
 
