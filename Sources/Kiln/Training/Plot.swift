@@ -29,8 +29,10 @@ public enum TrainingPlot {
         return svg + "</svg>\n"
     }
 
-    private static func panel(x: Double, y: Double, width: Double, height: Double, title: String, epochs: [Double],
-                              series: [(name: String, color: String, values: [Double])], markers: Bool = true) -> String {
+    /// `xLabel` names the horizontal axis (epochs by default); `marks` draws dashed vertical lines at those x.
+    static func panel(x: Double, y: Double, width: Double, height: Double, title: String, epochs: [Double],
+                      series: [(name: String, color: String, values: [Double])], markers: Bool = true,
+                      xLabel: String = "epoch", marks: [(x: Double, color: String, label: String)] = []) -> String {
         let finite = series.flatMap(\.values).filter(\.isFinite)
         var low = finite.min() ?? 0, high = finite.max() ?? 1
         if high - low < 1e-9 { (low, high) = (low - 0.5, high + 0.5) }
@@ -52,7 +54,13 @@ public enum TrainingPlot {
             let epoch = firstEpoch + (lastEpoch - firstEpoch) * Double(tick) / Double(Swift.max(epochTicks - 1, 1))
             out += "<text x=\"\(px(epoch))\" y=\"\(y + height + 16)\" text-anchor=\"middle\" font-size=\"11\">\(String(format: "%.0f", epoch))</text>\n"
         }
-        out += "<text x=\"\(x + width / 2)\" y=\"\(y + height + 34)\" text-anchor=\"middle\" font-size=\"12\">epoch</text>\n"
+        out += "<text x=\"\(x + width / 2)\" y=\"\(y + height + 34)\" text-anchor=\"middle\" font-size=\"12\">\(xLabel)</text>\n"
+        for mark in marks {
+            out += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%@\" stroke-dasharray=\"5,4\"/>\n",
+                          px(mark.x), y, px(mark.x), y + height, mark.color)
+            out += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%@\">%@</text>\n", px(mark.x) + 4, y + 14,
+                          mark.color, escape(mark.label))
+        }
         for (index, line) in series.enumerated() {
             let points = zip(epochs, line.values).filter { $0.1.isFinite }
             guard !points.isEmpty else { continue }
@@ -68,7 +76,42 @@ public enum TrainingPlot {
         return out + "</g>\n"
     }
 
-    private static func escape(_ text: String) -> String {
+    static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
+
+/// The learning-rate range test's picture (`kiln lr-find`): the smoothed loss against log₁₀ of the rate, one
+/// curve per run, each suggestion a dashed line.
+public enum LearningRatePlot {
+    public static func svg(_ runs: [(name: String, result: LearningRateFinder.Result)], title: String) -> String {
+        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+        let width = 720.0, height = 460.0
+        var svg = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" viewBox="0 0 \(Int(width)) \(Int(height))" font-family="Helvetica, Arial, sans-serif">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="\(width / 2)" y="24" text-anchor="middle" font-size="16">\(TrainingPlot.escape(title))</text>
+
+        """
+        // One x axis for all runs: the runs share the range, but a diverged one stops early (NaN after it).
+        let longest = runs.map(\.result.points).max { $0.count < $1.count } ?? []
+        let xs = longest.map { Foundation.log10(Double($0.rate)) }
+        // The early, undiverged part decides the scale: the diverging tail would flatten everything else.
+        let series = runs.enumerated().map { index, run -> (name: String, color: String, values: [Double]) in
+            let first = run.result.points.first?.smoothedLoss ?? 1
+            let values = xs.indices.map { i -> Double in
+                guard i < run.result.points.count else { return .nan }
+                let value = run.result.points[i].smoothedLoss
+                return value.isFinite && value <= 2 * first ? value : .nan
+            }
+            return (run.name, colors[index % colors.count], values)
+        }
+        let marks = runs.enumerated().compactMap { index, run in
+            run.result.suggestion.map { (x: Foundation.log10(Double($0)), color: colors[index % colors.count],
+                                         label: String(format: "%@: %.2g", run.name, $0)) }
+        }
+        svg += TrainingPlot.panel(x: 70, y: 50, width: 610, height: 340, title: "smoothed training loss", epochs: xs, series: series,
+                                  markers: false, xLabel: "log₁₀ learning rate", marks: marks)
+        return svg + "</svg>\n"
     }
 }
