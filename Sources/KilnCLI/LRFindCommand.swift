@@ -50,12 +50,14 @@ struct LRFindCommand: ParsableCommand {
         print("data \(configuration.data): \(train.count) training images; \(configuration.model), \(configuration.optimizer), "
               + "batch \(configuration.batchSize), rates \(start) to \(end) over \(steps) steps")
 
+        if compareBn {  // refused before any step when the batch norms cannot be taken out
+            let model = try configuration.makeModel(inputShape: train.imageShape, classes: train.classNames.count)
+            do { _ = try model.removingBatchNorms() } catch { throw ValidationError("--compare-bn: \(configuration.model): \(error)") }
+        }
         var runs: [(name: String, result: LearningRateFinder.Result)] = []
         for withBatchNorm in compareBn ? [true, false] : [true] {
             var model = try configuration.makeModel(inputShape: train.imageShape, classes: train.classNames.count)
-            if !withBatchNorm {
-                do { model = try model.removingBatchNorms() } catch { throw ValidationError("--compare-bn: \(configuration.model) \(error)") }
-            }
+            if !withBatchNorm { model = try model.removingBatchNorms() }
             try model.move(to: device)
             let loss = (configuration.labelSmoothing ?? 0) > 0 && task == .classification
                 ? crossEntropyLoss(labelSmoothing: configuration.labelSmoothing ?? 0) : task.loss

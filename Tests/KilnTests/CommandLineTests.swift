@@ -174,4 +174,27 @@ final class CommandLineTests: XCTestCase {
             }
         }
     }
+
+    /// `kiln lr-find --compare-bn` on the small data set: both tests run, the picture and the table are
+    /// written, each with a suggestion; a model whose batch norms sit in residual blocks is refused by name.
+    func testLRFindComparesTheModelWithAndWithoutBatchNorm() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-lr-find-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let data = try KilnCommand.smallDataSet().path
+        let run = try KilnCommand.run(["lr-find", "--data", data, "--device", "host", "--model", "lenet-bn", "--steps", "12",
+                                       "--start", "1e-3", "--end", "1", "--compare-bn", "--out", folder.path])
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("with batch norm: ") && run.output.contains("without batch norm: "), run.output)
+        let svg = try String(contentsOf: folder.appending(path: "lr-find.svg"), encoding: .utf8)
+        XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("without batch norm"), svg)
+        let rows = try String(contentsOf: folder.appending(path: "lr-find.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(rows.first, "run,step,lr,loss,smoothed_loss")
+        XCTAssertEqual(rows.dropFirst().filter { $0.hasPrefix("with batch norm,") }.count, 12, "twelve steps without divergence at these rates")
+
+        let refused = try KilnCommand.run(["lr-find", "--data", data, "--device", "host", "--model", "resnet18", "--steps", "5", "--compare-bn",
+                                           "--out", folder.path])
+        XCTAssertEqual(refused.status, 64, refused.output)
+        XCTAssertTrue(refused.output.contains("Error: --compare-bn: resnet18: layer1.0 holds batch norms inside a Residual, which cannot be taken out"),
+                      refused.output)
+    }
 }

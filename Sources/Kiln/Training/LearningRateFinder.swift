@@ -95,13 +95,16 @@ extension Sequential {
     /// A model of the same layers without its batch norms (the range test's comparison: why batch norm
     /// allows higher rates). The layers are shared, not copied: give it a fresh model. Batch norms inside a
     /// container other than `Sequential` (a residual block) cannot be taken out and are an error naming it.
-    public func removingBatchNorms() throws -> Sequential {
+    public func removingBatchNorms() throws -> Sequential { try removingBatchNorms(under: "") }
+
+    private func removingBatchNorms(under prefix: String) throws -> Sequential {
         // The names stay the layers' own, so that the state-dict names of what is left do not change.
         try Sequential(layers.compactMap { name, layer -> NamedLayer? in
+            let path = prefix + name
             if layer is BatchNorm { return nil }
-            if let inner = layer as? Sequential { return NamedLayer(name: name, layer: try inner.removingBatchNorms()) }
+            if let inner = layer as? Sequential { return NamedLayer(name: name, layer: try inner.removingBatchNorms(under: path + ".")) }
             if layer.namedLayers.contains(where: { $0.layer is BatchNorm }) {
-                throw KilnError.invalidArgument("\(name) holds batch norms inside a \(layer.typeName), "
+                throw KilnError.invalidArgument("\(path) holds batch norms inside a \(layer.typeName), "
                                                 + "which cannot be taken out (only a model of nested Sequential layers can)")
             }
             return NamedLayer(name: name, layer: layer)
