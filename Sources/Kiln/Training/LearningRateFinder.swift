@@ -76,11 +76,12 @@ public struct LearningRateFinder: Sendable {
     }
 
     /// The rate where d(smoothed loss) / d(log rate) is lowest, over the points up to the lowest smoothed loss
-    /// (central differences inside, one-sided at the ends).
+    /// (central differences inside, one-sided at the ends), leaving out the first ten as fastai does: the
+    /// average of the first few losses is too noisy to rank slopes by.
     static func steepestDescent(_ points: [Point]) -> Float? {
         let finite = points.prefix { $0.smoothedLoss.isFinite }
         guard let lowest = finite.indices.min(by: { finite[$0].smoothedLoss < finite[$1].smoothedLoss }), lowest >= 2 else { return nil }
-        let candidates = Array(finite[...lowest])
+        let candidates = Array(finite[Swift.min(10, lowest / 2)...lowest])
         let x = candidates.map { Foundation.log10(Double($0.rate)) }, y = candidates.map(\.smoothedLoss)
         func slope(_ i: Int) -> Double {
             let (a, b) = (Swift.max(i - 1, 0), Swift.min(i + 1, candidates.count - 1))
