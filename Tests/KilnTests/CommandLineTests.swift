@@ -197,4 +197,45 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(refused.output.contains("Error: --compare-bn: resnet18: layer1.0 holds batch norms inside a Residual, which cannot be taken out"),
                       refused.output)
     }
+
+    /// A two-trial sweep ranks its trials by validation accuracy with the best command line, and resumes: a
+    /// finished trial is read again, one without its test score resumes from its checkpoint, a missing one trains.
+    func testASweepRanksItsTrialsAndResumesWhereItStopped() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-sweep-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let data = try KilnCommand.smallDataSet().path
+        let arguments = ["sweep", "--grid", "lr=0.01,0.1 weight-decay=0", "--data", data, "--device", "host", "--epochs", "1",
+                         "--batch-size", "32", "--out", folder.path]
+        let first = try KilnCommand.run(arguments)
+        XCTAssertEqual(first.status, 0, first.output)
+        let rows = try String(contentsOf: folder.appending(path: "summary.csv"), encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(rows.first, "trial,setting,best_val_acc,val_loss,test_acc,epochs,folder,command")
+        XCTAssertEqual(rows.count, 3, rows.joined(separator: "\n"))
+        let accuracies = rows.dropFirst().map { Double($0.split(separator: ",")[2]) ?? -1 }
+        XCTAssertEqual(accuracies, accuracies.sorted(by: >), "best first")
+        for trial in 1...2 {
+            let metrics = try MetricsLog.read(from: folder.appending(path: "trial-\(trial)/\(TrainingRun.metricsFile)")).rows
+            XCTAssertEqual(metrics.count, 1, "trial \(trial) trained its epoch")
+        }
+        let markdown = try String(contentsOf: folder.appending(path: "summary.md"), encoding: .utf8)
+        XCTAssertTrue(markdown.contains("best: `kiln train --data \(data) --device host --epochs 1 --batch-size 32 --lr "), markdown)
+
+        try FileManager.default.removeItem(at: folder.appending(path: "trial-2"))
+        try FileManager.default.removeItem(at: folder.appending(path: "trial-1/\(TrainingRun.testFile)"))
+        let again = try KilnCommand.run(arguments)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertTrue(again.output.contains("trial 1/2: lr=0.01 weight-decay=0 (resuming)"), again.output)
+        XCTAssertTrue(again.output.contains("trial 2/2: lr=0.1 weight-decay=0\n"), again.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appending(path: "trial-2/\(TrainingRun.testFile)").path))
+        let third = try KilnCommand.run(arguments)
+        XCTAssertTrue(third.output.contains("trial 1/2: lr=0.01 weight-decay=0 (done earlier)")
+                      && third.output.contains("trial 2/2: lr=0.1 weight-decay=0 (done earlier)"), third.output)
+
+        let unknown = try KilnCommand.run(["sweep", "--grid", "lr=0.01 momentumm=0.5", "--data", data, "--out", folder.path])
+        XCTAssertEqual(unknown.status, 64, unknown.output)
+        XCTAssertTrue(unknown.output.hasPrefix("Error: --grid names momentumm, which is not a kiln train option\n"), unknown.output)
+        let badValue = try KilnCommand.run(["sweep", "--grid", "lr=0.01,-1", "--data", data, "--out", folder.path])
+        XCTAssertEqual(badValue.status, 64, badValue.output)
+        XCTAssertTrue(badValue.output.contains("--grid lr=-1: "), badValue.output)
+    }
 }
