@@ -311,10 +311,16 @@ struct TrainArguments: ParsableArguments {
         """, valueName: "scheme|file"))
     var initialization: String?
 
-    /// `--init` when it names a scheme.
-    var initScheme: String? { initialization.flatMap { InitializationScheme(rawValue: $0.lowercased()) == nil ? nil : $0 } }
+    /// `--init` when it names a scheme: a scheme's name, or a bare word that is no file (a misspelt scheme,
+    /// which validation then refuses, listing the schemes).
+    var initScheme: String? { initialization.flatMap { Self.namesAScheme($0) ? $0 : nil } }
     /// `--init` when it names a file.
-    var initFrom: String? { initialization.flatMap { InitializationScheme(rawValue: $0.lowercased()) == nil ? $0 : nil } }
+    var initFrom: String? { initialization.flatMap { Self.namesAScheme($0) ? nil : $0 } }
+
+    private static func namesAScheme(_ value: String) -> Bool {
+        InitializationScheme(rawValue: value.lowercased()) != nil
+            || (!value.contains("/") && !value.contains(".") && !FileManager.default.fileExists(atPath: value))
+    }
     @Flag(name: .customLong("strict"), help: "With --init: a tensor missing in the file, unexpected in it, or of another shape is an error.")
     var strictInit = false
     @Option(help: ArgumentHelp("Freeze the layers these dotted-path globs match: conv1,bn1,layer1.* (frozen batch norms keep their running statistics).", valueName: "patterns"))
