@@ -67,10 +67,7 @@ struct SummaryCommand: ParsableCommand {
     }
 
     private func summarize() throws {
-        let entry: ModelZoo.Entry
-        do { entry = try ModelZoo.entry(model) } catch { throw ValidationError("\(error)") }
-        let shape = input.map { $0.lowercased().split(separator: "x").compactMap { Int($0) } } ?? entry.defaultInput
-        guard shape.count == 3, shape.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input must look like 3x32x32") }
+        let (_, shape) = try zooModel(model, input: input)
         var configuration = TrainingConfiguration()
         (configuration.model, configuration.stem, configuration.freeze, configuration.freezeUntil) = (model, stem, freeze, freezeUntil)
         do {
@@ -80,6 +77,16 @@ struct SummaryCommand: ParsableCommand {
             print(try network.summary(inputShape: shape, batchSize: batchSize))
         } catch let KilnError.invalidArgument(message) { throw ValidationError(message) }
     }
+}
+
+/// The zoo's entry for `name` and the input `--input CxHxW` gives (the model's own by default), or a usage
+/// error.
+func zooModel(_ name: String, input: String?) throws -> (entry: ModelZoo.Entry, shape: [Int]) {
+    let entry: ModelZoo.Entry
+    do { entry = try ModelZoo.entry(name) } catch { throw ValidationError("\(error)") }
+    let shape = input.map { $0.lowercased().split(separator: "x").compactMap { Int($0) } } ?? entry.defaultInput
+    guard shape.count == 3, shape.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input must look like 3x32x32") }
+    return (entry, shape)
 }
 
 struct ModelsCommand: ParsableCommand {

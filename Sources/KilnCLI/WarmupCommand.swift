@@ -39,10 +39,7 @@ struct WarmupCommand: ParsableCommand {
     }
 
     private func warmUp() throws {
-        let entry: ModelZoo.Entry
-        do { entry = try ModelZoo.entry(model) } catch { throw ValidationError("\(error)") }
-        let shape = input.map { $0.lowercased().split(separator: "x").compactMap { Int($0) } } ?? entry.defaultInput
-        guard shape.count == 3, shape.allSatisfy({ $0 > 0 }) else { throw ValidationError("--input must look like 3x32x32") }
+        let (entry, shape) = try zooModel(model, input: input)
         guard batchSize > 0, inferenceBatchSize > 0 else { throw ValidationError("batch sizes must be positive") }
         try DeviceOption.checkSyntax(device)
         let target = try DeviceOption.parse(device)

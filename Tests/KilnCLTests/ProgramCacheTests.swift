@@ -5,15 +5,8 @@ import XCTest
 /// The program cache shared by processes and machines: damaged entries, folders that cannot be written,
 /// concurrent builds, and the plans a warm-up records.
 final class ProgramCacheTests: XCTestCase {
-    private static let source = """
-        __kernel void scale(__global float *x, const float factor, const uint n) {
-            const uint i = get_global_id(0);
-            if (i < n) x[i] *= factor;
-        }
-        """
-
     /// A source no earlier build (in this process or in the driver's cache) has seen.
-    private func uniqueSource() -> String { "// \(UUID().uuidString)\n" + Self.source }
+    private func uniqueSource() -> String { "// \(UUID().uuidString)\n" + scaleKernelSource }
 
     /// A cache whose warnings are collected.
     private func cache(in directory: URL) -> (CLBinaryCache, Locked<[String]>) {
@@ -159,14 +152,5 @@ final class ProgramCacheTests: XCTestCase {
         var other = pocl
         (other.deviceVersion, other.vendor) = ("OpenCL 2.1 AMD-APP", "Advanced Micro Devices, Inc.")
         XCTAssertNil(other.driverProgramCache(environment: ["HOME": "/h"]))
-    }
-
-    private func assertScaleRuns(_ program: CLProgram, on context: CLContext, file: StaticString = #filePath, line: UInt = #line) throws {
-        let buffer = try context.buffer(count: 4)
-        try [Float](repeating: 3, count: 4).withUnsafeBytes { try context.write(buffer, from: $0) }
-        try context.launch(try program.kernel("scale"), global: [4], arguments: [.buffer(buffer), .float(-1), .uint(4)])
-        var result = [Float](repeating: 0, count: 4)
-        try result.withUnsafeMutableBytes { try context.read(buffer, into: $0) }
-        XCTAssertEqual(result, [-3, -3, -3, -3], file: file, line: line)
     }
 }

@@ -54,12 +54,7 @@ final class ErrorNameTests: XCTestCase {
 }
 
 final class ProgramTests: XCTestCase {
-    private let source = """
-        __kernel void scale(__global float *x, const float factor, const uint n) {
-            const uint i = get_global_id(0);
-            if (i < n) x[i] *= factor;
-        }
-        """
+    private let source = scaleKernelSource
 
     func testASyntaxErrorRaisesTheBuildLog() throws {
         let context = try firstDevice().context()
@@ -170,14 +165,24 @@ final class ProgramTests: XCTestCase {
         try assertScaleRuns(program, on: context)
     }
 
-    private func assertScaleRuns(_ program: CLProgram, on context: CLContext, file: StaticString = #filePath, line: UInt = #line) throws {
-        let buffer = try context.buffer(count: 4)
-        try [Float](repeating: 3, count: 4).withUnsafeBytes { try context.write(buffer, from: $0) }
-        try context.launch(try program.kernel("scale"), global: [4], arguments: [.buffer(buffer), .float(-1), .uint(4)])
-        var result = [Float](repeating: 0, count: 4)
-        try result.withUnsafeMutableBytes { try context.read(buffer, into: $0) }
-        XCTAssertEqual(result, [-3, -3, -3, -3], file: file, line: line)
+}
+
+/// A program of one kernel, `scale`, that multiplies a buffer by a factor: what the cache tests build.
+let scaleKernelSource = """
+    __kernel void scale(__global float *x, const float factor, const uint n) {
+        const uint i = get_global_id(0);
+        if (i < n) x[i] *= factor;
     }
+    """
+
+/// Runs `scale` of `program` by −1 on [3, 3, 3, 3] and checks the result.
+func assertScaleRuns(_ program: CLProgram, on context: CLContext, file: StaticString = #filePath, line: UInt = #line) throws {
+    let buffer = try context.buffer(count: 4)
+    try [Float](repeating: 3, count: 4).withUnsafeBytes { try context.write(buffer, from: $0) }
+    try context.launch(try program.kernel("scale"), global: [4], arguments: [.buffer(buffer), .float(-1), .uint(4)])
+    var result = [Float](repeating: 0, count: 4)
+    try result.withUnsafeMutableBytes { try context.read(buffer, into: $0) }
+    XCTAssertEqual(result, [-3, -3, -3, -3], file: file, line: line)
 }
 
 final class AllocatorTests: XCTestCase {
