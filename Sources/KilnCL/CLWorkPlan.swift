@@ -27,12 +27,6 @@ public struct CLWorkPlan: Sendable {
 
     mutating func add(_ program: Program) { if !programs.contains(program) { programs.append(program) } }
     mutating func add(_ product: Product) { if !products.contains(product) { products.append(product) } }
-
-    /// This plan and `other`'s additions.
-    public mutating func merge(_ other: CLWorkPlan) {
-        for program in other.programs { add(program) }
-        for product in other.products { add(product) }
-    }
 }
 
 extension CLContext {
@@ -66,7 +60,7 @@ extension CLContext {
         return true
     }
 
-    /// The programs of `plan` not yet built in this context; its products count as one step when any is given.
+    /// The programs of `plan` not yet built in this context, and the products `prepare` has not computed yet.
     public func remainingWork(in plan: CLWorkPlan) -> (programs: [CLWorkPlan.Program], products: [CLWorkPlan.Product]) {
         (plan.programs.filter { !hasProgram(source: $0.source, options: $0.options) },
          clblastPrepared.withLock { prepared in plan.products.filter { !prepared.contains($0) } })

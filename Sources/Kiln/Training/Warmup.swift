@@ -6,8 +6,9 @@ import Foundation
 public enum Warmup {
     /// The plan of one training step of `trainer` on the batch `makeBatch` makes (called while recording,
     /// so that its augmentation's kernels are planned too) and, when given, of inference on batches of
-    /// `inferenceBatchSize` (the tuner keeps a choice per batch size). Nil on the host backend. The model, its gradients and the optimiser are left as they were; parameters are
-    /// marked modified so that nothing derived from them during the recording is kept.
+    /// `inferenceBatchSize` (the tuner keeps a choice per batch size). Nil on the host backend. The model,
+    /// its gradients and the optimiser are left as they were; parameters are marked modified so that nothing
+    /// derived from them during the recording (a folded batch norm) is kept.
     public static func plan(for trainer: Trainer, on device: Device, batch makeBatch: () throws -> Batch,
                             inferenceBatchSize: Int? = nil) throws -> KernelPlan? {
         guard let backend = try device.backend() as? OpenCLBackend else { return nil }

@@ -10,12 +10,6 @@ public struct KernelPlan: Sendable {
 
     public var programCount: Int { work.programs.count }
     public var tuningCount: Int { tunings.count }
-
-    /// This plan and `other`'s additions.
-    public mutating func merge(_ other: KernelPlan) {
-        work.merge(other.work)
-        for tuning in other.tunings where !tunings.contains(tuning) { tunings.append(tuning) }
-    }
 }
 
 /// What `prepare` did.
