@@ -92,6 +92,7 @@ struct TrainCommand: ParsableCommand {
                     + " (--device \(others[0]) uses \(others.count == 1 ? "it" : "one")).")
         }
         print("device \(device): \(backend.name)")
+        print("optimizer \(try configuration.optimizerDescription())")
 
         let (trainSet, validationSet, testSet) = try configuration.loadData()
         reportConversions(trainSet.convertedImages + testSet.convertedImages, channels: trainSet.imageShape[0], data: configuration.data)
@@ -246,10 +247,22 @@ struct TrainArguments: ParsableArguments {
     var batchSize: Int?
     @Option(help: "sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw (default: \(defaults.optimizer)).")
     var optimizer: String?
-    @Option(help: "Learning rate (at the start of the schedule), positive (default: \(defaults.lr)).")
+    @Option(help: "Learning rate (at the start of the schedule), positive (default: the optimizer's usual one: 0.05 for sgd, momentum and nesterov, 0.001 for adam, adamw and rmsprop, 0.01 for adagrad, 1 for adadelta).")
     var lr: Float?
     @Option(help: "Momentum for the momentum and nesterov optimizers, in [0, 1) (default: \(defaults.momentum)).")
     var momentum: Float?
+    @Option(help: ArgumentHelp("Adam's and AdamW's β₁,β₂ (default: 0.9,0.999).", valueName: "b1,b2"),
+            transform: { text in try text.split(separator: ",").map { part in
+                guard let value = Float(part.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--betas takes numbers: b1,b2, not '\(text)'") }
+                return value
+            } })
+    var betas: [Float]?
+    @Option(help: "The ε of adam, adamw, rmsprop, adagrad and adadelta (default: PyTorch's, 1e-8, 1e-10 for adagrad, 1e-6 for adadelta).")
+    var eps: Float?
+    @Option(help: "Adadelta's ρ (default: 0.9).")
+    var rho: Float?
+    @Option(help: "RMSProp's smoothing constant α (default: 0.99).")
+    var alpha: Float?
     @Option(help: "L2 weight decay (decoupled for adamw), at least 0 (default: \(defaults.weightDecay)).")
     var weightDecay: Float?
     @Option(help: "Label smoothing ε of the classification loss, in [0, 1): targets (1 − ε)·one-hot + ε/classes, as PyTorch's (default: none).")
@@ -358,6 +371,8 @@ struct TrainArguments: ParsableArguments {
         return [option("--model", model, \.model), option("--data", data, \.data), optional("--image-size", imageSize, \.imageSize),
                 option("--device", device, \.device), option("--epochs", epochs, \.epochs), option("--batch-size", batchSize, \.batchSize),
                 option("--optimizer", optimizer, \.optimizer), option("--lr", lr, \.lr), option("--momentum", momentum, \.momentum),
+                optional("--betas", betas, \.betas), optional("--eps", eps, \.eps), optional("--rho", rho, \.rho),
+                optional("--alpha", alpha, \.alpha),
                 option("--weight-decay", weightDecay, \.weightDecay), optional("--label-smoothing", labelSmoothing, \.labelSmoothing), optional("--dropout", dropout, \.dropout), optional("--l1", l1, \.l1), optional("--max-norm", maxNorm, \.maxNorm),
                 optional("--clip-grad-norm", clipGradNorm, \.clipGradNorm), optional("--no-weight-decay-on", noWeightDecayOn, \.noWeightDecayOn),
                 option("--schedule", schedule, \.schedule), optional("--milestones", milestones, \.milestones),
@@ -373,10 +388,12 @@ struct TrainArguments: ParsableArguments {
             .compactMap { $0 }
     }
 
-    /// The options given, as a configuration over `kiln train`'s defaults.
+    /// The options given, as a configuration over `kiln train`'s defaults, with the optimizer's own: its usual
+    /// learning rate unless `--lr` is given, and its settings.
     var configuration: TrainingConfiguration {
         var configuration = Self.defaults
         for option in givenOptions { option.apply(&configuration) }
+        configuration.applyOptimizerDefaults(keepingLearningRate: lr != nil)
         return configuration
     }
 

@@ -37,6 +37,7 @@ final class CommandLineErrorTests: XCTestCase {
             (["--no-weight-decay-on", "bias,weights"], "--no-weight-decay-on takes bias, norm or both (bias,norm), not 'weights'"),
             (["--label-smoothing", "1"], "--label-smoothing must be at least 0 and below 1, not 1.0"),
             (["--dropout", "1"], "--dropout must be at least 0 and below 1, not 1.0"),
+            (["--optimizer", "adam", "--rho", "0.9"], "--rho is a setting of adadelta, not of --optimizer adam"),
             (["--init", "glorot"], "unknown initialisation 'glorot'; use xavier-uniform, xavier-normal, he-uniform, he-normal, lecun, default, or a safetensors file"),
             (["--schedule", "linear"], "unknown schedule 'linear'; use constant, step, exponential, cosine, onecycle, plateau"),
             (["--warmup", "2 epochs"], "--warmup takes a number of steps (500) or of epochs (2ep), not '2 epochs'"),

@@ -238,4 +238,19 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(badValue.status, 64, badValue.output)
         XCTAssertTrue(badValue.output.contains("--grid lr=-1: "), badValue.output)
     }
+
+    /// Without --lr, a run takes its optimizer's usual rate; the effective settings are printed and recorded.
+    func testARunStartsFromItsOptimizersDefaultsAndSaysThem() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-adam-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let run = try KilnCommand.run(["train", "--data", try KilnCommand.smallDataSet().path, "--device", "host", "--epochs", "1",
+                                       "--optimizer", "adam", "--eps", "1e-7", "--out", folder.path])
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("optimizer adam: lr 0.001, betas 0.9, 0.999, eps 1e-07, weight decay 0.0005\n"), run.output)
+        let saved = try TrainingRun.savedConfiguration(in: folder)
+        XCTAssertEqual(saved.lr, 1e-3)
+        XCTAssertEqual(saved.betas, [0.9, 0.999])
+        XCTAssertEqual(saved.eps, 1e-7)
+        XCTAssertEqual(try saved.updateRule(), .adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-7))
+    }
 }

@@ -105,19 +105,88 @@ extension TrainingConfiguration {
         return Set(kinds)
     }
 
-    /// The update rule `optimizer` names, or `KilnError.invalidArgument` listing the rules.
+    /// The update rule `optimizer` names with the settings given (`betas`, `eps`, `rho`, `alpha`; PyTorch's
+    /// defaults otherwise), or `KilnError.invalidArgument` listing the rules.
     public func updateRule() throws -> UpdateRule {
+        let (beta1, beta2) = (betas?.first ?? 0.9, betas?.last ?? 0.999)
         switch optimizer.lowercased() {
         case "sgd": return .sgd()
         case "momentum": return .sgd(momentum: momentum)
         case "nesterov": return .sgd(momentum: momentum, nesterov: true)
-        case "adagrad": return .adagrad()
-        case "adadelta": return .adadelta()
-        case "rmsprop": return .rmsprop()
-        case "adam": return .adam()
-        case "adamw": return .adam(decoupledWeightDecay: true)
+        case "adagrad": return .adagrad(epsilon: eps ?? 1e-10)
+        case "adadelta": return .adadelta(rho: rho ?? 0.9, epsilon: eps ?? 1e-6)
+        case "rmsprop": return .rmsprop(alpha: alpha ?? 0.99, epsilon: eps ?? 1e-8)
+        case "adam": return .adam(beta1: beta1, beta2: beta2, epsilon: eps ?? 1e-8)
+        case "adamw": return .adam(beta1: beta1, beta2: beta2, epsilon: eps ?? 1e-8, decoupledWeightDecay: true)
         default:
             throw KilnError.invalidArgument("unknown optimizer '\(optimizer)'; use sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw")
+        }
+    }
+
+    /// The usual learning rate of each rule (PyTorch's and Keras's defaults; 0.05 for SGD, Kiln's recipe):
+    /// what `kiln train` uses when `--lr` is not given.
+    public static func defaultLearningRate(for optimizer: String) -> Float {
+        switch optimizer.lowercased() {
+        case "adam", "adamw", "rmsprop": return 1e-3
+        case "adagrad": return 1e-2
+        case "adadelta": return 1
+        default: return 0.05
+        }
+    }
+
+    /// Writes the rule's effective settings into the configuration (what config.json then records): the
+    /// learning rate unless `keepingLearningRate`, and the rule's own hyperparameters not given.
+    public mutating func applyOptimizerDefaults(keepingLearningRate: Bool) {
+        if !keepingLearningRate { lr = Self.defaultLearningRate(for: optimizer) }
+        guard let rule = try? updateRule() else { return }
+        switch rule {
+        case let .adam(beta1, beta2, epsilon, _): (betas, eps) = ([beta1, beta2], epsilon)
+        case let .rmsprop(alpha, epsilon, _): (self.alpha, eps) = (alpha, epsilon)
+        case let .adadelta(rho, epsilon): (self.rho, eps) = (rho, epsilon)
+        case let .adagrad(epsilon): eps = epsilon
+        case .sgd: break
+        }
+    }
+
+    /// The rule and its effective settings in one line: "adam: lr 0.001, betas 0.9, 0.999, eps 1e-08".
+    public func optimizerDescription() throws -> String {
+        var text = "\(optimizer): lr \(lr)"
+        switch try updateRule() {
+        case let .sgd(momentum, nesterov) where momentum > 0: text += ", momentum \(momentum)\(nesterov ? " (Nesterov)" : "")"
+        case .sgd: break
+        case let .adam(beta1, beta2, epsilon, _): text += ", betas \(beta1), \(beta2), eps \(epsilon)"
+        case let .rmsprop(alpha, epsilon, _): text += ", alpha \(alpha), eps \(epsilon)"
+        case let .adadelta(rho, epsilon): text += ", rho \(rho), eps \(epsilon)"
+        case let .adagrad(epsilon): text += ", eps \(epsilon)"
+        }
+        return text + ", weight decay \(weightDecay)"
+    }
+
+    /// Each rule setting in its range and given only to a rule that has it.
+    func validateOptimizerSettings() throws {
+        let rule = optimizer.lowercased()
+        func applies(_ option: String, to rules: [String]) throws {
+            guard rules.contains(rule) else {
+                throw KilnError.invalidArgument("\(option) is a setting of \(rules.joined(separator: ", ")), not of --optimizer \(optimizer)")
+            }
+        }
+        if let betas {
+            try applies("--betas", to: ["adam", "adamw"])
+            guard betas.count == 2, betas.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
+                throw KilnError.invalidArgument("--betas takes two numbers in [0, 1), β₁,β₂ (0.9,0.999), not \(betas.map { "\($0)" }.joined(separator: ","))")
+            }
+        }
+        if let eps {
+            try applies("--eps", to: ["adam", "adamw", "rmsprop", "adagrad", "adadelta"])
+            guard eps.isFinite, eps > 0 else { throw KilnError.invalidArgument("--eps must be a positive finite number, not \(eps)") }
+        }
+        if let rho {
+            try applies("--rho", to: ["adadelta"])
+            guard rho >= 0, rho <= 1 else { throw KilnError.invalidArgument("--rho must be in [0, 1], not \(rho)") }
+        }
+        if let alpha {
+            try applies("--alpha", to: ["rmsprop"])
+            guard alpha >= 0, alpha < 1 else { throw KilnError.invalidArgument("--alpha must be in [0, 1), not \(alpha)") }
         }
     }
 

@@ -20,10 +20,19 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var batchSize = 64
     /// sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam or adamw.
     public var optimizer = "nesterov"
-    /// The learning rate at the start of the schedule.
+    /// The learning rate at the start of the schedule (`kiln train` defaults it by rule:
+    /// `defaultLearningRate(for:)`).
     public var lr: Float = 0.05
     /// Momentum of the momentum and nesterov optimizers.
     public var momentum: Float = 0.9
+    /// Adam's and AdamW's (β₁, β₂); nil for (0.9, 0.999).
+    public var betas: [Float]?
+    /// The ε of Adam, AdamW, RMSProp, AdaGrad and Adadelta; nil for the rule's own (PyTorch's defaults).
+    public var eps: Float?
+    /// Adadelta's ρ; nil for 0.9.
+    public var rho: Float?
+    /// RMSProp's smoothing constant α; nil for 0.99.
+    public var alpha: Float?
     /// L2 weight decay (decoupled for adamw).
     public var weightDecay: Float = 5e-4
     /// L1 penalty λ·Σ|w| on every learnable parameter (its subgradient λ·sign(w) is added to the gradient);
@@ -168,6 +177,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         }
         guard momentum.isFinite, momentum >= 0, momentum < 1 else { throw invalid("--momentum must be at least 0 and below 1, not \(momentum)") }
         guard weightDecay.isFinite, weightDecay >= 0 else { throw invalid("--weight-decay must be a finite number of at least 0, not \(weightDecay)") }
+        try validateOptimizerSettings()
         if let l1, !(l1.isFinite && l1 >= 0) { throw invalid("--l1 must be a finite number of at least 0, not \(l1)") }
         if let maxNorm, !(maxNorm.isFinite && maxNorm > 0) { throw invalid("--max-norm must be a positive finite number, not \(maxNorm)") }
         if let clipGradNorm, !(clipGradNorm.isFinite && clipGradNorm > 0) {
