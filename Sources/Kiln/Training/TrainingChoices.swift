@@ -14,6 +14,7 @@ extension TrainingConfiguration {
         _ = try updateRule()
         _ = try learningRateSchedule()
         _ = try resNetStem()
+        _ = try initializationScheme()
         if let augment { _ = try AugmentationSpec(augment) }
         if let normalize { _ = try Preprocessing.parseNormalize(normalize) }
         try validateValues()
@@ -37,12 +38,22 @@ extension TrainingConfiguration {
     /// from the seed.
     public func makeModel(inputShape: [Int], classes: Int) throws -> Sequential {
         let model = try ModelZoo.make(self.model, inputShape: inputShape, classes: classes, stem: try resNetStem(), dropout: dropout)
-        if let scheme = initScheme.flatMap({ InitializationScheme(rawValue: $0.lowercased()) }) {
+        if let scheme = try initializationScheme() {
             try model.initialize(scheme, seed: seed)
         } else {
             try model.reset(seed: seed)
         }
         return model
+    }
+
+    /// The scheme `initScheme` names, or `KilnError.invalidArgument` listing them.
+    public func initializationScheme() throws -> InitializationScheme? {
+        guard let initScheme else { return nil }
+        guard let scheme = InitializationScheme(rawValue: initScheme.lowercased()) else {
+            throw KilnError.invalidArgument("unknown initialisation '\(initScheme)'; use "
+                                            + "\(InitializationScheme.allCases.map(\.rawValue).joined(separator: ", ")), or a safetensors file")
+        }
+        return scheme
     }
 
     /// The augmentation of training batches, or nil for none.
@@ -93,16 +104,6 @@ extension TrainingConfiguration {
             }.map(\.parameter)
         })
         return optimizer
-    }
-
-    /// The parameter kinds of `noWeightDecayOn`, or `KilnError.invalidArgument` naming the known ones.
-    func decayExemptKinds() throws -> Set<String> {
-        guard let noWeightDecayOn else { return [] }
-        let kinds = noWeightDecayOn.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        for kind in kinds where !["bias", "norm"].contains(kind) {
-            throw KilnError.invalidArgument("--no-weight-decay-on takes bias, norm or both (bias,norm), not '\(kind.isEmpty ? noWeightDecayOn : kind)'")
-        }
-        return Set(kinds)
     }
 
     /// The update rule `optimizer` names with the settings given (`betas`, `eps`, `rho`, `alpha`; PyTorch's
@@ -162,34 +163,6 @@ extension TrainingConfiguration {
         return text + ", weight decay \(weightDecay)"
     }
 
-    /// Each rule setting in its range and given only to a rule that has it.
-    func validateOptimizerSettings() throws {
-        let rule = optimizer.lowercased()
-        func applies(_ option: String, to rules: [String]) throws {
-            guard rules.contains(rule) else {
-                throw KilnError.invalidArgument("\(option) is a setting of \(rules.joined(separator: ", ")), not of --optimizer \(optimizer)")
-            }
-        }
-        if let betas {
-            try applies("--betas", to: ["adam", "adamw"])
-            guard betas.count == 2, betas.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
-                throw KilnError.invalidArgument("--betas takes two numbers in [0, 1), β₁,β₂ (0.9,0.999), not \(betas.map { "\($0)" }.joined(separator: ","))")
-            }
-        }
-        if let eps {
-            try applies("--eps", to: ["adam", "adamw", "rmsprop", "adagrad", "adadelta"])
-            guard eps.isFinite, eps > 0 else { throw KilnError.invalidArgument("--eps must be a positive finite number, not \(eps)") }
-        }
-        if let rho {
-            try applies("--rho", to: ["adadelta"])
-            guard rho >= 0, rho <= 1 else { throw KilnError.invalidArgument("--rho must be in [0, 1], not \(rho)") }
-        }
-        if let alpha {
-            try applies("--alpha", to: ["rmsprop"])
-            guard alpha >= 0, alpha < 1 else { throw KilnError.invalidArgument("--alpha must be in [0, 1), not \(alpha)") }
-        }
-    }
-
     /// The schedule `schedule` names (step, cosine and one-cycle span `epochs`), or `KilnError.invalidArgument`
     /// listing them.
     public func learningRateSchedule() throws -> LearningRateSchedule {
@@ -211,34 +184,6 @@ extension TrainingConfiguration {
     public func makeScheduler(stepsPerEpoch: Int) throws -> LearningRateScheduler {
         LearningRateScheduler(schedule: try learningRateSchedule(), baseLearningRate: lr, stepsPerEpoch: stepsPerEpoch,
                               warmupSteps: try warmupSteps(stepsPerEpoch: stepsPerEpoch))
-    }
-
-    /// `milestones` as 0-based epochs at which the rate drops (PyTorch's MultiStepLR milestones): "3,6" drops
-    /// after the third and the sixth epoch.
-    func milestoneEpochs() throws -> [Int]? {
-        guard let milestones else { return nil }
-        let values = milestones.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let epochs = values.compactMap { $0 }
-        guard !epochs.isEmpty, epochs.count == values.count, epochs.allSatisfy({ $0 >= 1 }), zip(epochs, epochs.dropFirst()).allSatisfy({ $0 < $1 })
-        else { throw KilnError.invalidArgument("--milestones takes increasing epochs from 1, comma-separated (3,6), not '\(milestones)'") }
-        return epochs
-    }
-
-    /// `warmup` parsed: (a count, whether it counts epochs).
-    func warmupLength() throws -> (count: Double, epochs: Bool)? {
-        guard let warmup else { return nil }
-        let text = warmup.trimmingCharacters(in: .whitespaces).lowercased()
-        let isEpochs = text.hasSuffix("ep")
-        guard let count = Double(isEpochs ? String(text.dropLast(2)) : text), count > 0, count.isFinite, isEpochs || count == count.rounded() else {
-            throw KilnError.invalidArgument("--warmup takes a number of steps (500) or of epochs (2ep), not '\(warmup)'")
-        }
-        return (count, isEpochs)
-    }
-
-    /// The warm-up in steps for epochs of `stepsPerEpoch` steps (0 without one).
-    func warmupSteps(stepsPerEpoch: Int) throws -> Int {
-        guard let (count, isEpochs) = try warmupLength() else { return 0 }
-        return isEpochs ? Swift.max(Int((count * Double(stepsPerEpoch)).rounded()), 1) : Int(count)
     }
 
     /// `dataset`'s images of `onlyClasses` (relabelled), or all of it.

@@ -200,9 +200,6 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
             throw invalid("--label-smoothing must be at least 0 and below 1, not \(labelSmoothing)")
         }
         if let dropout, !(dropout >= 0 && dropout < 1) { throw invalid("--dropout must be at least 0 and below 1, not \(dropout)") }
-        if let initScheme, InitializationScheme(rawValue: initScheme.lowercased()) == nil {
-            throw invalid("unknown initialisation '\(initScheme)'; use \(InitializationScheme.allCases.map(\.rawValue).joined(separator: ", ")), or a safetensors file")
-        }
         if strictInit == true, initFrom == nil { throw invalid("--strict checks what --init loads: give --init FILE with it") }
         if let freeze, freeze.split(separator: ",", omittingEmptySubsequences: false).contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
             throw invalid("--freeze takes comma-separated layer patterns (conv1,bn1,layer1.*), not '\(freeze)'")
@@ -260,5 +257,74 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
             throw KilnError.invalidArgument("--warmup \(warmup) is \(try warmupSteps(stepsPerEpoch: stepsPerEpoch)) steps, as long as the run or longer "
                                             + "(\(epochs) epoch\(epochs == 1 ? "" : "s") of \(stepsPerEpoch) steps)")
         }
+    }
+}
+
+// The values' own parsing, beside their checks (the fuzz target compiles this file alone).
+extension TrainingConfiguration {
+    /// The parameter kinds of `noWeightDecayOn`, or `KilnError.invalidArgument` naming the known ones.
+    func decayExemptKinds() throws -> Set<String> {
+        guard let noWeightDecayOn else { return [] }
+        let kinds = noWeightDecayOn.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        for kind in kinds where !["bias", "norm"].contains(kind) {
+            throw KilnError.invalidArgument("--no-weight-decay-on takes bias, norm or both (bias,norm), not '\(kind.isEmpty ? noWeightDecayOn : kind)'")
+        }
+        return Set(kinds)
+    }
+
+    /// Each rule setting in its range and given only to a rule that has it.
+    func validateOptimizerSettings() throws {
+        let rule = optimizer.lowercased()
+        func applies(_ option: String, to rules: [String]) throws {
+            guard rules.contains(rule) else {
+                throw KilnError.invalidArgument("\(option) is a setting of \(rules.joined(separator: ", ")), not of --optimizer \(optimizer)")
+            }
+        }
+        if let betas {
+            try applies("--betas", to: ["adam", "adamw"])
+            guard betas.count == 2, betas.allSatisfy({ $0 >= 0 && $0 < 1 }) else {
+                throw KilnError.invalidArgument("--betas takes two numbers in [0, 1), β₁,β₂ (0.9,0.999), not \(betas.map { "\($0)" }.joined(separator: ","))")
+            }
+        }
+        if let eps {
+            try applies("--eps", to: ["adam", "adamw", "rmsprop", "adagrad", "adadelta"])
+            guard eps.isFinite, eps > 0 else { throw KilnError.invalidArgument("--eps must be a positive finite number, not \(eps)") }
+        }
+        if let rho {
+            try applies("--rho", to: ["adadelta"])
+            guard rho >= 0, rho <= 1 else { throw KilnError.invalidArgument("--rho must be in [0, 1], not \(rho)") }
+        }
+        if let alpha {
+            try applies("--alpha", to: ["rmsprop"])
+            guard alpha >= 0, alpha < 1 else { throw KilnError.invalidArgument("--alpha must be in [0, 1), not \(alpha)") }
+        }
+    }
+
+    /// `milestones` as 0-based epochs at which the rate drops (PyTorch's MultiStepLR milestones): "3,6" drops
+    /// after the third and the sixth epoch.
+    func milestoneEpochs() throws -> [Int]? {
+        guard let milestones else { return nil }
+        let values = milestones.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let epochs = values.compactMap { $0 }
+        guard !epochs.isEmpty, epochs.count == values.count, epochs.allSatisfy({ $0 >= 1 }), zip(epochs, epochs.dropFirst()).allSatisfy({ $0 < $1 })
+        else { throw KilnError.invalidArgument("--milestones takes increasing epochs from 1, comma-separated (3,6), not '\(milestones)'") }
+        return epochs
+    }
+
+    /// `warmup` parsed: (a count, whether it counts epochs).
+    func warmupLength() throws -> (count: Double, epochs: Bool)? {
+        guard let warmup else { return nil }
+        let text = warmup.trimmingCharacters(in: .whitespaces).lowercased()
+        let isEpochs = text.hasSuffix("ep")
+        guard let count = Double(isEpochs ? String(text.dropLast(2)) : text), count > 0, count.isFinite, isEpochs || count == count.rounded() else {
+            throw KilnError.invalidArgument("--warmup takes a number of steps (500) or of epochs (2ep), not '\(warmup)'")
+        }
+        return (count, isEpochs)
+    }
+
+    /// The warm-up in steps for epochs of `stepsPerEpoch` steps (0 without one).
+    func warmupSteps(stepsPerEpoch: Int) throws -> Int {
+        guard let (count, isEpochs) = try warmupLength() else { return 0 }
+        return isEpochs ? Swift.max(Int((count * Double(stepsPerEpoch)).rounded()), 1) : Int(count)
     }
 }
