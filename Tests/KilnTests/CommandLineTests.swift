@@ -253,4 +253,24 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(saved.eps, 1e-7)
         XCTAssertEqual(try saved.updateRule(), .adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-7))
     }
+
+    /// `kiln predict` on an autoencoder writes input | reconstruction | difference for each image, rather than
+    /// classifying: the middle third is the model's output, the last the absolute difference.
+    func testPredictOnAnAutoencoderWritesItsReconstructions() throws {
+        let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-autoencoder-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let data = try KilnCommand.smallDataSet().path
+        let train = try KilnCommand.run(["train", "--model", "autoencoder", "--data", data, "--device", "host", "--epochs", "1",
+                                         "--out", folder.appending(path: "run").path])
+        XCTAssertEqual(train.status, 0, train.output)
+        let predict = try KilnCommand.run(["predict", "--checkpoint", folder.appending(path: "run/best.safetensors").path, "--data", data,
+                                           "--index", "0", "5", "--out", folder.appending(path: "out").path])
+        XCTAssertEqual(predict.status, 0, predict.output)
+        XCTAssertEqual(predict.output.components(separatedBy: "reconstruction MSE").count, 3, predict.output)
+        for name in ["000-test-image-0.png", "001-test-image-5.png"] {
+            let image = try ImageFile.read(folder.appending(path: "out/\(name)"))
+            XCTAssertEqual(image.width, 3 * 28 + 4 * 2, "three 28-pixel tiles with 2-pixel borders: \(name)")
+            XCTAssertEqual(image.height, 28 + 2 * 2, name)
+        }
+    }
 }
