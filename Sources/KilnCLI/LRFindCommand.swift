@@ -43,9 +43,8 @@ struct LRFindCommand: ParsableCommand {
         var (train, _, _) = try configuration.loadData()
         if configuration.equalize == true { train.equalizeHistograms() }
         let finder = LearningRateFinder(start: start, end: end, steps: steps)
-        var loader = DataLoader(dataset: train, batchSize: configuration.batchSize, shuffle: true, seed: configuration.seed, device: device)
-        loader.augmentation = try configuration.augmentationPipeline(seed: configuration.seed, classes: train.classNames.count)
-        loader.preprocessing = try configuration.preprocessing(for: train)
+        let loader = try configuration.trainingLoader(train, preprocessing: try configuration.preprocessing(for: train),
+                                                      seed: configuration.seed, device: device)
         let task = try ModelZoo.entry(configuration.model).task
         print("data \(configuration.data): \(train.count) training images; \(configuration.model), \(configuration.optimizer), "
               + "batch \(configuration.batchSize), rates \(start) to \(end) over \(steps) steps")
@@ -59,9 +58,8 @@ struct LRFindCommand: ParsableCommand {
             var model = try configuration.makeModel(inputShape: train.imageShape, classes: train.classNames.count)
             if !withBatchNorm { model = try model.removingBatchNorms() }
             try model.move(to: device)
-            let loss = (configuration.labelSmoothing ?? 0) > 0 && task == .classification
-                ? crossEntropyLoss(labelSmoothing: configuration.labelSmoothing ?? 0) : task.loss
-            let trainer = Trainer(model: model, optimizer: try configuration.makeOptimizer(for: model), loss: loss, seed: configuration.seed,
+            let trainer = Trainer(model: model, optimizer: try configuration.makeOptimizer(for: model), loss: configuration.loss(for: task),
+                                  seed: configuration.seed,
                                   measuresAccuracy: task.measuresAccuracy)
             let name = compareBn ? (withBatchNorm ? "with batch norm" : "without batch norm") : configuration.model
             let result = try finder.run(trainer: trainer, loader: loader)

@@ -159,55 +159,47 @@ final class ConvolutionAlgorithmTests: XCTestCase {
 
     func testTheTunerChoosesAnApplicableAlgorithmAndRemembersIt() throws {
         let (gpu, backend) = try openCLBackend()
-        let directory = FileManager.default.temporaryDirectory.appending(path: "kiln-tuner-\(ProcessInfo.processInfo.processIdentifier)")
-        try? FileManager.default.removeItem(at: directory)
-        let (wasTuning, oldDirectory) = (backend.convolutionTuning, backend.convolutionCacheDirectory)
-        defer {
-            backend.convolutionTuning = wasTuning
-            backend.convolutionCacheDirectory = oldDirectory
-            try? FileManager.default.removeItem(at: directory)
-        }
         backend.forcedConvolutionAlgorithm = nil
-        backend.convolutionCacheDirectory = directory
-        backend.convolutionTuning = true
-        XCTAssertTrue(backend.convolutionChoices.isEmpty)
+        try withFreshTuner(backend) { directory in
+            XCTAssertTrue(backend.convolutionChoices.isEmpty)
 
-        let geometry = try Conv2DGeometry(kernelSize: 3, padding: 1)
-        let s = try Conv2DShape(input: [2, 4, 9, 7], weight: [6, 4, 3, 3], geometry: geometry)
-        let x = try Tensor(random.floats(s.inputShape.reduce(1, *)), shape: s.inputShape)
-        let w = try Tensor(random.floats(s.weightShape.reduce(1, *)), shape: s.weightShape)
-        let dy = try Tensor(random.floats(s.outputShape.reduce(1, *)), shape: s.outputShape)
-        let earlier = try Tensor(random.floats(s.weightShape.reduce(1, *)), shape: s.weightShape)
-        // The tuner's trial runs must not disturb the result, nor what an accumulating pass adds to.
-        assertClose(try conv2d(x.to(gpu), weight: w.to(gpu), geometry: geometry).toArray(),
-                    try conv2d(x, weight: w, geometry: geometry).toArray(), atol: 1e-6 * 36, "tuned forward")
-        let dw = try earlier.to(gpu)
-        try backend.conv2dBackwardFilter(x.to(gpu), dy.to(gpu), shape: s, into: dw, accumulate: true)
-        assertClose(try dw.toArray(), try (conv2dBackwardFilter(x, dy, weightShape: s.weightShape, geometry: geometry) + earlier).toArray(),
-                    atol: 1e-6 * 126, "tuned accumulating backward filter")
+            let geometry = try Conv2DGeometry(kernelSize: 3, padding: 1)
+            let s = try Conv2DShape(input: [2, 4, 9, 7], weight: [6, 4, 3, 3], geometry: geometry)
+            let x = try Tensor(random.floats(s.inputShape.reduce(1, *)), shape: s.inputShape)
+            let w = try Tensor(random.floats(s.weightShape.reduce(1, *)), shape: s.weightShape)
+            let dy = try Tensor(random.floats(s.outputShape.reduce(1, *)), shape: s.outputShape)
+            let earlier = try Tensor(random.floats(s.weightShape.reduce(1, *)), shape: s.weightShape)
+            // The tuner's trial runs must not disturb the result, nor what an accumulating pass adds to.
+            assertClose(try conv2d(x.to(gpu), weight: w.to(gpu), geometry: geometry).toArray(),
+                        try conv2d(x, weight: w, geometry: geometry).toArray(), atol: 1e-6 * 36, "tuned forward")
+            let dw = try earlier.to(gpu)
+            try backend.conv2dBackwardFilter(x.to(gpu), dy.to(gpu), shape: s, into: dw, accumulate: true)
+            assertClose(try dw.toArray(), try (conv2dBackwardFilter(x, dy, weightShape: s.weightShape, geometry: geometry) + earlier).toArray(),
+                        atol: 1e-6 * 126, "tuned accumulating backward filter")
 
-        let choices = backend.convolutionChoices
-        XCTAssertEqual(choices.map(\.pass), [.forward, .backwardFilter])
-        for choice in choices {
-            let applicable = backend.applicableConvolutionAlgorithms(for: s, pass: choice.pass)
-            XCTAssertEqual(choice.shape, s)
-            XCTAssertTrue(applicable.contains(choice.algorithm), "\(choice.algorithm) for \(choice.pass)")
-            XCTAssertEqual(Set(choice.seconds.keys), Set(applicable), "every applicable algorithm is timed")
-            XCTAssertEqual(choice.seconds.min { $0.value < $1.value }?.value, choice.seconds[choice.algorithm], "the fastest is kept")
+            let choices = backend.convolutionChoices
+            XCTAssertEqual(choices.map(\.pass), [.forward, .backwardFilter])
+            for choice in choices {
+                let applicable = backend.applicableConvolutionAlgorithms(for: s, pass: choice.pass)
+                XCTAssertEqual(choice.shape, s)
+                XCTAssertTrue(applicable.contains(choice.algorithm), "\(choice.algorithm) for \(choice.pass)")
+                XCTAssertEqual(Set(choice.seconds.keys), Set(applicable), "every applicable algorithm is timed")
+                XCTAssertEqual(choice.seconds.min { $0.value < $1.value }?.value, choice.seconds[choice.algorithm], "the fastest is kept")
+            }
+
+            // The file is there, and a fresh tuner state for the same device reads the choices back.
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            XCTAssertEqual(files.filter { $0.hasPrefix("conv-algorithms-") }.count, 1, "\(files)")
+            XCTAssertFalse(files.contains { $0.hasSuffix(".tmp") }, "\(files)")
+            let fresh = ConvolutionTuner(device: backend.context.device.info, directory: directory, environment: [:])
+            XCTAssertEqual(fresh.choices.map(\.pass), choices.map(\.pass))
+            XCTAssertEqual(fresh.choices.map(\.algorithm), choices.map(\.algorithm))
+            XCTAssertEqual(fresh.choices.map(\.shape), choices.map(\.shape))
+            XCTAssertEqual(fresh.choices.first?.seconds.count, choices.first?.seconds.count)
+            backend.convolutionCacheDirectory = directory  // the backend's own state, reloaded from disk
+            XCTAssertEqual(backend.convolutionChoices.map(\.algorithm), choices.map(\.algorithm))
+            XCTAssertEqual(fresh.choice(for: ConvolutionTuner.key(.forward, s))?.algorithm, choices[0].algorithm)
         }
-
-        // The file is there, and a fresh tuner state for the same device reads the choices back.
-        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
-        XCTAssertEqual(files.filter { $0.hasPrefix("conv-algorithms-") }.count, 1, "\(files)")
-        XCTAssertFalse(files.contains { $0.hasSuffix(".tmp") }, "\(files)")
-        let fresh = ConvolutionTuner(device: backend.context.device.info, directory: directory, environment: [:])
-        XCTAssertEqual(fresh.choices.map(\.pass), choices.map(\.pass))
-        XCTAssertEqual(fresh.choices.map(\.algorithm), choices.map(\.algorithm))
-        XCTAssertEqual(fresh.choices.map(\.shape), choices.map(\.shape))
-        XCTAssertEqual(fresh.choices.first?.seconds.count, choices.first?.seconds.count)
-        backend.convolutionCacheDirectory = directory  // the backend's own state, reloaded from disk
-        XCTAssertEqual(backend.convolutionChoices.map(\.algorithm), choices.map(\.algorithm))
-        XCTAssertEqual(fresh.choice(for: ConvolutionTuner.key(.forward, s))?.algorithm, choices[0].algorithm)
     }
 
     func testTheEnvironmentForcesAnAlgorithmAndSwitchesTuning() throws {

@@ -106,3 +106,18 @@ struct TestRandom {
         return (0..<int(1...maxRank)).map { _ in sizes[int(0...(sizes.count - 1))] }
     }
 }
+
+/// Runs `body` with `backend`'s tuner on and its choices kept in a fresh folder (given to `body`), then
+/// restores the tuner's switch and folder and removes the scratch folder.
+func withFreshTuner<Result>(_ backend: OpenCLBackend, _ body: (URL) throws -> Result) throws -> Result {
+    let directory = FileManager.default.temporaryDirectory.appending(path: "kiln-tuner-\(UUID().uuidString)")
+    let (wasTuning, oldDirectory) = (backend.convolutionTuning, backend.convolutionCacheDirectory)
+    defer {
+        backend.convolutionTuning = wasTuning
+        backend.convolutionCacheDirectory = oldDirectory
+        try? FileManager.default.removeItem(at: directory)
+    }
+    backend.convolutionCacheDirectory = directory
+    backend.convolutionTuning = true
+    return try body(directory)
+}

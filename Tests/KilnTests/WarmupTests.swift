@@ -62,32 +62,25 @@ final class WarmupTests: XCTestCase {
         let device = try openCLDevice()
         let backend = try XCTUnwrap(try device.backend() as? OpenCLBackend)
         guard !backend.context.device.info.isSimulator else { throw XCTSkip("tuning on a simulator takes too long") }
-        let (tuning, folder) = (backend.convolutionTuning, backend.convolutionCacheDirectory)
-        let scratch = FileManager.default.temporaryDirectory.appending(path: "kiln-tuning-\(UUID().uuidString)")
-        defer {
-            backend.convolutionTuning = tuning
-            backend.convolutionCacheDirectory = folder
-            try? FileManager.default.removeItem(at: scratch)
+        try withFreshTuner(backend) { _ in
+            let model = try ModelZoo.make("lenet-bn", inputShape: [1, 28, 28], classes: 10)
+            try model.move(to: device)
+            let trainer = Trainer(model: model, optimizer: Optimizer(model: model, rule: .sgd(), learningRate: 0.01), loss: crossEntropyLoss, seed: 1)
+            let batchSize = 3  // a batch size no other test tunes
+            let batch = { Batch(inputs: try .zeros([batchSize, 1, 28, 28], on: device), targets: try .zeros([batchSize], on: device),
+                                labels: [0, 0, 0]) }
+            let plan = try XCTUnwrap(try Warmup.plan(for: trainer, on: device, batch: batch))
+            // Both convolutions' forward and filter gradient, and the second's input gradient (nothing reads the
+            // first's); inference meets the forward shapes again.
+            XCTAssertEqual(backend.remainingWork(in: plan).tunings, 5)
+            let report = try Warmup.prepare(plan, on: device, showProgress: false)
+            XCTAssertEqual(report.tunedShapes, 5)
+            XCTAssertEqual(backend.remainingWork(in: plan).tunings, 0)
+            let before = backend.convolutionChoices.count
+            try trainer.trainStep(try batch())
+            _ = try model.forward(try batch().inputs, .prediction)
+            XCTAssertEqual(backend.convolutionChoices.count, before, "the step tuned nothing")
         }
-        backend.convolutionTuning = true
-        backend.convolutionCacheDirectory = scratch
-        let model = try ModelZoo.make("lenet-bn", inputShape: [1, 28, 28], classes: 10)
-        try model.move(to: device)
-        let trainer = Trainer(model: model, optimizer: Optimizer(model: model, rule: .sgd(), learningRate: 0.01), loss: crossEntropyLoss, seed: 1)
-        let batchSize = 3  // a batch size no other test tunes
-        let batch = { Batch(inputs: try .zeros([batchSize, 1, 28, 28], on: device), targets: try .zeros([batchSize], on: device),
-                            labels: [0, 0, 0]) }
-        let plan = try XCTUnwrap(try Warmup.plan(for: trainer, on: device, batch: batch))
-        // Both convolutions' forward and filter gradient, and the second's input gradient (nothing reads the
-        // first's); inference meets the forward shapes again.
-        XCTAssertEqual(backend.remainingWork(in: plan).tunings, 5)
-        let report = try Warmup.prepare(plan, on: device, showProgress: false)
-        XCTAssertEqual(report.tunedShapes, 5)
-        XCTAssertEqual(backend.remainingWork(in: plan).tunings, 0)
-        let before = backend.convolutionChoices.count
-        try trainer.trainStep(try batch())
-        _ = try model.forward(try batch().inputs, .prediction)
-        XCTAssertEqual(backend.convolutionChoices.count, before, "the step tuned nothing")
     }
 
     /// The progress bar's speed and ETA leave out the steps that did one-time work.

@@ -56,6 +56,20 @@ extension TrainingConfiguration {
         return scheme
     }
 
+    /// The training loss of a `task` model: its own, with `labelSmoothing` for a classifier.
+    public func loss(for task: ModelTask) -> LossFunction {
+        guard task == .classification, let labelSmoothing, labelSmoothing > 0 else { return task.loss }
+        return crossEntropyLoss(labelSmoothing: labelSmoothing)
+    }
+
+    /// The training batches of `train`: shuffled by `seed`, augmented as `augment` says, then preprocessed.
+    public func trainingLoader(_ train: Dataset, preprocessing: Preprocessing?, seed: UInt64, device: Device) throws -> DataLoader {
+        var loader = DataLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: seed, device: device)
+        loader.augmentation = try augmentationPipeline(seed: seed, classes: train.classNames.count)
+        loader.preprocessing = preprocessing
+        return loader
+    }
+
     /// The augmentation of training batches, or nil for none.
     public func augmentationPipeline(seed: UInt64, classes: Int) throws -> AugmentationPipeline? {
         guard let augment else { return nil }

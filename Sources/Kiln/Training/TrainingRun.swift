@@ -208,14 +208,9 @@ public final class TrainingRun {
             state = FitState(seed: configuration.seed)
         }
         scheduler.state = state.scheduler
-        let loss = task == .classification && (configuration.labelSmoothing ?? 0) > 0
-            ? crossEntropyLoss(labelSmoothing: configuration.labelSmoothing ?? 0) : task.loss
-        trainer = Trainer(model: model, optimizer: optimizer, loss: loss, seed: state.seed, step: state.position.step,
+        trainer = Trainer(model: model, optimizer: optimizer, loss: configuration.loss(for: task), seed: state.seed, step: state.position.step,
                           measuresAccuracy: task.measuresAccuracy)
-        var trainLoader = DataLoader(dataset: train, batchSize: configuration.batchSize, shuffle: true, seed: state.seed, device: device)
-        trainLoader.augmentation = try configuration.augmentationPipeline(seed: state.seed, classes: train.classNames.count)
-        trainLoader.preprocessing = preprocessing
-        self.train = trainLoader
+        self.train = try configuration.trainingLoader(train, preprocessing: preprocessing, seed: state.seed, device: device)
         // Equalised and preprocessed as evaluation does, with the statistics just resolved.
         self.validation = try validation.map { try configuration.evaluationLoader($0, batchSize: Self.evaluationBatchSize, device: device) }
     }

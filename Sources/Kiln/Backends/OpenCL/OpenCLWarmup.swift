@@ -52,19 +52,26 @@ extension OpenCLBackend {
 
     /// The programs (CLBlast counted as one) and tunings of `plan` not done yet in this process.
     public func remainingWork(in plan: KernelPlan) -> (programs: Int, tunings: Int) {
+        let remaining = remainingDetail(in: plan)
+        return (remaining.programs, remaining.tunings)
+    }
+
+    /// `remainingWork` with the CLBlast products counted apart too.
+    private func remainingDetail(in plan: KernelPlan) -> (programs: Int, products: Int, tunings: Int) {
         let (programs, products) = context.remainingWork(in: plan.work)
         let tunings = plan.tunings.filter { tuning in
             if case .tune = convolutionDecision(for: tuning.shape, pass: tuning.pass) { return true } else { return false }
         }
-        return (programs.count + (products.isEmpty ? 0 : 1), tunings.count)
+        return (programs.count + (products.isEmpty ? 0 : 1), products.count, tunings.count)
     }
 
     /// Builds the programs of `plan` on as many threads as the machine has cores, while CLBlast compiles
     /// its kernels on one of them, then has the tuner time every planned convolution shape it has not met.
     public func prepare(_ plan: KernelPlan, progress: (@Sendable (PreparationProgress) -> Void)? = nil) throws -> PreparationReport {
         var report = PreparationReport(cacheFolder: programCacheFolder)
-        let (programTotal, tuningTotal) = remainingWork(in: plan)
-        report.libraryProducts = context.remainingWork(in: plan.work).products.count
+        let remaining = remainingDetail(in: plan)
+        let (programTotal, tuningTotal) = (remaining.programs, remaining.tunings)
+        report.libraryProducts = remaining.products
         let before = context.buildCounts
         let start = ContinuousClock.now
         if programTotal > 0 {
