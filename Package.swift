@@ -10,6 +10,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // C interop: the OpenCL 1.2 API and CLBlast's C API.
@@ -45,9 +46,16 @@ let package = Package(
             dependencies: ["KilnCL", "CBLAS", "CZlib", "CJPEG"],
             plugins: ["EmbedKernels"]),
 
+        // ONNX export and TensorBoard event files: protobuf messages generated once from Protos/ (generate.sh)
+        // and committed, so that builds never run the protobuf plugin.
+        .target(
+            name: "KilnInterop",
+            dependencies: ["Kiln", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Protos"]),
+
         .executableTarget(
             name: "KilnCLI",
-            dependencies: ["Kiln", "KilnCL", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Kiln", "KilnCL", "KilnInterop", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(
             name: "KilnBenchmarks",
@@ -57,5 +65,7 @@ let package = Package(
         .testTarget(name: "KilnCLTests", dependencies: ["KilnCL"]),
         // Fixtures/ holds a checkpoint written by PyTorch and the script that made it; tests read it by path.
         .testTarget(name: "KilnTests", dependencies: ["Kiln", "KilnCL"], exclude: ["Fixtures"]),
+        // The Python checks (onnxruntime, TensorBoard's reader) live in Checks/; tests run them by path.
+        .testTarget(name: "KilnInteropTests", dependencies: ["Kiln", "KilnInterop"], exclude: ["Checks"]),
     ]
 )

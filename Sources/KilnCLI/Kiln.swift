@@ -7,7 +7,7 @@ struct KilnCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kiln",
         abstract: "Train convolutional networks on any OpenCL device, with a host (CPU) fallback.",
-        subcommands: [TrainCommand.self, EvalCommand.self, AugmentCommand.self, PredictCommand.self, ExplainCommand.self, FeaturesCommand.self, DevicesCommand.self, WarmupCommand.self, LRFindCommand.self, SweepCommand.self, SummaryCommand.self, ModelsCommand.self, BenchCommand.self, MatmulCommand.self],
+        subcommands: [TrainCommand.self, EvalCommand.self, AugmentCommand.self, PredictCommand.self, ExportCommand.self, ExplainCommand.self, FeaturesCommand.self, DevicesCommand.self, WarmupCommand.self, LRFindCommand.self, SweepCommand.self, SummaryCommand.self, ModelsCommand.self, BenchCommand.self, MatmulCommand.self],
         defaultSubcommand: nil)
 }
 

@@ -78,6 +78,9 @@ public final class TrainingRun {
     public let backbone: [(name: String, parameter: Parameter)]
     /// Called after each epoch once its files are written, with its metrics and whether they are the best so far.
     public var epochEnded: ((EpochMetrics, _ isBest: Bool) throws -> Void)?
+    /// Called after each pass of steps once steps.csv has them: the first step's number, then each step's
+    /// loss and learning rate.
+    public var stepsEnded: ((_ firstStep: Int, _ losses: [Float], _ learningRates: [Float]) throws -> Void)?
 
     private let train: DataLoader
     private let validation: DataLoader?
@@ -304,10 +307,11 @@ public final class TrainingRun {
         let (plan, model) = (configuration.freezePlan, model)
         fit.epochStarting = { epoch in try plan.apply(to: model, epoch: epoch) }
         var rates = steps.learningRates()
-        fit.passEnded = { [steps] firstStep, losses, learningRates in
+        fit.passEnded = { [steps, stepsEnded] firstStep, losses, learningRates in
             try steps.append(firstStep: firstStep, losses: losses, learningRates: learningRates)
             rates += learningRates.enumerated().map { (firstStep + $0.offset, $0.element) }
             KillSwitch.passed("steps")
+            try stepsEnded?(firstStep, losses, learningRates)
         }
         try warmUp()
         var current = state

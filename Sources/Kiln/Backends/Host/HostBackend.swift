@@ -51,12 +51,21 @@ public final class HostBackend: Backend {
         tensor.hostBuffer.update(repeating: value)
     }
 
+    // Element i is a function of (seed, offset + i) alone, so the threads' parts give the values one thread would.
     public func fillUniform(_ tensor: Tensor, seed: UInt64, offset: UInt64, low: Float, high: Float) throws {
-        Philox.fillUniform(tensor.hostBuffer, seed: seed, offset: offset, low: low, high: high)
+        let buffer = tensor.hostBuffer
+        parallelRanges(buffer.count, grain: 1 << 16) { part in
+            Philox.fillUniform(UnsafeMutableBufferPointer(rebasing: buffer[part]), seed: seed, offset: offset &+ UInt64(part.lowerBound),
+                               low: low, high: high)
+        }
     }
 
     public func fillNormal(_ tensor: Tensor, seed: UInt64, offset: UInt64, mean: Float, std: Float) throws {
-        Philox.fillNormal(tensor.hostBuffer, seed: seed, offset: offset, mean: mean, std: std)
+        let buffer = tensor.hostBuffer
+        parallelRanges(buffer.count, grain: 1 << 16) { part in
+            Philox.fillNormal(UnsafeMutableBufferPointer(rebasing: buffer[part]), seed: seed, offset: offset &+ UInt64(part.lowerBound),
+                              mean: mean, std: std)
+        }
     }
 
     // MARK: Elementwise
