@@ -45,25 +45,8 @@ struct AugmentCommand: ParsableCommand {
             let train = try Dataset.load(data, split: .train, imageSize: imageSize)
             let spec = try AugmentationSpec(augment)
             let shown = Swift.min(count, train.count)
-            let plain = DataLoader(dataset: train, batchSize: shown, shuffle: true, seed: seed, device: device)
-            var augmented = plain
-            augmented.augmentation = AugmentationPipeline(spec: spec, seed: seed, epochs: Swift.max(epoch, 10), classes: train.classNames.count)
-            let samples = Array(plain.order(epoch: 0).prefix(shown))
-            let originals = try plain.batch(of: samples, epoch: epoch - 1).inputs.toArray()
-            let changed = try augmented.batch(of: samples, epoch: epoch - 1).inputs.toArray()
-            // Row pairs: `columns` originals, then the same images augmented.
-            let size = train.imageSize
-            var pixels: [Float] = [], cells = 0
-            for start in stride(from: 0, to: shown, by: columns) {
-                let end = Swift.min(start + columns, shown)
-                for source in [originals, changed] {
-                    for k in start..<(start + columns) {
-                        pixels += k < end ? source[(k * size)..<((k + 1) * size)] : ArraySlice(repeating: 1, count: size)
-                        cells += 1
-                    }
-                }
-            }
-            let grid = try ImageGrid.tile(pixels, shape: [cells] + train.imageShape, columns: columns, border: 2)
+            let pipeline = AugmentationPipeline(spec: spec, seed: seed, epochs: Swift.max(epoch, 10), classes: train.classNames.count)
+            let grid = try pipeline.previewGrid(of: train, epoch: epoch - 1, count: shown, columns: columns, device: device)
             try grid.write(png: URL(fileURLWithPath: out))
             print("augmentation \(spec.text): \(spec.steps.count) step\(spec.steps.count == 1 ? "" : "s")")
             print("wrote \(out): \(shown) images of \(data), epoch \(epoch), seed \(seed) (\(grid.width)×\(grid.height) pixels)")

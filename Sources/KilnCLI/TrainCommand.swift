@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Kiln
+import KilnInterop
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,8 +25,11 @@ struct TrainCommand: ParsableCommand {
     var resume: String?
     @Option(help: "Threads of the host backend (default: all cores).")
     var threads: Int?
+    @Option(help: ArgumentHelp("Write a TensorBoard event file into the run folder (tensorboard --logdir runs).", valueName: "on|off"))
+    var tensorboard = "on"
 
     func validate() throws {
+        guard ["on", "off"].contains(tensorboard.lowercased()) else { throw ValidationError("--tensorboard must be on or off, not '\(tensorboard)'") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads)") }
         if resume != nil, out != nil { throw ValidationError("--resume continues a run in its own folder: give --resume or --out, not both") }
         if resume != nil, overwrite { throw ValidationError("--overwrite replaces a run with a new one; it cannot be given with --resume") }
@@ -146,7 +150,16 @@ struct TrainCommand: ParsableCommand {
             print("resuming at epoch \(position.epoch + 1), batch \(position.batch), step \(position.step)")
         }
         let measuresAccuracy = run.trainer.measuresAccuracy
+        let board = tensorboard.lowercased() == "on" ? try TensorBoardLog(folder: folder) : nil
+        if let board {
+            run.stepsEnded = { try board.stepsEnded(firstStep: $0, losses: $1, learningRates: $2) }
+            if let pipeline = try run.configuration.augmentationPipeline(seed: run.state.seed, classes: trainSet.classNames.count) {
+                let grid = try pipeline.previewGrid(of: trainSet, epoch: run.state.position.epoch, count: 16, columns: 8, device: .host)
+                try board.events.image("augmentation", grid, step: run.state.position.step)
+            }
+        }
         run.epochEnded = { metrics, _ in
+            try board?.epochEnded(metrics, scoredSet: scored, measuresAccuracy: measuresAccuracy)
             if measuresAccuracy {
                 print(String(format: "epoch %d: train loss %.4f acc %.2f%% | %@ loss %.4f acc %.2f%% | lr %.3g | %.0f img/s",
                              metrics.epoch, metrics.trainLoss, 100 * metrics.trainAccuracy, scored.abbreviation,

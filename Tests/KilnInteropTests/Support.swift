@@ -38,7 +38,7 @@ final class PythonCheck {
     private static func requireModules(_ modules: [String]) throws {
         let key = modules.joined(separator: ", ")
         if importFailures[key] == nil {
-            let probe = try PythonCheck.run(["python3", "-c", "import " + key])
+            let probe = try runProcess(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", "import " + key])
             importFailures[key] = .some(probe.status == 0 ? nil : String(probe.output.split(separator: "\n").last ?? ""))
         }
         guard let failure = importFailures[key] ?? nil else { return }
@@ -48,18 +48,28 @@ final class PythonCheck {
         if required { throw KilnError.invalidArgument(message + "; KILN_REQUIRE_INTEROP_CHECKS (or CI=true) says these checks must run") }
         throw XCTSkip(message)
     }
+}
 
-    private static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process(), pipe = Pipe()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+/// Runs `executable` with `arguments` to its end: its exit status and its standard output and error together.
+func runProcess(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process(), pipe = Pipe()
+    process.executableURL = executable
+    process.arguments = arguments
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+}
+
+/// Runs the `kiln` executable built beside the test bundle, as a user would.
+func runKiln(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appending(path: "kiln")
+    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+        throw KilnError.invalidArgument("\(executable.path) is missing: build the package (swift build) before running the tests")
     }
+    return try runProcess(executable, arguments)
 }
 
 /// A fresh temporary folder, removed when the test ends.

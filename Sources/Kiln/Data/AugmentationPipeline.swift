@@ -255,3 +255,30 @@ struct Draws {
         return a + b > 0 ? a / (a + b) : 0.5
     }
 }
+
+extension AugmentationPipeline {
+    /// What the pipeline does to `count` training images, for a person to look at: rows of `columns` images as
+    /// they are, each followed by a row of the same images as `epoch` (from 0) augments them, 2-pixel borders.
+    /// The images are those a loader shuffled with the pipeline's seed would put first.
+    public func previewGrid(of train: Dataset, epoch: Int, count: Int, columns: Int, device: Device) throws -> ImageFile {
+        let shown = Swift.min(count, train.count)
+        let plain = DataLoader(dataset: train, batchSize: shown, shuffle: true, seed: seed, device: device)
+        var augmented = plain
+        augmented.augmentation = self
+        let samples = Array(plain.order(epoch: 0).prefix(shown))
+        let originals = try plain.batch(of: samples, epoch: epoch).inputs.toArray()
+        let changed = try augmented.batch(of: samples, epoch: epoch).inputs.toArray()
+        let size = train.imageSize
+        var pixels: [Float] = [], cells = 0
+        for start in stride(from: 0, to: shown, by: columns) {
+            let end = Swift.min(start + columns, shown)
+            for source in [originals, changed] {
+                for k in start..<(start + columns) {
+                    pixels += k < end ? source[(k * size)..<((k + 1) * size)] : ArraySlice(repeating: 1, count: size)
+                    cells += 1
+                }
+            }
+        }
+        return try ImageGrid.tile(pixels, shape: [cells] + train.imageShape, columns: columns, border: 2)
+    }
+}
