@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kiln
+import KilnInterop
 
 struct ExplainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -52,6 +53,8 @@ struct ExplainCommand: ParsableCommand {
     var out = "explain"
     @Option(help: "Upscale the PNG images by this factor (nearest neighbour) to see small images (default: to about 224 px).")
     var scale: Int?
+    @Option(help: ArgumentHelp("Also write the images into a TensorBoard event file in --out (tensorboard --logdir DIR).", valueName: "on|off"))
+    var tensorboard = "on"
 
     func validate() throws {
         if let unknown = method.first(where: { !Self.methods.contains($0) }) {
@@ -60,6 +63,7 @@ struct ExplainCommand: ParsableCommand {
         guard target == "top" || Int(target) != nil else { throw ValidationError("--target must be a class index or top, not '\(target)'") }
         guard images.isEmpty == false || index.isEmpty == false else { throw ValidationError("give image files or --index N") }
         if let scale, scale < 1 { throw ValidationError("--scale must be at least 1, not \(scale)") }
+        guard ["on", "off"].contains(tensorboard.lowercased()) else { throw ValidationError("--tensorboard must be on or off, not '\(tensorboard)'") }
         if method.contains("maximize"), layer == nil { throw ValidationError("maximize needs --layer: a layer, best one before its ReLU") }
     }
 
@@ -139,6 +143,10 @@ struct ExplainCommand: ParsableCommand {
             for result in results {
                 try result.picture.write(png: folder.appending(path: "\(result.file).png"))
                 if !result.npy.isEmpty { try writeAtomically(result.npy, to: folder.appending(path: "\(result.file).npy")) }
+            }
+            if tensorboard.lowercased() == "on" {
+                let events = try TensorBoardEventWriter(folder: folder)
+                for result in results { try events.image(result.file, result.picture, step: 0) }
             }
             let table = (["image,method,predicted,target,png,npy"] + results.map(\.row)).joined(separator: "\n") + "\n"
             try writeAtomically(Array(table.utf8), to: folder.appending(path: "explanations.csv"))

@@ -282,6 +282,10 @@ struct TrainArguments: ParsableArguments {
     var labelSmoothing: Float?
     @Option(help: "The rate of every dropout layer of the model, in [0, 1) (default: the model's own; kiln models lists them).")
     var dropout: Float?
+    @Option(help: "σ of Gaussian noise added to every training image (clamped to [0, 1]); the autoencoder then learns to reconstruct the clean image: a denoising autoencoder (default: none).")
+    var noise: Float?
+    @Option(help: "λ of an L1 penalty λ·Σ|code| / batch on the autoencoder's code, after its encoder: a sparse autoencoder (default: none).")
+    var sparsity: Float?
     @Option(help: "L1 penalty λ·Σ|w| on every learnable parameter, at least 0 (default: none).")
     var l1: Float?
     @Option(help: "Scale each weight row (output unit or filter) down to at most this L2 norm after every update (default: none).")
@@ -386,7 +390,8 @@ struct TrainArguments: ParsableArguments {
                 option("--optimizer", optimizer, \.optimizer), option("--lr", lr, \.lr), option("--momentum", momentum, \.momentum),
                 optional("--betas", betas, \.betas), optional("--eps", eps, \.eps), optional("--rho", rho, \.rho),
                 optional("--alpha", alpha, \.alpha),
-                option("--weight-decay", weightDecay, \.weightDecay), optional("--label-smoothing", labelSmoothing, \.labelSmoothing), optional("--dropout", dropout, \.dropout), optional("--l1", l1, \.l1), optional("--max-norm", maxNorm, \.maxNorm),
+                option("--weight-decay", weightDecay, \.weightDecay), optional("--label-smoothing", labelSmoothing, \.labelSmoothing), optional("--dropout", dropout, \.dropout),
+                optional("--noise", noise, \.noise), optional("--sparsity", sparsity, \.sparsity), optional("--l1", l1, \.l1), optional("--max-norm", maxNorm, \.maxNorm),
                 optional("--clip-grad-norm", clipGradNorm, \.clipGradNorm), optional("--no-weight-decay-on", noWeightDecayOn, \.noWeightDecayOn),
                 option("--schedule", schedule, \.schedule), optional("--milestones", milestones, \.milestones),
                 optional("--gamma", gamma, \.gamma), optional("--warmup", warmup, \.warmup),

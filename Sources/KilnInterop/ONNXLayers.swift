@@ -174,6 +174,11 @@ extension Dropout: ONNXExportable {
     func exportONNX(_ input: ONNXValue, path: String, to graph: inout ONNXGraph) throws -> ONNXValue { input }
 }
 
+extension ActivityL1: ONNXExportable {
+    /// A training penalty: the identity in inference, no node.
+    func exportONNX(_ input: ONNXValue, path: String, to graph: inout ONNXGraph) throws -> ONNXValue { input }
+}
+
 // MARK: Activations
 
 /// The nodes of `activation` on `input`.

@@ -6,20 +6,8 @@ import XCTest
 
 /// `kiln export` as a user runs it: the file it writes, and its errors.
 final class ExportCommandTests: XCTestCase {
-    /// A checkpoint of a short run (with normalisation, which the export records; without TensorBoard, which
-    /// it checks).
-    private static let run = Result { () -> URL in
-        let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-export-\(UUID().uuidString)")
-        let run = try runKiln(["train", "--epochs", "1", "--per-class", "20", "--device", "host", "--normalize", "auto",
-                               "--tensorboard", "off", "--out", folder.path])
-        guard run.status == 0 else { throw KilnError.invalidArgument("kiln train failed:\n\(run.output)") }
-        let events = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix("events.") }
-        guard events.isEmpty else { throw KilnError.invalidArgument("--tensorboard off wrote \(events)") }
-        return folder.appending(path: "best.safetensors")
-    }
-
     func testExportWritesTheModelWithItsClassesAndNormalisation() throws {
-        let checkpoint = try Self.run.get()
+        let checkpoint = try shortRunCheckpoint.get()
         let out = try temporaryFolder(self, "out").appending(path: "model.onnx")
         let export = try runKiln(["export", "--checkpoint", checkpoint.path, "--out", out.path, "--batch", "4", "--opset", "13"])
         XCTAssertEqual(export.status, 0, export.output)
@@ -37,21 +25,21 @@ final class ExportCommandTests: XCTestCase {
     }
 
     func testAnUnknownFormatIsAUsageError() throws {
-        let run = try runKiln(["export", "--checkpoint", try Self.run.get().path, "--format", "tflite"])
+        let run = try runKiln(["export", "--checkpoint", try shortRunCheckpoint.get().path, "--format", "tflite"])
         XCTAssertEqual(run.status, 64, run.output)
         XCTAssertTrue(run.output.contains("--format must be onnx, not 'tflite'"), run.output)
     }
 
     func testAnOpsetBelowWhatAnOpNeedsNamesItAndNothingIsWritten() throws {
         let out = try temporaryFolder(self, "old").appending(path: "model.onnx")
-        let run = try runKiln(["export", "--checkpoint", try Self.run.get().path, "--opset", "10", "--out", out.path])
+        let run = try runKiln(["export", "--checkpoint", try shortRunCheckpoint.get().path, "--opset", "10", "--out", out.path])
         XCTAssertEqual(run.status, 1, run.output)
         XCTAssertTrue(run.output.contains("error: ONNX opset 10 is too old for fc1: its Gemm needs opset 11 or later (--opset 11)"), run.output)
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path))
     }
 
     func testACheckpointWithoutAConfigurationNeedsModel() throws {
-        var file = try SafeTensors.read(from: try Self.run.get())
+        var file = try SafeTensors.read(from: try shortRunCheckpoint.get())
         file.metadata = [:]
         let bare = try temporaryFolder(self, "bare").appending(path: "state_dict.safetensors")
         try writeAtomically(try file.serialized(), to: bare)

@@ -84,3 +84,15 @@ func temporaryFolder(_ testCase: XCTestCase, _ name: String) throws -> URL {
 func writeNumpy(_ values: [Float], shape: [Int], to url: URL) throws {
     try Data(numpyFile(values, shape: shape)).write(to: url)
 }
+
+/// The best checkpoint of a short `kiln train` run (with normalisation, which the export records; without TensorBoard, which
+/// it checks).
+let shortRunCheckpoint = Result { () -> URL in
+    let folder = FileManager.default.temporaryDirectory.appending(path: "kiln-export-\(UUID().uuidString)")
+    let run = try runKiln(["train", "--epochs", "1", "--per-class", "20", "--device", "host", "--normalize", "auto",
+                           "--tensorboard", "off", "--out", folder.path])
+    guard run.status == 0 else { throw KilnError.invalidArgument("kiln train failed:\n\(run.output)") }
+    let events = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasPrefix("events.") }
+    guard events.isEmpty else { throw KilnError.invalidArgument("--tensorboard off wrote \(events)") }
+    return folder.appending(path: "best.safetensors")
+}

@@ -46,7 +46,25 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertTrue(check.output.contains("3 epochs × 6 columns, 1 image tags: all match"), check.output)
     }
 
-    /// (ExportCommandTests' run is made with --tensorboard off, and checks that it wrote no event file.)
+    /// kiln explain puts every image it writes into an event file beside them, under the file's name.
+    func testExplainWritesItsImagesIntoAnEventFile() throws {
+        let folder = try temporaryFolder(self, "explain")
+        let run = try runKiln(["explain", "--checkpoint", try shortRunCheckpoint.get().path, "--index", "0", "3",
+                               "--method", "saliency", "gradcam", "--out", folder.path])
+        XCTAssertEqual(run.status, 0, run.output)
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+        let pictures = files.filter { $0.hasSuffix(".png") }.sorted()
+        XCTAssertEqual(pictures.count, 4, "\(files)")
+        let eventFile = try XCTUnwrap(files.first { $0.hasPrefix("events.out.tfevents.") })
+        let records = try TFRecord.records(in: Array(try Data(contentsOf: folder.appending(path: eventFile))), source: eventFile)
+        let images = try records.dropFirst().flatMap { try Tensorboard_Event(serializedBytes: $0).summary.value }
+        XCTAssertEqual(images.map(\.tag).sorted(), pictures.map { String($0.dropLast(4)) })
+        for image in images {
+            XCTAssertEqual(image.image.encodedImageString, try Data(contentsOf: folder.appending(path: image.tag + ".png")), image.tag)
+        }
+    }
+
+    /// (The short run of shortRunCheckpoint is made with --tensorboard off, and checks that it wrote no event file.)
     func testTensorBoardTakesOnOrOff() throws {
         let wrong = try runKiln(["train", "--tensorboard", "maybe"])
         XCTAssertEqual(wrong.status, 64, wrong.output)

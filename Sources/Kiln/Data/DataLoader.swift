@@ -16,6 +16,10 @@ public struct DataLoader: Sendable {
     public var augmentation: AugmentationPipeline?
     /// What every batch goes through last, as the model expects its input.
     public var preprocessing: Preprocessing?
+    /// The standard deviation σ of Gaussian noise added to every image after augmentation (pixel values then
+    /// clamped to [0, 1]) and before preprocessing; the batch keeps the clean images as `cleanInputs`. The
+    /// noise of an image is a function of the seed, the epoch and its index alone. nil or 0 for none.
+    public var inputNoise: Float?
 
     public init(dataset: Dataset, batchSize: Int, shuffle: Bool, dropLast: Bool = false, seed: UInt64 = 0, device: Device) {
         self.dataset = dataset
@@ -61,8 +65,31 @@ public struct DataLoader: Sendable {
         } else {
             targets = try Tensor(labels.map(Float.init), shape: [labels.count], on: device)
         }
+        var clean: Tensor?
+        if let inputNoise, inputNoise > 0 {
+            clean = try preprocessing?.apply(inputs) ?? inputs
+            inputs = try noisy(inputs, samples: samples, epoch: epoch, std: inputNoise)
+        }
         if let preprocessing { inputs = try preprocessing.apply(inputs) }
-        return Batch(inputs: inputs, targets: targets, labels: labels, samples: samples)
+        var batch = Batch(inputs: inputs, targets: targets, labels: labels, samples: samples)
+        batch.cleanInputs = clean
+        return batch
+    }
+
+    /// clamp(x + σ·z, 0, 1) with z standard normal, each image's z from the stream (seed, epoch) at the offset of
+    /// its index, so that it does not depend on which batch holds the image.
+    private func noisy(_ x: Tensor, samples: [Int], epoch: Int, std: Float) throws -> Tensor {
+        let size = dataset.imageSize
+        guard x.shape[0] == samples.count, x.count == samples.count * size else {
+            throw KilnError.shapeMismatch(operation: "input noise", expected: "\(samples.count) images of \(size) values", got: describe(x.shape))
+        }
+        let noise = try Tensor.empty(x.shape, on: x.device)
+        let stream = Philox.mix(seed ^ 0x6E6F_6973_6521, UInt64(epoch))
+        for (row, sample) in samples.enumerated() {
+            let image = Tensor(storage: noise.storage, offset: noise.offset + row * size, shape: [size])
+            try image.fillNormal(std: std, seed: stream, offset: UInt64(sample) * UInt64(size))
+        }
+        return try (x + noise).binary(.max, 0).binary(.min, 1)
     }
 }
 

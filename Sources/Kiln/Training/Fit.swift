@@ -135,8 +135,8 @@ public func crossEntropyLoss(labelSmoothing: Float) -> LossFunction {
 }
 
 /// The loss for models that reconstruct their input (autoencoders): mean squared error against the batch's
-/// inputs.
+/// inputs, or against the clean images when the inputs were corrupted (a denoising autoencoder).
 public func reconstructionLoss(_ output: Tensor, _ batch: Batch) throws -> (loss: Tensor, gradient: Tensor) {
-    let result = try meanSquaredError(prediction: output, target: batch.inputs)
+    let result = try meanSquaredError(prediction: output, target: batch.cleanInputs ?? batch.inputs)
     return (result.loss, result.gradient)
 }

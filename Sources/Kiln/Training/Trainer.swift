@@ -12,6 +12,9 @@ public struct Batch {
     public var labels: [Int]
     /// The images' indices in their data set (empty when the batch was not made by a `DataLoader`).
     public var samples: [Int]
+    /// The inputs before `DataLoader.inputNoise` corrupted them, preprocessed alike (nil without noise): what
+    /// a denoising autoencoder's reconstruction is compared with.
+    public var cleanInputs: Tensor?
 
     public init(inputs: Tensor, targets: Tensor, labels: [Int], samples: [Int] = []) {
         self.inputs = inputs

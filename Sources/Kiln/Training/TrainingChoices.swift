@@ -37,7 +37,11 @@ extension TrainingConfiguration {
     /// The zoo model of this configuration for images of `inputShape` and `classes` classes, initialised
     /// from the seed.
     public func makeModel(inputShape: [Int], classes: Int) throws -> Sequential {
-        let model = try ModelZoo.make(self.model, inputShape: inputShape, classes: classes, stem: try resNetStem(), dropout: dropout)
+        var model = try ModelZoo.make(self.model, inputShape: inputShape, classes: classes, stem: try resNetStem(), dropout: dropout)
+        if let sparsity, sparsity > 0, model.layers.map(\.name) == ["encoder", "decoder"] {
+            model = Sequential([model.layers[0].layer.named("encoder"), try ActivityL1(strength: sparsity).named("sparsity"),
+                                model.layers[1].layer.named("decoder")])
+        }
         if let scheme = try initializationScheme() {
             try model.initialize(scheme, seed: seed)
         } else {
@@ -67,6 +71,7 @@ extension TrainingConfiguration {
         var loader = DataLoader(dataset: train, batchSize: batchSize, shuffle: true, seed: seed, device: device)
         loader.augmentation = try augmentationPipeline(seed: seed, classes: train.classNames.count)
         loader.preprocessing = preprocessing
+        loader.inputNoise = noise
         return loader
     }
 

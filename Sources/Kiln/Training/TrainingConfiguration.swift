@@ -88,6 +88,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var labelSmoothing: Float?
     /// The rate of every dropout layer of the model; nil for the zoo's own rates.
     public var dropout: Float?
+    /// σ of Gaussian noise added to every training image (`DataLoader.inputNoise`): with the autoencoder, a
+    /// denoising autoencoder, trained to reconstruct the clean image; nil for none.
+    public var noise: Float?
+    /// λ of an L1 penalty on the autoencoder's code (`ActivityL1` after its encoder): a sparse autoencoder; nil for none.
+    public var sparsity: Float?
     /// An initialisation scheme (`InitializationScheme`: xavier-uniform, he-normal, ...) applied from the seed;
     /// nil for the layers' defaults. `kiln train --init` takes a scheme name or a file.
     public var initScheme: String?
@@ -200,6 +205,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
             throw invalid("--label-smoothing must be at least 0 and below 1, not \(labelSmoothing)")
         }
         if let dropout, !(dropout >= 0 && dropout < 1) { throw invalid("--dropout must be at least 0 and below 1, not \(dropout)") }
+        if let noise, !(noise >= 0 && noise.isFinite) { throw invalid("--noise must be a standard deviation of at least 0, not \(noise)") }
+        if let sparsity, !(sparsity >= 0 && sparsity.isFinite) { throw invalid("--sparsity must be at least 0, not \(sparsity)") }
+        if let sparsity, sparsity > 0, model.lowercased() != "autoencoder" {
+            throw invalid("--sparsity penalises the autoencoder's code; \(model) has none (use --l1 for its weights)")
+        }
         if strictInit == true, initFrom == nil { throw invalid("--strict checks what --init loads: give --init FILE with it") }
         if let freeze, freeze.split(separator: ",", omittingEmptySubsequences: false).contains(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty }) {
             throw invalid("--freeze takes comma-separated layer patterns (conv1,bn1,layer1.*), not '\(freeze)'")
