@@ -63,12 +63,47 @@ final class ONNXRuntimeCheckTests: XCTestCase {
         try check(cases, in: folder)
     }
 
+    /// The layer kinds and settings the zoo does not use: dilation, grouped transposed convolution, PReLU per
+    /// channel, swish, ELU, leaky ReLU, ReLU6, softplus, padded average pooling, global max pooling, a residual
+    /// block without a shortcut layer, reshape, batch norm over features, DropConnect.
+    func testEveryOtherLayerKindMatchesOnnxruntime() throws {
+        let model = try Sequential {
+            try Conv2D(inputChannels: 3, outputChannels: 8, kernelSize: 3, padding: 2, dilation: 2)          // 16×16
+            try PReLU(channels: 8)
+            try Conv2D(inputChannels: 8, outputChannels: 8, kernelSize: 3, stride: 2, padding: 1, groups: 4)  // 8×8
+            Swish()
+            try ConvTranspose2D(inputChannels: 8, outputChannels: 8, kernelSize: 3, stride: 2, padding: 1, outputPadding: 1,
+                                dilation: 1, groups: 2)                                                      // 16×16
+            ActivationLayer(.elu(alpha: 0.7))
+            Pool2D(.average, geometry: try Pool2DGeometry(window: 3, stride: 2, padding: 1))                // 8×8
+            ActivationLayer(.leakyReLU(slope: 0.1))
+            try Upsample2D(scale: 2)                                                                        // 16×16
+            ReLU6()
+            ActivationLayer(.softplus)
+            Residual(body: try Sequential { try Conv2D(inputChannels: 8, outputChannels: 8, kernelSize: 1); ActivationLayer(.tanh) },
+                     activation: .relu)
+            Concat { GlobalPool2D(.max); GlobalPool2D(.average) }                                           // [N, 16, 1, 1]
+            Reshape([16])
+            try BatchNorm(features: 16)
+            try DropConnectLinear(inputFeatures: 16, outputFeatures: 12, probability: 0.3)
+            try Dropout(probability: 0.2)
+            try Linear(inputFeatures: 12, outputFeatures: 10)
+        }
+        try model.reset(seed: 11)
+        try perturbBatchNormStatistics(of: model, seed: 3)
+        let slopes = try XCTUnwrap(model.namedLayers.compactMap { $0.layer as? PReLU }.first)
+        slopes.weight.value = try Tensor.uniform([8], low: 0.05, high: 0.5, seed: 4)
+        let folder = try temporaryFolder(self, "kinds")
+        try check([try writeCase(model, name: "every other layer kind", inputShape: [3, 16, 16], count: 50, in: folder, classifier: true)],
+                  in: folder)
+    }
+
     // MARK: Helpers
 
     /// Exports `model` and writes the first `count` test images at `inputShape`, Kiln's outputs for them and
     /// their labels.
     private func writeCase(_ model: Sequential, name: String, inputShape: [Int], count: Int,
-                           options: ONNXExportOptions = ONNXExportOptions(), in folder: URL,
+                           options: ONNXExportOptions = ONNXExportOptions(), in folder: URL, classifier: Bool? = nil,
                            transform: (([Float]) -> [Float])? = nil) throws -> Case {
         let file = "\(name) \(inputShape.map(String.init).joined(separator: "x"))".map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" }
             .map(String.init).joined()
@@ -86,7 +121,7 @@ final class ONNXRuntimeCheckTests: XCTestCase {
         try writeNumpy(test.pixels, shape: [count] + inputShape, to: inputs)
         try writeNumpy(transform?(outputs) ?? outputs, shape: outputShape, to: results)
         var labels: URL?
-        if try ModelZoo.entry(String(name.split(separator: " ")[0])).task == .classification {
+        if try classifier ?? (ModelZoo.entry(String(name.split(separator: " ")[0])).task == .classification) {
             labels = folder.appending(path: "\(file).labels.npy")
             try writeNumpy(test.labels.map(Float.init), shape: [count], to: try XCTUnwrap(labels))
         }
