@@ -54,7 +54,7 @@ struct ExplainCommand: ParsableCommand {
     @Option(help: "Upscale the PNG images by this factor (nearest neighbour) to see small images (default: to about 224 px).")
     var scale: Int?
     @Option(help: ArgumentHelp("Also write the images into a TensorBoard event file in --out (tensorboard --logdir DIR).", valueName: "on|off"))
-    var tensorboard = "on"
+    var tensorboard = OnOff.on
 
     func validate() throws {
         if let unknown = method.first(where: { !Self.methods.contains($0) }) {
@@ -63,7 +63,6 @@ struct ExplainCommand: ParsableCommand {
         guard target == "top" || Int(target) != nil else { throw ValidationError("--target must be a class index or top, not '\(target)'") }
         guard images.isEmpty == false || index.isEmpty == false else { throw ValidationError("give image files or --index N") }
         if let scale, scale < 1 { throw ValidationError("--scale must be at least 1, not \(scale)") }
-        guard ["on", "off"].contains(tensorboard.lowercased()) else { throw ValidationError("--tensorboard must be on or off, not '\(tensorboard)'") }
         if method.contains("maximize"), layer == nil { throw ValidationError("maximize needs --layer: a layer, best one before its ReLU") }
     }
 
@@ -144,7 +143,7 @@ struct ExplainCommand: ParsableCommand {
                 try result.picture.write(png: folder.appending(path: "\(result.file).png"))
                 if !result.npy.isEmpty { try writeAtomically(result.npy, to: folder.appending(path: "\(result.file).npy")) }
             }
-            if tensorboard.lowercased() == "on" {
+            if tensorboard == .on {
                 let events = try TensorBoardEventWriter(folder: folder)
                 for result in results { try events.image(result.file, result.picture, step: 0) }
             }

@@ -45,6 +45,11 @@ extension DeviceOption {
     }
 }
 
+/// The value of an option that turns something on or off (`--tensorboard off`).
+enum OnOff: String, ExpressibleByArgument, CaseIterable {
+    case on, off
+}
+
 /// A runtime failure of a command, in a sentence: printed as `error: <message>`, exit 1.
 struct CommandError: Error, CustomStringConvertible {
     let description: String

@@ -26,10 +26,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Threads of the host backend (default: all cores).")
     var threads: Int?
     @Option(help: ArgumentHelp("Write a TensorBoard event file into the run folder (tensorboard --logdir runs).", valueName: "on|off"))
-    var tensorboard = "on"
+    var tensorboard = OnOff.on
 
     func validate() throws {
-        guard ["on", "off"].contains(tensorboard.lowercased()) else { throw ValidationError("--tensorboard must be on or off, not '\(tensorboard)'") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, not \(threads)") }
         if resume != nil, out != nil { throw ValidationError("--resume continues a run in its own folder: give --resume or --out, not both") }
         if resume != nil, overwrite { throw ValidationError("--overwrite replaces a run with a new one; it cannot be given with --resume") }
@@ -150,7 +149,7 @@ struct TrainCommand: ParsableCommand {
             print("resuming at epoch \(position.epoch + 1), batch \(position.batch), step \(position.step)")
         }
         let measuresAccuracy = run.trainer.measuresAccuracy
-        let board = tensorboard.lowercased() == "on" ? try TensorBoardLog(folder: folder) : nil
+        let board = tensorboard == .on ? try TensorBoardLog(folder: folder) : nil
         if let board {
             run.stepsEnded = { try board.stepsEnded(firstStep: $0, losses: $1, learningRates: $2) }
             if let pipeline = try run.configuration.augmentationPipeline(seed: run.state.seed, classes: trainSet.classNames.count) {

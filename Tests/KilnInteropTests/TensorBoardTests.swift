@@ -68,6 +68,6 @@ final class TensorBoardTests: XCTestCase {
     func testTensorBoardTakesOnOrOff() throws {
         let wrong = try runKiln(["train", "--tensorboard", "maybe"])
         XCTAssertEqual(wrong.status, 64, wrong.output)
-        XCTAssertTrue(wrong.output.contains("--tensorboard must be on or off, not 'maybe'"), wrong.output)
+        XCTAssertTrue(wrong.output.contains("The value 'maybe' is invalid for '--tensorboard <on|off>'. Please provide one of 'on' and 'off'"), wrong.output)
     }
 }
