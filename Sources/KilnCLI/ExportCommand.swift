@@ -43,15 +43,15 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors(Self.self) {
+            // The parameters are read, not run: the host spares an OpenCL start.
             var options = source
             options.device = "host"
             let restored = try options.restore()
             let task = try ModelZoo.entry(restored.name).task
             if softmax, task != .classification { throw ValidationError("--softmax: \(restored.name) is not a classifier") }
-            var exportOptions = ONNXExportOptions(batch: try batchOption(), opset: opset, appendSoftmax: softmax,
+            let exportOptions = ONNXExportOptions(batch: try batchOption(), opset: opset, appendSoftmax: softmax,
                                                   outputName: task == .classification ? nil : "reconstruction",
                                                   graphName: restored.name, metadata: metadata(of: restored, task: task))
-            exportOptions.metadata["kiln.model"] = restored.name
             let bytes = try ONNXExport.model(restored.network, inputShape: restored.inputShape, options: exportOptions)
             let url = URL(fileURLWithPath: out ?? (source.checkpoint.hasSuffix(".safetensors")
                 ? String(source.checkpoint.dropLast(".safetensors".count)) : source.checkpoint) + ".onnx")
@@ -64,7 +64,7 @@ struct ExportCommand: ParsableCommand {
 
     /// What a user of the file needs to feed and read it: the class names and the input's preprocessing.
     private func metadata(of restored: CheckpointedModel, task: ModelTask) -> [String: String] {
-        var metadata: [String: String] = [:]
+        var metadata = ["kiln.model": restored.name]
         let list = { (values: [String]) in "[" + values.joined(separator: ",") + "]" }
         let quoted = { (name: String) in "\"" + name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
         if task == .classification { metadata["kiln.classes"] = list(restored.classNames.map(quoted)) }

@@ -14,8 +14,10 @@ public func ConvAutoencoder(inputChannels: Int = 1, inputSize: Int = 28) throws 
     try ConvAutoencoder(inputChannels: inputChannels, inputHeight: inputSize, inputWidth: inputSize)
 }
 
-/// The autoencoder above for H×W images (both multiples of 4).
-public func ConvAutoencoder(inputChannels: Int, inputHeight: Int, inputWidth: Int) throws -> Sequential {
+/// The autoencoder above for H×W images (both multiples of 4). With `codeSparsity` λ > 0 an `ActivityL1(λ)`
+/// named `sparsity` stands between encoder and decoder: a sparse autoencoder (no parameters, so the state
+/// dict is the same).
+public func ConvAutoencoder(inputChannels: Int, inputHeight: Int, inputWidth: Int, codeSparsity: Float? = nil) throws -> Sequential {
     guard inputHeight > 0, inputWidth > 0, inputHeight % 4 == 0, inputWidth % 4 == 0 else {
         throw KilnError.invalidArgument(
             "autoencoder: an input of \(inputHeight)×\(inputWidth) cannot be reconstructed at its own size: its two stride-2 "
@@ -28,6 +30,7 @@ public func ConvAutoencoder(inputChannels: Int, inputHeight: Int, inputWidth: In
             try Conv2D(inputChannels: 16, outputChannels: 32, kernelSize: 3, stride: 2, padding: 1)
             ReLU()
         }.named("encoder")
+        if let codeSparsity, codeSparsity > 0 { try ActivityL1(strength: codeSparsity).named("sparsity") }
         try Sequential {
             try ConvTranspose2D(inputChannels: 32, outputChannels: 16, kernelSize: 3, stride: 2, padding: 1, outputPadding: 1)
             ReLU()

@@ -101,8 +101,10 @@ public enum ModelZoo {
     /// Builds model `name` for images of `inputShape` ([C, H, W]) and `classes` classes, and checks that an
     /// image of that shape passes through it (an error names the layer, by its dotted path, where it does not).
     /// `stem` picks a ResNet's stem (by default `ResNetStem.standard(forInputSize:)`); other models take none.
-    /// `dropout` sets the rate of every dropout layer of the model (an error for a model without one).
-    public static func make(_ name: String, inputShape: [Int], classes: Int, stem: ResNetStem? = nil, dropout: Float? = nil) throws -> Sequential {
+    /// `dropout` sets the rate of every dropout layer of the model (an error for a model without one);
+    /// `sparsity` puts an L1 penalty on the autoencoder's code (`ConvAutoencoder(codeSparsity:)`).
+    public static func make(_ name: String, inputShape: [Int], classes: Int, stem: ResNetStem? = nil, dropout: Float? = nil,
+                            sparsity: Float? = nil) throws -> Sequential {
         let entry = try entry(name)
         guard inputShape.count == 3, inputShape[1] == inputShape[2] || entry.name == "autoencoder" else {
             throw KilnError.invalidArgument("\(name): expects square [C, H, W] images, got \(describe(inputShape))")
@@ -122,7 +124,8 @@ public enum ModelZoo {
         case "resnet50": model = try ResNet50(inputChannels: channels, classes: classes, stem: stem)
         case "mobilenet": model = try MobileNet(inputChannels: channels, classes: classes)
         case "googlenet": model = try GoogLeNet(inputChannels: channels, classes: classes)
-        case "autoencoder": model = try ConvAutoencoder(inputChannels: channels, inputHeight: inputShape[1], inputWidth: inputShape[2])
+        case "autoencoder": model = try ConvAutoencoder(inputChannels: channels, inputHeight: inputShape[1], inputWidth: inputShape[2],
+                                                            codeSparsity: sparsity)
         default:  // vgg11 ... vgg19-bn
             model = try VGG(depth: Int(entry.name.dropFirst(3).prefix { $0.isNumber }) ?? 0, batchNorm: entry.name.hasSuffix("-bn"),
                             inputChannels: channels, inputSize: size, classes: classes)

@@ -37,11 +37,8 @@ extension TrainingConfiguration {
     /// The zoo model of this configuration for images of `inputShape` and `classes` classes, initialised
     /// from the seed.
     public func makeModel(inputShape: [Int], classes: Int) throws -> Sequential {
-        var model = try ModelZoo.make(self.model, inputShape: inputShape, classes: classes, stem: try resNetStem(), dropout: dropout)
-        if let sparsity, sparsity > 0, model.layers.map(\.name) == ["encoder", "decoder"] {
-            model = Sequential([model.layers[0].layer.named("encoder"), try ActivityL1(strength: sparsity).named("sparsity"),
-                                model.layers[1].layer.named("decoder")])
-        }
+        let model = try ModelZoo.make(self.model, inputShape: inputShape, classes: classes, stem: try resNetStem(), dropout: dropout,
+                                      sparsity: sparsity)
         if let scheme = try initializationScheme() {
             try model.initialize(scheme, seed: seed)
         } else {
