@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "Kiln", targets: ["Kiln"]),
         .library(name: "KilnCL", targets: ["KilnCL"]),
+        .library(name: "KilnDistributed", targets: ["KilnDistributed"]),
         .executable(name: "kiln", targets: ["KilnCLI"]),
     ],
     dependencies: [
@@ -20,6 +21,9 @@ let package = Package(
             providers: [.apt(["ocl-icd-opencl-dev", "opencl-headers", "libclblast-dev"])]),
         // OpenBLAS's GEMM (host backend), loaded at run time so that it gets the CPU's best kernels.
         .target(name: "CBLAS", linkerSettings: [.linkedLibrary("dl")]),
+
+        // Open MPI, loaded at run time, so that Kiln builds and runs without it (data-parallel training needs it).
+        .target(name: "CMPI", linkerSettings: [.linkedLibrary("dl")]),
 
         // C interop: zlib, for gzip-compressed data sets.
         .systemLibrary(
@@ -53,9 +57,12 @@ let package = Package(
             dependencies: ["Kiln", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["Protos"]),
 
+        // Data-parallel training over Open MPI: the Communicator Kiln's DataParallel runs on.
+        .target(name: "KilnDistributed", dependencies: ["Kiln", "CMPI"]),
+
         .executableTarget(
             name: "KilnCLI",
-            dependencies: ["Kiln", "KilnCL", "KilnInterop", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Kiln", "KilnCL", "KilnInterop", "KilnDistributed", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(
             name: "KilnBenchmarks",

@@ -30,6 +30,18 @@ public enum Device: Hashable, Sendable, CustomStringConvertible {
         return .opencl(platform: device.platformIndex, device: device.deviceIndex)
     }
 
+    /// What `auto` stands for in the process of local rank `localRank` of a data-parallel job (its rank among
+    /// the job's processes on this machine): the GPU numbered so (modulo their count), else another non-CPU
+    /// device numbered so, else the host.
+    public static func auto(localRank: Int) -> Device {
+        let real = ((try? CLRuntime.devices()) ?? []).filter { !$0.info.isSimulator }
+        let gpus = real.filter { $0.info.type == .gpu }
+        let candidates = gpus.isEmpty ? real.filter { $0.info.type != .cpu } : gpus
+        guard !candidates.isEmpty else { return .host }
+        let device = candidates[localRank % candidates.count]
+        return .opencl(platform: device.platformIndex, device: device.deviceIndex)
+    }
+
     /// The host and every OpenCL device of this machine.
     public static var available: [Device] {
         [.host] + ((try? CLRuntime.devices()) ?? []).map { .opencl(platform: $0.platformIndex, device: $0.deviceIndex) }

@@ -73,6 +73,20 @@ public final class CLContext: @unchecked Sendable {
                   "clEnqueueReadBuffer(\(destination.count) bytes)")
     }
 
+    /// Starts copying from `buffer` at `offset` bytes into host memory after every command before it, and
+    /// returns at once; `destination` must stay valid until the returned event completes (nil: nothing to copy).
+    public func startRead(_ buffer: CLBuffer, offset: Int = 0, into destination: UnsafeMutableRawBufferPointer) throws -> CLEvent? {
+        guard destination.count > 0 else { return nil }
+        try checkRange(buffer, offset, destination.count, "clEnqueueReadBuffer")
+        var event: cl_event?
+        try check(clEnqueueReadBuffer(queue, buffer.mem, cl_bool(CL_FALSE), offset, destination.count, destination.baseAddress, 0, nil, &event),
+                  "clEnqueueReadBuffer(\(destination.count) bytes)")
+        guard let event else { throw CLError(code: CL_INVALID_EVENT, call: "clEnqueueReadBuffer returned no event") }
+        // Without a flush an OpenCL implementation may hold the read back until the host waits.
+        try check(clFlush(queue), "clFlush")
+        return CLEvent(event)
+    }
+
     /// Copies `byteCount` bytes between device buffers (enqueued; does not wait). Skipped while a plan is
     /// recorded, like launches: a copy of a planned result would spread its undefined values into state
     /// that outlives the plan (a parameter assigned in place).
@@ -210,6 +224,15 @@ public final class CLEvent: @unchecked Sendable {
     public func wait() throws {
         var handle: cl_event? = event
         try check(clWaitForEvents(1, &handle), "clWaitForEvents")
+    }
+
+    /// Whether the command has finished (without waiting); a failed command raises its error code.
+    public func isComplete() throws -> Bool {
+        var status: cl_int = 0
+        try check(clGetEventInfo(event, cl_event_info(CL_EVENT_COMMAND_EXECUTION_STATUS), MemoryLayout<cl_int>.size, &status, nil),
+                  "clGetEventInfo")
+        if status < 0 { throw CLError(code: status, call: "clEnqueueReadBuffer (completed with an error)") }
+        return status == CL_COMPLETE
     }
 
     /// Seconds the command spent executing on the device (waits for it first).

@@ -58,8 +58,16 @@ struct CommandError: Error, CustomStringConvertible {
 
 /// Writes `error: <message>` to standard error.
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    FileHandle.standardError.write(Data("\(errorLabel)error: \(message)\n".utf8))
 }
+
+func printWarning(_ message: String) {
+    FileHandle.standardError.write(Data("\(errorLabel)warning: \(message)\n".utf8))
+}
+
+/// What starts every line this process writes to standard error: "rank 1: " in the ranks of a data-parallel
+/// job other than rank 0 (set once, before training starts).
+nonisolated(unsafe) var errorLabel = ""
 
 /// Says on standard error how many images of `data` loading converted between grey and colour, if any.
 func reportConversions(_ count: Int, channels: Int, data: String) {

@@ -17,6 +17,7 @@ struct TrainCommand: ParsableCommand {
             """)
 
     @OptionGroup var options: TrainArguments
+    @OptionGroup(title: "Data-parallel training (under mpirun)") var distributedOptions: DistributedArguments
     @Option(help: "Run folder (default runs/<date-time>); one that holds a run is refused without --overwrite.")
     var out: String?
     @Flag(help: "Let --out replace the run in its folder (its checkpoints included).")
@@ -34,23 +35,42 @@ struct TrainCommand: ParsableCommand {
         if resume != nil, overwrite { throw ValidationError("--overwrite replaces a run with a new one; it cannot be given with --resume") }
     }
 
+    /// Exit codes that every rank of a data-parallel job reaches at the same step: a stop, a non-finite loss.
+    static let exitCodesReachedTogether: Set<Int32> = [3, 128 + SIGINT, 128 + SIGTERM]
+
     func run() throws {
-        try reportingErrors(Self.self) {
-            if let threads { HostBackend.shared.threads = threads }
-            if let resume {
-                let folder = URL(fileURLWithPath: resume)
-                let saved: TrainingConfiguration
-                do { saved = try TrainingRun.savedConfiguration(in: folder) } catch { throw CommandError("cannot resume: \(describe(error))") }
-                try train(try resumed(saved, in: folder), in: folder, resuming: true)
-            } else {
-                let folder = URL(fileURLWithPath: out ?? "runs/\(Self.timestamp())")
-                let existing = TrainingRun.existingRunFiles(in: folder)
-                if !existing.isEmpty {
-                    guard overwrite else { throw TrainingRunError.runExists(folder: folder.path, files: existing) }
-                    print("--overwrite: replacing the run in \(folder.path) (\(existing.joined(separator: ", ")))")
-                }
-                try train(options.configuration, in: folder, resuming: false)
+        var distributed: DistributedTraining?
+        do {
+            try reportingErrors(Self.self) {
+                if let threads { HostBackend.shared.threads = threads }
+                distributed = try DistributedTraining.start(distributedOptions, threads: threads)
+                try trainOrResume(distributed)
             }
+        } catch {
+            if let failure = distributed?.end(after: error) { throw failure }
+            throw error
+        }
+        _ = distributed?.end(after: nil)
+    }
+
+    private func trainOrResume(_ distributed: DistributedTraining?) throws {
+        if let resume {
+            let folder = URL(fileURLWithPath: resume)
+            let saved: TrainingConfiguration
+            do { saved = try TrainingRun.savedConfiguration(in: folder) } catch { throw CommandError("cannot resume: \(describe(error))") }
+            try train(try resumed(saved, in: folder), in: folder, resuming: true, distributed: distributed)
+        } else {
+            var path = out ?? "runs/\(Self.timestamp())"
+            // One folder for the job: rank 0's (the ranks' clocks may name different seconds).
+            if let distributed { path = String(decoding: try distributed.communicator.broadcast(bytes: Array(path.utf8)), as: UTF8.self) }
+            let folder = URL(fileURLWithPath: path)
+            // Rank 0 alone looks: the others would see the files it is writing.
+            let existing = distributed?.dataParallel.isRoot == false ? [] : TrainingRun.existingRunFiles(in: folder)
+            if !existing.isEmpty {
+                guard overwrite else { throw TrainingRunError.runExists(folder: folder.path, files: existing) }
+                print("--overwrite: replacing the run in \(folder.path) (\(existing.joined(separator: ", ")))")
+            }
+            try train(options.configuration, in: folder, resuming: false, distributed: distributed)
         }
     }
 
@@ -84,10 +104,15 @@ struct TrainCommand: ParsableCommand {
 
     /// Runs `configuration` in `folder` with the command's output: the device and data, a line per epoch,
     /// how a stop resumes, and the test set's score of best.safetensors (also in test.json).
-    private func train(_ configuration: TrainingConfiguration, in folder: URL, resuming: Bool) throws {
+    private func train(_ configuration: TrainingConfiguration, in folder: URL, resuming: Bool, distributed: DistributedTraining?) throws {
         do { try configuration.validate() } catch { throw ValidationError("\(error)") }
-        let device = try DeviceOption.parse(configuration.device)
+        if let distributed, configuration.batchSize % distributed.job.size != 0 {
+            throw ValidationError("--batch-size \(configuration.batchSize) is the global batch of the \(distributed.job.size) ranks, which take equal "
+                                  + "shards of it: give a multiple of \(distributed.job.size) (each rank then takes batch-size / \(distributed.job.size))")
+        }
+        let device = try distributed?.device(for: configuration.device) ?? DeviceOption.parse(configuration.device)
         let backend = try device.backend()
+        if let distributed { print(try distributed.describe(device: device, batchSize: configuration.batchSize)) }
         if device == .host, configuration.device == "auto" {
             let others = Device.available.filter { $0 != .host }
             print(others.isEmpty ? "No OpenCL device found: training on the host backend."
@@ -120,7 +145,7 @@ struct TrainCommand: ParsableCommand {
         let run: TrainingRun
         do {
             run = try TrainingRun(folder: folder, configuration: configuration, train: trainSet, validation: validationSet,
-                                  device: device, resuming: resuming, overwrite: overwrite)
+                                  device: device, resuming: resuming, overwrite: overwrite, dataParallel: distributed?.dataParallel)
         } catch let KilnError.invalidArgument(message) {
             // The values are checked above; what is left is --epochs below the epochs a resumed run has trained.
             throw ValidationError(message)
@@ -149,7 +174,7 @@ struct TrainCommand: ParsableCommand {
             print("resuming at epoch \(position.epoch + 1), batch \(position.batch), step \(position.step)")
         }
         let measuresAccuracy = run.trainer.measuresAccuracy
-        let board = tensorboard == .on ? try TensorBoardLog(folder: folder) : nil
+        let board = tensorboard == .on && run.writesFiles ? try TensorBoardLog(folder: folder) : nil
         if let board {
             run.stepsEnded = { try board.stepsEnded(firstStep: $0, losses: $1, learningRates: $2) }
             if let pipeline = try run.configuration.augmentationPipeline(seed: run.state.seed, classes: trainSet.classNames.count) {
@@ -200,6 +225,9 @@ struct TrainCommand: ParsableCommand {
             print("early stop after epoch \(epoch): no improvement for \(configuration.earlyStop ?? 0) epochs")
         case .completed:
             break
+        }
+        if let dataParallel = run.dataParallel {
+            print("every rank holds the same parameters (digest \(String(try dataParallel.digest(of: run.model), radix: 16)))")
         }
         let test = try run.testBestModel(on: testSet)
         let scoredModel = "\(test.checkpoint)\(test.epoch.map { ", epoch \($0)" } ?? "")"

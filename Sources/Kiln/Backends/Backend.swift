@@ -22,6 +22,26 @@ public struct ReductionShape: Equatable, Sendable {
     public var inner: Int
 }
 
+/// A device-to-host copy under way (`Backend.startRead`).
+public protocol PendingTransfer {
+    func isComplete() throws -> Bool
+    func wait() throws
+}
+
+/// A transfer that was done when it was started.
+public struct CompletedTransfer: PendingTransfer {
+    public init() {}
+    public func isComplete() throws -> Bool { true }
+    public func wait() throws {}
+}
+
+extension Backend {
+    public func startRead(_ tensor: Tensor, into values: UnsafeMutableBufferPointer<Float>) throws -> any PendingTransfer {
+        try read(tensor, into: values)
+        return CompletedTransfer()
+    }
+}
+
 /// The op surface every device implements. `HostBackend` is the reference; `OpenCLBackend` runs the same
 /// ops with Kernels/*.cl and CLBlast. Operands are already checked by the caller (the `Tensor` API): same
 /// device, matching shapes, outputs allocated. Ops are asynchronous on devices that can be: they are only
@@ -41,6 +61,9 @@ public protocol Backend: AnyObject, Sendable,
     func allocate(count: Int) throws -> TensorStorage
     func write(_ values: UnsafeBufferPointer<Float>, to tensor: Tensor) throws
     func read(_ tensor: Tensor, into values: UnsafeMutableBufferPointer<Float>) throws
+    /// Starts reading `tensor` into `values` after the work enqueued before, without waiting for it; `values`
+    /// must stay valid until the transfer completes. Backends that cannot do it read at once.
+    func startRead(_ tensor: Tensor, into values: UnsafeMutableBufferPointer<Float>) throws -> any PendingTransfer
     func copy(_ source: Tensor, to destination: Tensor) throws
     func synchronize() throws
 

@@ -20,6 +20,11 @@ public struct DataLoader: Sendable {
     /// clamped to [0, 1]) and before preprocessing; the batch keeps the clean images as `cleanInputs`. The
     /// noise of an image is a function of the seed, the epoch and its index alone. nil or 0 for none.
     public var inputNoise: Float?
+    /// In data-parallel training, (rank, ranks): each batch of `batchSize` samples is then the global batch of
+    /// a step, of which this loader serves rank's shard (`BatchShard`), as PyTorch's DistributedSampler
+    /// with the global batch split across the ranks. A last global batch smaller than the number of ranks
+    /// cannot give every rank a sample and is left out on every rank (`droppedLastBatch`).
+    public var shard: (rank: Int, ranks: Int)?
 
     public init(dataset: Dataset, batchSize: Int, shuffle: Bool, dropLast: Bool = false, seed: UInt64 = 0, device: Device) {
         self.dataset = dataset
@@ -32,7 +37,15 @@ public struct DataLoader: Sendable {
 
     /// Batches per epoch.
     public var batchCount: Int {
-        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+        dropLast || droppedLastBatch ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    }
+
+    /// Whether the last, smaller batch of an epoch is left out because it has fewer samples than there are
+    /// ranks (a data-parallel training loader only).
+    public var droppedLastBatch: Bool {
+        guard let shard, !dropLast else { return false }
+        let last = dataset.count % batchSize
+        return last > 0 && last < shard.ranks
     }
 
     /// The sample order of `epoch`: the shuffle of the stream mix(seed, epoch) (`Philox.shuffledIndices`), or
@@ -48,8 +61,16 @@ public struct DataLoader: Sendable {
 
     /// Builds batch `index` of a sample order in `epoch`: the images (and, for a mixing augmentation, their
     /// partners' after them) copied to the device, augmented there, then preprocessed.
-    func makeBatch(_ index: Int, order: [Int], epoch: Int) throws -> Batch {
-        try batch(of: Array(order[(index * batchSize)..<Swift.min((index + 1) * batchSize, order.count)]), epoch: epoch)
+    func makeBatch(_ index: Int, order: [Int], epoch: Int) throws -> Batch? {
+        let global = order[(index * batchSize)..<Swift.min((index + 1) * batchSize, order.count)]
+        guard let shard else { return try batch(of: Array(global), epoch: epoch) }
+        let part = BatchShard(rank: shard.rank, of: shard.ranks, globalCount: global.count)
+        // Only an evaluation loader's last batch can leave a rank without a sample: that rank skips it.
+        guard part.count > 0 else { return nil }
+        let first = global.startIndex + part.first
+        var batch = try batch(of: Array(global[first..<(first + part.count)]), epoch: epoch)
+        batch.shard = part
+        return batch
     }
 
     /// The batch of the data set's images `samples` as `epoch` presents them.
@@ -106,7 +127,12 @@ public final class PrefetchedBatches: Sequence, IteratorProtocol, @unchecked Sen
         capacity = Swift.max(loader.prefetch, 1)
         let thread = Thread { [self] in
             for index in first..<loader.batchCount {
-                let result = Result { try loader.makeBatch(index, order: order, epoch: epoch) }
+                let result: Result<Batch, Error>
+                switch Result(catching: { try loader.makeBatch(index, order: order, epoch: epoch) }) {
+                case .success(nil): continue
+                case let .success(batch?): result = .success(batch)
+                case let .failure(error): result = .failure(error)
+                }
                 condition.lock()
                 while ready.count >= capacity && !cancelled { condition.wait() }
                 if cancelled { condition.unlock(); return }

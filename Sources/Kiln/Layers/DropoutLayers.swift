@@ -57,8 +57,9 @@ public final class Dropout: RandomStreamLayer {
             mask = nil
             return x
         }
-        let result = try dropout(x, probability: probability, key: DropoutKey(seed: context.seed, step: context.step, layer: stream),
-                                 spatial: spatial)
+        let units = spatial && x.rank >= 3 ? x.shape[0] * x.shape[1] : x.count
+        let key = DropoutKey(seed: context.seed, step: context.step, layer: stream, units: units, batch: x.shape[0], shard: context.shard)
+        let result = try dropout(x, probability: probability, key: key, spatial: spatial)
         mask = result.mask
         return result.output
     }

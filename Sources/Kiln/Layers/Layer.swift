@@ -65,6 +65,12 @@ public struct ForwardContext: Sendable {
     /// norm and ReLU after it), leaving the outputs of the fused-away layers unrecorded. Passes that read
     /// `Sequential.output(of:)` of any layer turn it off.
     public var fusesLayers: Bool
+    /// In data-parallel training, where this rank's samples sit in the step's global batch: what keys the
+    /// dropout masks, so that they do not depend on the number of ranks. nil for a batch of its own.
+    public var shard: BatchShard?
+    /// Set in data-parallel training with synchronised batch norm: training-mode batch norms then normalise
+    /// with the statistics of the global batch.
+    public var batchNormSync: BatchNormSynchronizer?
 
     public init(training: Bool, step: Int = 0, seed: UInt64 = 0, needsInputGradient: Bool = true, fusesLayers: Bool = true) {
         self.training = training

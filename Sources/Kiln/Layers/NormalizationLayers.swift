@@ -13,6 +13,8 @@ public final class BatchNorm: Layer {
     /// What the last forward keeps for backward: the input, and the batch statistics of a training-mode pass
     /// (nil after an inference-mode one, whose backward uses the running statistics).
     private var saved: (x: Tensor, statistics: BatchNormStatistics?)?
+    /// Set after a synchronised training forward (data-parallel `--sync-bn`): its synchroniser and statistics.
+    private var synchronized: (synchronizer: BatchNormSynchronizer, statistics: BatchNormSynchronizer.Statistics)?
 
     public init(features: Int, settings: BatchNormSettings = BatchNormSettings()) throws {
         self.features = features
@@ -45,11 +47,21 @@ public final class BatchNorm: Layer {
         _ = try outputShape(for: x.shape)
         guard context.training, !isFrozen else {
             saved = (x, nil)
+            synchronized = nil
             return try batchNormInference(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
                                           runningVariance: runningVariance.value, settings: settings)
         }
-        let (y, statistics) = try batchNormTraining(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
+        let y: Tensor, statistics: BatchNormStatistics
+        if let synchronizer = context.batchNormSync {
+            let synced = try synchronizer.trainingForward(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
+                                                          runningVariance: runningVariance.value, settings: settings)
+            (y, statistics) = (synced.output, synced.statistics.batch)
+            synchronized = (synchronizer, synced.statistics)
+        } else {
+            (y, statistics) = try batchNormTraining(x, gamma: weight.value, beta: bias.value, runningMean: runningMean.value,
                                                     runningVariance: runningVariance.value, settings: settings)
+            synchronized = nil
+        }
         try batchesTracked.value.assign(batchesTracked.value + 1)
         for buffer in [runningMean, runningVariance, batchesTracked] { buffer.markModified() }
         saved = (x, statistics)
@@ -59,6 +71,7 @@ public final class BatchNorm: Layer {
     public func backward(_ dy: Tensor) throws -> Tensor {
         guard let saved else { throw KilnError.invalidArgument("BatchNorm(\(features)): backward before forward") }
         guard let statistics = saved.statistics else {
+            synchronized = nil
             return try batchNormInferenceBackward(saved.x, dy: dy, gamma: weight.value, runningMean: runningMean.value,
                                                   runningVariance: runningVariance.value, settings: settings,
                                                   accumulatingInto: weight.requiresGradient ? try weight.gradientForAccumulation() : nil,
@@ -67,6 +80,10 @@ public final class BatchNorm: Layer {
         // A layer with one of γ, β frozen still passes the gradient to its input; the frozen one's goes to scratch.
         let gammaGradient = weight.requiresGradient ? try weight.gradientForAccumulation() : try Tensor.empty([features], on: dy.device)
         let betaGradient = bias.requiresGradient ? try bias.gradientForAccumulation() : try Tensor.empty([features], on: dy.device)
+        if let (synchronizer, synced) = synchronized {
+            return try synchronizer.backward(saved.x, dy: dy, gamma: weight.value, statistics: synced,
+                                             accumulatingInto: gammaGradient, betaGradient)
+        }
         return try batchNormBackward(saved.x, dy: dy, gamma: weight.value, statistics: statistics,
                                      accumulatingInto: gammaGradient, betaGradient)
     }

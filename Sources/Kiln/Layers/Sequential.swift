@@ -43,6 +43,9 @@ public final class Sequential: Layer, RecordingContainer {
     /// The input's shape and the first layer backward must reach, from the last forward.
     private var inputShape: [Int] = []
     private var lowestTrainingLayer = 0
+    /// Called after each child's backward in `backward`, with the child: data-parallel training starts
+    /// averaging the gradients a layer has finished while the layers before it go on.
+    public var childBackwardEnded: ((any Layer) throws -> Void)?
 
     public init(_ layers: [NamedLayer]) {
         self.layers = layers.enumerated().map { index, entry in (entry.name ?? String(index), entry.layer) }
@@ -118,6 +121,7 @@ public final class Sequential: Layer, RecordingContainer {
         for index in layers.indices.reversed() where index >= lowestTrainingLayer && !fusedAway.contains(index) {
             outputGradients[index] = gradient
             gradient = try layers[index].layer.backward(gradient)
+            try childBackwardEnded?(layers[index].layer)
         }
         // Nothing reads the input's gradient (the forward context said so): a tensor of its shape stands in.
         return lowestTrainingLayer == 0 ? gradient : try Tensor.empty(inputShape, on: dy.device)

@@ -3,10 +3,17 @@
 /// Where a dropout mask draws its randomness: the counter-based stream of `Philox.mix(seed, layer)`, unit u
 /// of training step `step` reading position `step · units + u`. Host and device give the same mask for the
 /// same key, and a resumed run redraws exactly the masks it would have drawn.
+///
+/// In data-parallel training a rank's mask is its part of the mask of the whole (global) batch: with
+/// `shard`, unit u reads position `step · globalUnits + unitsBefore + u`, where the global batch has
+/// `globalUnits` units and the samples of earlier ranks `unitsBefore`, so the masks do not depend on the
+/// number of ranks.
 public struct DropoutKey: Equatable, Sendable {
     public var seed: UInt64
     public var step: Int
     public var layer: Int
+    /// (units of the samples before this rank's, units of the whole global batch); nil for a whole batch.
+    public var shard: (unitsBefore: Int, globalUnits: Int)?
 
     public init(seed: UInt64, step: Int, layer: Int) {
         self.seed = seed
@@ -14,8 +21,25 @@ public struct DropoutKey: Equatable, Sendable {
         self.layer = layer
     }
 
+    /// The key of a mask of `units` units over `batch` samples, placed in the global batch by `shard`.
+    public init(seed: UInt64, step: Int, layer: Int, units: Int, batch: Int, shard: BatchShard?) {
+        self.init(seed: seed, step: step, layer: layer)
+        if let shard, batch > 0 {
+            let perSample = units / batch
+            self.shard = (shard.first * perSample, shard.globalCount * perSample)
+        }
+    }
+
+    public static func == (a: DropoutKey, b: DropoutKey) -> Bool {
+        (a.seed, a.step, a.layer) == (b.seed, b.step, b.layer)
+            && a.shard?.unitsBefore == b.shard?.unitsBefore && a.shard?.globalUnits == b.shard?.globalUnits
+    }
+
     var stream: UInt64 { Philox.mix(seed, UInt64(truncatingIfNeeded: layer)) }
-    func offset(units: Int) -> UInt64 { UInt64(step) &* UInt64(units) }
+    func offset(units: Int) -> UInt64 {
+        guard let shard else { return UInt64(step) &* UInt64(units) }
+        return UInt64(step) &* UInt64(shard.globalUnits) &+ UInt64(shard.unitsBefore)
+    }
 }
 
 /// Dropout ops of a `Backend`.

@@ -15,6 +15,8 @@ public struct Batch {
     /// The inputs before `DataLoader.inputNoise` corrupted them, preprocessed alike (nil without noise): what
     /// a denoising autoencoder's reconstruction is compared with.
     public var cleanInputs: Tensor?
+    /// Where these samples sit in the step's global batch, for a data-parallel loader's batch (nil otherwise).
+    public var shard: BatchShard?
 
     public init(inputs: Tensor, targets: Tensor, labels: [Int], samples: [Int] = []) {
         self.inputs = inputs
@@ -82,7 +84,13 @@ public final class Trainer {
     public var profile: KernelProfile?
     /// When set, gives the optimiser its learning rate (and momentum, for one-cycle) before every step.
     public var scheduler: LearningRateScheduler?
+    /// When set, the ranks of a job train the model data-parallel: each step takes this rank's shard of the
+    /// global batch (`Batch.shard`), the gradients are averaged over the ranks before the update, losses and
+    /// accuracy are those of the global batch, and every rank stops after the same step.
+    public var dataParallel: DataParallel?
     private let stopFlag = Atomic<Bool>(false)
+    /// Whether some rank asked to stop, as the last step's gradient average said (data-parallel only).
+    private var agreedStop = false
 
     public init(model: any Layer, optimizer: Optimizer, loss: @escaping LossFunction, seed: UInt64, step: Int = 0,
                 measuresAccuracy: Bool = true) {
@@ -98,15 +106,34 @@ public final class Trainer {
     /// Asks a running pass to stop after its current step (safe from a signal handler's queue).
     public func requestStop() { stopFlag.store(true, ordering: .relaxed) }
     public var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
+    /// Whether the pass stops after this step: a stop asked here, or on any rank in data-parallel training.
+    private var stopsNow: Bool { dataParallel == nil ? stopRequested : agreedStop }
 
     /// One training step on `batch`, returning the loss tensor (on the device, not read).
     @discardableResult
     public func trainStep(_ batch: Batch) throws -> (loss: Tensor, output: Tensor) {
         try profile?.beginStep()
         try model.zeroGradients()
-        let output = try model.forward(batch.inputs, ForwardContext(training: true, step: step, seed: seed, needsInputGradient: false))
-        let (loss, gradient) = try lossFunction(output, batch)
-        _ = try model.backward(gradient)
+        var context = ForwardContext(training: true, step: step, seed: seed, needsInputGradient: false)
+        if let dataParallel {
+            context.shard = batch.shard
+            if dataParallel.synchronizesBatchNorm { context.batchNormSync = BatchNormSynchronizer(dataParallel.communicator) }
+        }
+        let output = try model.forward(batch.inputs, context)
+        var (loss, gradient) = try lossFunction(output, batch)
+        if let dataParallel {
+            // The rank's share of an uneven last batch weighs by its size (see BatchShard.gradientScale).
+            if let scale = batch.shard?.gradientScale(ranks: dataParallel.ranks), scale != 1 { gradient = try gradient.binary(.mul, scale) }
+            let buckets = dataParallel.gradientBuckets(for: model)
+            buckets.beginStep()
+            let sequential = model as? Sequential
+            sequential?.childBackwardEnded = { try buckets.finished($0.namedParameters.map(\.parameter)) }
+            defer { sequential?.childBackwardEnded = nil }
+            _ = try model.backward(gradient)
+            agreedStop = try buckets.finish(stopRequested: stopRequested)
+        } else {
+            _ = try model.backward(gradient)
+        }
         if let scheduler {
             optimizer.learningRate = scheduler.learningRate(step: step)
             if let momentum = scheduler.momentum(step: step) { optimizer.setMomentum(momentum) }
@@ -124,26 +151,39 @@ public final class Trainer {
     ) throws -> PassResult {
         let start = ContinuousClock.now
         var tracker: AccuracyTracker?
-        var pending: [(step: Int, loss: Tensor)] = []
+        var pending: [(step: Int, loss: Tensor, weight: Double)] = []
         var stepLosses: [Float] = []
         var stepLearningRates: [Float] = []
         var images = 0, stepsInPass = 0
+        // Over every rank in data-parallel training: images and misses as of the last read.
+        var (passImages, passMisclassified) = (0, 0)
         var shownLoss = Double.nan, shownAccuracy = Double.nan
         var interrupted = false
 
         func readPending() throws {
-            for (step, loss) in pending {
-                let value = try loss.item()
-                guard value.isFinite else { throw TrainingError.nonFiniteLoss(step: step, value: value) }
-                stepLosses.append(value)
+            var values = try pending.map { Double(try $0.loss.item()) }
+            let misclassified = try tracker?.misclassified() ?? 0
+            (passImages, passMisclassified) = (images, misclassified)
+            if let dataParallel {
+                // The global batch's mean loss is the ranks' means weighted by their shares of it.
+                let sums = try dataParallel.sum(zip(values, pending).map { $0 * $1.weight } + [Double(images), Double(misclassified)])
+                values = Array(sums.prefix(values.count))
+                (passImages, passMisclassified) = (Int(sums[values.count]), Int(sums[values.count + 1]))
+            }
+            for ((step, _, _), value) in zip(pending, values) {
+                guard value.isFinite else { throw TrainingError.nonFiniteLoss(step: step, value: Float(value)) }
+                stepLosses.append(Float(value))
             }
             pending.removeAll(keepingCapacity: true)
+        }
+        func accuracy() -> Double {
+            passImages == 0 ? .nan : 1 - Double(passMisclassified) / Double(passImages)
         }
 
         for batch in batches {
             let stepNumber = step
             let (loss, output) = try trainStep(batch)
-            pending.append((stepNumber, loss))
+            pending.append((stepNumber, loss, batch.shard?.lossWeight ?? 1))
             stepLearningRates.append(optimizer.learningRate)
             if measuresAccuracy {
                 if tracker == nil { tracker = try AccuracyTracker(on: output.device) }
@@ -156,24 +196,27 @@ public final class Trainer {
             stepsInPass += 1
             if pending.count >= readInterval {
                 try readPending()
-                (shownLoss, shownAccuracy) = (mean(stepLosses), try tracker?.accuracy() ?? .nan)
+                (shownLoss, shownAccuracy) = (mean(stepLosses), tracker == nil ? .nan : accuracy())
             }
             // Every step moves the bar; the loss and accuracy shown are those of the last read.
-            progress?(stepsInPass, shownLoss, shownAccuracy, images)
-            if stopRequested { interrupted = true; break }
+            progress?(stepsInPass, shownLoss, shownAccuracy, images * (dataParallel?.ranks ?? 1))
+            if stopsNow { interrupted = true; break }
         }
         try readPending()
-        let accuracy = measuresAccuracy ? try tracker?.accuracy() ?? 0 : .nan
-        let misclassified = try tracker?.misclassified() ?? 0
-        progress?(stepsInPass, mean(stepLosses), accuracy, images)
-        return PassResult(loss: mean(stepLosses), accuracy: accuracy, images: images, misclassified: misclassified,
+        let passAccuracy = measuresAccuracy ? (tracker == nil ? 0 : accuracy()) : .nan
+        progress?(stepsInPass, mean(stepLosses), passAccuracy, passImages)
+        return PassResult(loss: mean(stepLosses), accuracy: passAccuracy, images: passImages, misclassified: passMisclassified,
                           seconds: seconds(ContinuousClock.now - start), stepLosses: stepLosses,
                           stepLearningRates: stepLearningRates, interrupted: interrupted)
     }
 
     /// Loss and accuracy of the model in inference mode over `batches` (the mean over samples).
+    /// In data-parallel training `batches` are this rank's shards, and the result is that of the whole set,
+    /// scored with rank 0's batch-norm statistics (broadcast first, as DDP does).
     public func evaluate<Batches: Sequence<Batch>>(_ batches: Batches) throws -> Evaluation {
-        try Evaluation(model: model, batches: batches, loss: lossFunction, measuresAccuracy: measuresAccuracy)
+        guard let dataParallel else { return try Evaluation(model: model, batches: batches, loss: lossFunction, measuresAccuracy: measuresAccuracy) }
+        try dataParallel.broadcastParameters(of: model, buffersOnly: true)
+        return try dataParallel.combine(Evaluation(model: model, batches: batches, loss: lossFunction, measuresAccuracy: measuresAccuracy))
     }
 
     private func mean(_ values: [Float]) -> Double {
@@ -218,6 +261,13 @@ public struct Evaluation: Sendable {
             let total = row.reduce(0, +)
             return total == 0 ? .nan : Double(row[index]) / Double(total)
         }
+    }
+
+    /// An evaluation from its totals.
+    public init(loss: Double, samples: Int, confusion: [[Int]], measuresAccuracy: Bool = true) {
+        (self.loss, self.samples, self.confusion) = (loss, samples, confusion)
+        let correct = confusion.indices.map { confusion[$0][$0] }.reduce(0, +)
+        accuracy = !measuresAccuracy ? .nan : samples == 0 ? 0 : Double(correct) / Double(samples)
     }
 
     /// Runs `model` in inference mode over `batches`. Without `measuresAccuracy` (a model whose output is not

@@ -24,6 +24,10 @@ import Foundation
 /// beside last.optimizer.safetensors) resume too; a run killed before its first checkpoint starts again.
 /// A new run refuses a folder that already holds one unless `overwrite` is set.
 ///
+/// With `dataParallel`, the run is one rank of a data-parallel job (`DataParallel`): every rank trains
+/// and only rank 0 writes the run's files; a resume reads the folder on every rank, so it must be on a
+/// file system that all ranks see.
+///
 ///     let configuration = try TrainingRun.savedConfiguration(in: folder)   // or a new one
 ///     let (train, validation, _) = try configuration.loadData()
 ///     let run = try TrainingRun(folder: folder, configuration: configuration, train: train,
@@ -81,6 +85,10 @@ public final class TrainingRun {
     /// Called after each pass of steps once steps.csv has them: the first step's number, then each step's
     /// loss and learning rate.
     public var stepsEnded: ((_ firstStep: Int, _ losses: [Float], _ learningRates: [Float]) throws -> Void)?
+    /// The data-parallel job this run is a rank of (nil: a single process).
+    public let dataParallel: DataParallel?
+    /// Whether this process writes the run's files: rank 0 of a data-parallel job, or the only process.
+    public var writesFiles: Bool { dataParallel?.isRoot ?? true }
 
     private let train: DataLoader
     private let validation: DataLoader?
@@ -116,7 +124,8 @@ public final class TrainingRun {
     /// stopping come from `configuration` (a resumed run may be given more epochs than it was started with);
     /// `validation` scores every epoch (without it the training loss does).
     public init(folder: URL, configuration: TrainingConfiguration, model: any Layer, task: ModelTask = .classification,
-                train: Dataset, validation: Dataset?, device: Device, resuming: Bool = false, overwrite: Bool = false) throws {
+                train: Dataset, validation: Dataset?, device: Device, resuming: Bool = false, overwrite: Bool = false,
+                dataParallel: DataParallel? = nil) throws {
         try configuration.validateValues()
         try configuration.validate(trainingImages: train.count, validationImages: validation?.count)
         var (configuration, train) = (configuration, train)
@@ -128,6 +137,8 @@ public final class TrainingRun {
         self.configuration = configuration
         self.model = model
         self.device = device
+        self.dataParallel = dataParallel
+        let writesFiles = dataParallel?.isRoot ?? true
         isResumed = resuming
         title = "\(configuration.model) on \(configuration.data)"
         // Before anything is written: a file that does not fit, or a pattern that matches nothing, leaves no run.
@@ -172,7 +183,7 @@ public final class TrainingRun {
             metrics.scoredSet = configuration.scoredSet
             // The test score of an earlier end no longer describes the run, which trains on.
             let testURL = folder.appending(path: Self.testFile)
-            if FileManager.default.fileExists(atPath: testURL.path) { try Self.remove(testURL) }
+            if writesFiles, FileManager.default.fileExists(atPath: testURL.path) { try Self.remove(testURL) }
             if let loaded {
                 metrics.truncate(afterEpoch: loaded.position.epoch)
                 // A checkpoint from before fit states were saved carries the position alone: the schedule and
@@ -193,10 +204,15 @@ public final class TrainingRun {
                 state = FitState(seed: configuration.seed)
                 startedAfresh = true
             }
-            try steps.keep(before: state.position.step)
-            // A resume given more epochs records them, so that the next resume trains to the same end.
-            let json = Array(try recorded.prettyJSON())
-            if (try? Data(contentsOf: configurationURL)).map(Array.init) != json { try writeAtomically(json, to: configurationURL) }
+            if writesFiles {
+                try steps.keep(before: state.position.step)
+                // A resume given more epochs records them, so that the next resume trains to the same end.
+                let json = Array(try recorded.prettyJSON())
+                if (try? Data(contentsOf: configurationURL)).map(Array.init) != json { try writeAtomically(json, to: configurationURL) }
+            }
+        } else if !writesFiles {
+            metrics = MetricsLog(url: metricsURL, scoredSet: configuration.scoredSet)
+            state = FitState(seed: configuration.seed)
         } else {
             let existing = Self.existingRunFiles(in: folder)
             if !existing.isEmpty {
@@ -213,19 +229,31 @@ public final class TrainingRun {
         scheduler.state = state.scheduler
         trainer = Trainer(model: model, optimizer: optimizer, loss: configuration.loss(for: task), seed: state.seed, step: state.position.step,
                           measuresAccuracy: task.measuresAccuracy)
-        self.train = try configuration.trainingLoader(train, preprocessing: preprocessing, seed: state.seed, device: device)
+        var trainLoader = try configuration.trainingLoader(train, preprocessing: preprocessing, seed: state.seed, device: device)
         // Equalised and preprocessed as evaluation does, with the statistics just resolved.
-        self.validation = try validation.map { try configuration.evaluationLoader($0, batchSize: Self.evaluationBatchSize, device: device) }
+        var validationLoader = try validation.map { try configuration.evaluationLoader($0, batchSize: Self.evaluationBatchSize, device: device) }
+        if let dataParallel {
+            trainLoader.shard = (dataParallel.rank, dataParallel.ranks)
+            validationLoader?.shard = (dataParallel.rank, dataParallel.ranks)
+            trainer.dataParallel = dataParallel
+            // The same job on every rank: configuration, Kiln and where a resume starts (a rank that could not
+            // read the checkpoint would start elsewhere); then rank 0's weights everywhere.
+            try dataParallel.checkRanksAgree(on: [("the configuration", configurationJSON), ("the Kiln build", kilnBuild),
+                                                  ("where the run starts", "epoch \(state.position.epoch), batch \(state.position.batch), step \(state.position.step)")])
+            try dataParallel.broadcastParameters(of: model)
+        }
+        self.train = trainLoader
+        self.validation = validationLoader
     }
 
     /// A run of the zoo model `configuration.model`, built for `train`'s images and classes and initialised
     /// from the seed (a resumed run then loads its checkpoint over it).
     public convenience init(folder: URL, configuration: TrainingConfiguration, train: Dataset, validation: Dataset?,
-                            device: Device, resuming: Bool = false, overwrite: Bool = false) throws {
+                            device: Device, resuming: Bool = false, overwrite: Bool = false, dataParallel: DataParallel? = nil) throws {
         let task = try ModelZoo.entry(configuration.model).task
         let model = try configuration.makeModel(inputShape: train.imageShape, classes: train.classNames.count)
         try self.init(folder: folder, configuration: configuration, model: model, task: task, train: train,
-                      validation: validation, device: device, resuming: resuming, overwrite: overwrite)
+                      validation: validation, device: device, resuming: resuming, overwrite: overwrite, dataParallel: dataParallel)
     }
 
     /// Loads the tensors of the safetensors file at `path` that fit `model` (`Layer.loadPretrained`); a
@@ -304,10 +332,11 @@ public final class TrainingRun {
         var fit = Fit(trainer: trainer, scheduler: scheduler, train: train, validation: validation, epochs: configuration.epochs,
                       earlyStopPatience: configuration.earlyStop)
         fit.showProgress = showProgress
-        let (plan, model) = (configuration.freezePlan, model)
+        let (plan, model, writesFiles) = (configuration.freezePlan, model, writesFiles)
         fit.epochStarting = { epoch in try plan.apply(to: model, epoch: epoch) }
         var rates = steps.learningRates()
         fit.passEnded = { [steps, stepsEnded] firstStep, losses, learningRates in
+            guard writesFiles else { return }
             try steps.append(firstStep: firstStep, losses: losses, learningRates: learningRates)
             rates += learningRates.enumerated().map { (firstStep + $0.offset, $0.element) }
             KillSwitch.passed("steps")
@@ -316,6 +345,10 @@ public final class TrainingRun {
         try warmUp()
         var current = state
         let outcome = try fit.run(state: &current) { epochMetrics, isBest, epochState in
+            guard writesFiles else {
+                state = epochState
+                return
+            }
             try metrics.append(epochMetrics)
             KillSwitch.passed("metrics")
             let svg = TrainingPlot.svg(metrics.rows, title: title, scoredSet: metrics.scoredSet,
@@ -325,8 +358,9 @@ public final class TrainingRun {
             try commit(epochState, isBest: isBest)
             try epochEnded?(epochMetrics, isBest)
         }
-        if case .interrupted = outcome { try commit(current, isBest: false) }
+        if case .interrupted = outcome, writesFiles { try commit(current, isBest: false) }
         state = current
+        if let dataParallel { try dataParallel.checkIdenticalParameters(of: model) }
         return outcome
     }
 
@@ -363,8 +397,11 @@ public final class TrainingRun {
     public func requestStop() { trainer.requestStop() }
 
     /// The model's loss and accuracy on `dataset` (e.g. the test set after training).
+    /// In a data-parallel job every rank calls it and scores its shard of `dataset`.
     public func evaluate(_ dataset: Dataset) throws -> Evaluation {
-        try trainer.evaluate(configuration.evaluationLoader(dataset, batchSize: Self.evaluationBatchSize, device: device).batches(epoch: 0))
+        var loader = try configuration.evaluationLoader(dataset, batchSize: Self.evaluationBatchSize, device: device)
+        if let dataParallel { loader.shard = (dataParallel.rank, dataParallel.ranks) }
+        return try trainer.evaluate(loader.batches(epoch: 0))
     }
 
     /// Scores a finished run on the test set, once, and records it in test.json: the model of
@@ -374,16 +411,19 @@ public final class TrainingRun {
     public func testBestModel(on test: Dataset) throws -> TestResult {
         var checkpoint = Self.lastCheckpointFile
         var epoch: Int? = state.position.batch == 0 ? state.position.epoch : nil
-        if FileManager.default.fileExists(atPath: bestCheckpoint.path) {
+        // In a data-parallel job rank 0 reads the checkpoint, which the others may not see, and sends its weights.
+        if writesFiles, FileManager.default.fileExists(atPath: bestCheckpoint.path) {
             let file = try SafeTensors.read(from: bestCheckpoint)
             try model.loadStateDict(TrainingCheckpoint.modelPart(of: file), source: bestCheckpoint.path)
             checkpoint = Self.bestCheckpointFile
             epoch = try TrainingCheckpoint.state(in: file, source: bestCheckpoint.path)?.position.epoch
                 ?? TrainingCheckpoint.position(in: file)?.epoch
         }
+        try dataParallel?.broadcastParameters(of: model)
         let evaluation = try evaluate(test)
         let result = TestResult(checkpoint: checkpoint, epoch: epoch, loss: evaluation.loss,
                                 accuracy: trainer.measuresAccuracy ? evaluation.accuracy : nil, images: evaluation.samples)
+        guard writesFiles else { return result }
         let encoder = JSONEncoder.sorted
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try writeAtomically(Array(try encoder.encode(result)) + Array("\n".utf8), to: folder.appending(path: Self.testFile))

@@ -95,6 +95,10 @@ public final class OpenCLBackend: Backend {
         try context.read(tensor.clBuffer, offset: tensor.offset * 4, into: UnsafeMutableRawBufferPointer(values))
     }
 
+    public func startRead(_ tensor: Tensor, into values: UnsafeMutableBufferPointer<Float>) throws -> any PendingTransfer {
+        OpenCLTransfer(event: try context.startRead(tensor.clBuffer, offset: tensor.offset * 4, into: UnsafeMutableRawBufferPointer(values)))
+    }
+
     public func copy(_ source: Tensor, to destination: Tensor) throws {
         try context.copy(from: source.clBuffer, offset: source.offset * 4, to: destination.clBuffer,
                          offset: destination.offset * 4, byteCount: source.count * 4)
@@ -213,4 +217,11 @@ extension UnaryOp {
         case .sign: return .sign
         }
     }
+}
+
+/// A non-blocking read on an OpenCL queue.
+struct OpenCLTransfer: PendingTransfer {
+    let event: CLEvent?
+    func isComplete() throws -> Bool { try event?.isComplete() ?? true }
+    func wait() throws { try event?.wait() }
 }
