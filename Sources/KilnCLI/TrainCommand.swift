@@ -36,7 +36,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     /// Exit codes that every rank of a data-parallel job reaches at the same step: a stop, a non-finite loss.
-    static let exitCodesReachedTogether: Set<Int32> = [3, 128 + SIGINT, 128 + SIGTERM]
+    static let exitCodesReachedTogether: Set<Int32> = [3, 128 + SIGINT]
 
     func run() throws {
         var distributed: DistributedTraining?
@@ -219,8 +219,14 @@ struct TrainCommand: ParsableCommand {
         switch outcome {
         case let .interrupted(stop):
             print("\nstopped at epoch \(stop.epoch + 1), batch \(stop.batch) (step \(stop.step)); checkpoint \(run.lastCheckpoint.path)")
-            print("resume with: kiln train --resume \(folder.path)")
-            throw ExitCode(stopper.exitCode)
+            guard let distributed else {
+                print("resume with: kiln train --resume \(folder.path)")
+                throw ExitCode(stopper.exitCode)
+            }
+            print("resume with: mpirun -np \(distributed.job.size) kiln train --resume \(folder.path) (any number of ranks, or none)")
+            // mpirun turns Ctrl-C into SIGTERM to every rank, and a rank that got no signal stops with the
+            // others: the job's stop is an interrupt on every rank.
+            throw ExitCode(128 + SIGINT)
         case let .earlyStopped(epoch):
             print("early stop after epoch \(epoch): no improvement for \(configuration.earlyStop ?? 0) epochs")
         case .completed:

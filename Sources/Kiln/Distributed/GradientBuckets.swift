@@ -5,8 +5,8 @@
 /// copied, all-reduced with a non-blocking call, while the backward pass goes on with the layers before.
 /// `finish` waits for the rest and writes the averages back into the gradients.
 ///
-/// The last bucket carries one more value: whether any rank asked to stop, so that every rank stops after
-/// the same step without a message of its own.
+/// The last bucket carries one more value: whether any rank asked to stop, read as that bucket's all-reduce
+/// starts, so that every rank stops after the same step without a message of its own.
 final class GradientBuckets {
     private enum Phase { case waiting, copying, reducing, reduced }
 
@@ -40,6 +40,7 @@ final class GradientBuckets {
     private let buckets: [Bucket]
     private let bucketOfParameter: [ObjectIdentifier: Int]
     private let parameterIDs: [ObjectIdentifier]
+    private var stopRequested: () -> Bool = { false }
 
     /// `parameters` in the model's order (the backward pass completes them roughly in reverse).
     init(parameters: [Parameter], communicator: any Communicator, bucketBytes: Int) {
@@ -69,8 +70,9 @@ final class GradientBuckets {
     /// Whether these buckets hold exactly `parameters`, in the model's order.
     func matches(_ parameters: [Parameter]) -> Bool { parameters.map(ObjectIdentifier.init) == parameterIDs }
 
-    /// Starts a step: no gradient is complete yet.
-    func beginStep() {
+    /// Starts a step: no gradient is complete yet. `stopRequested` says whether this rank asks to stop.
+    func beginStep(stopRequested: @escaping () -> Bool) {
+        self.stopRequested = stopRequested
         for bucket in buckets {
             bucket.finished = 0
             bucket.phase = .waiting
@@ -91,10 +93,9 @@ final class GradientBuckets {
     }
 
     /// Finishes the averaging (starting what no layer announced), and writes the mean gradients back.
-    /// Returns whether any rank has `stopRequested`.
-    func finish(stopRequested: Bool) throws -> Bool {
+    /// Returns whether any rank asked to stop.
+    func finish() throws -> Bool {
         for bucket in buckets where bucket.phase == .waiting { try startCopies(bucket) }
-        if let last = buckets.last { last.staging[last.staging.count - 1] = stopRequested ? 1 : 0 }
         try progress(waiting: true)
         let scale = 1 / Float(communicator.size)
         for bucket in buckets {
@@ -106,7 +107,7 @@ final class GradientBuckets {
                 try gradient.backend.write(UnsafeBufferPointer(part), to: gradient)
             }
         }
-        guard let last = buckets.last else { return stopRequested }
+        guard let last = buckets.last else { return stopRequested() }
         return last.staging[last.staging.count - 1] > 0
     }
 
@@ -134,6 +135,7 @@ final class GradientBuckets {
                     break
                 }
                 bucket.copies = []
+                if bucket === buckets.last { bucket.staging[bucket.staging.count - 1] = stopRequested() ? 1 : 0 }
                 bucket.request = try communicator.startAllReduceSum(bucket.staging)
                 bucket.phase = .reducing
             }

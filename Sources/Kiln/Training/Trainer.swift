@@ -125,12 +125,12 @@ public final class Trainer {
             // The rank's share of an uneven last batch weighs by its size (see BatchShard.gradientScale).
             if let scale = batch.shard?.gradientScale(ranks: dataParallel.ranks), scale != 1 { gradient = try gradient.binary(.mul, scale) }
             let buckets = dataParallel.gradientBuckets(for: model)
-            buckets.beginStep()
+            buckets.beginStep { [unowned self] in stopRequested }
             let sequential = model as? Sequential
             sequential?.childBackwardEnded = { try buckets.finished($0.namedParameters.map(\.parameter)) }
             defer { sequential?.childBackwardEnded = nil }
             _ = try model.backward(gradient)
-            agreedStop = try buckets.finish(stopRequested: stopRequested)
+            agreedStop = try buckets.finish()
         } else {
             _ = try model.backward(gradient)
         }
