@@ -171,7 +171,10 @@ struct TrainCommand: ParsableCommand {
             print("no checkpoint in \(folder.path) yet (the run stopped before its first epoch ended): starting it from the beginning")
         } else if resuming {
             let position = run.state.position
-            print("resuming at epoch \(position.epoch + 1), batch \(position.batch), step \(position.step)")
+            // The batch size is the run's, whatever the number of ranks now: the same steps as before the stop.
+            let batch = distributed.map { "global batch \(configuration.batchSize) kept, \($0.job.size) ranks × \(configuration.batchSize / $0.job.size)" }
+                ?? "batch size \(configuration.batchSize) kept"
+            print("resuming at epoch \(position.epoch + 1), batch \(position.batch), step \(position.step) (\(batch))")
         }
         let measuresAccuracy = run.trainer.measuresAccuracy
         let board = tensorboard == .on && run.writesFiles ? try TensorBoardLog(folder: folder) : nil

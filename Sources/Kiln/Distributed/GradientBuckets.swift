@@ -5,10 +5,17 @@
 /// copied, all-reduced with a non-blocking call, while the backward pass goes on with the layers before.
 /// `finish` waits for the rest and writes the averages back into the gradients.
 ///
+/// MPI needs every rank to start its collectives in the same order, but when a copy completes depends on
+/// the device's timing: a collective of the backward pass's own (synchronised batch norm's) is therefore
+/// preceded by `startCompleteBuckets`, which starts every bucket complete at that point, the same set on
+/// every rank.
+///
 /// The last bucket carries one more value: whether any rank asked to stop, read as that bucket's all-reduce
 /// starts, so that every rank stops after the same step without a message of its own.
 final class GradientBuckets {
     private enum Phase { case waiting, copying, reducing, reduced }
+    /// How far `progress` waits: for nothing, for the copies of the buckets complete so far, or for every reduction.
+    private enum Progress { case poll, startComplete, finish }
 
     private final class Bucket {
         /// Parameters in the order their gradients complete; each at its offset in `staging`.
@@ -89,14 +96,17 @@ final class GradientBuckets {
             bucket.finished += 1
             if bucket.finished == bucket.parameters.count, bucket.phase == .waiting { try startCopies(bucket) }
         }
-        try progress(waiting: false)
+        try progress(.poll)
     }
+
+    /// Starts the all-reduce of every bucket whose gradients are complete, waiting for their copies.
+    func startCompleteBuckets() throws { try progress(.startComplete) }
 
     /// Finishes the averaging (starting what no layer announced), and writes the mean gradients back.
     /// Returns whether any rank asked to stop.
     func finish() throws -> Bool {
         for bucket in buckets where bucket.phase == .waiting { try startCopies(bucket) }
-        try progress(waiting: true)
+        try progress(.finish)
         let scale = 1 / Float(communicator.size)
         for bucket in buckets {
             for (parameter, offset) in zip(bucket.parameters, bucket.offsets) {
@@ -125,14 +135,14 @@ final class GradientBuckets {
     }
 
     /// Starts the all-reduce of every copied bucket, in bucket order (every rank must start collectives in
-    /// the same order), and lets MPI progress those under way; with `waiting`, until all are reduced.
-    private func progress(waiting: Bool) throws {
+    /// the same order), and lets MPI progress those under way; `mode` says how long to wait.
+    private func progress(_ mode: Progress) throws {
         for bucket in buckets {
             if bucket.phase == .copying {
-                if waiting {
+                if mode == .poll {
+                    guard try bucket.copies.allSatisfy({ try $0.isComplete() }) else { break }
+                } else {
                     for copy in bucket.copies { try copy.wait() }
-                } else if try !bucket.copies.allSatisfy({ try $0.isComplete() }) {
-                    break
                 }
                 bucket.copies = []
                 if bucket === buckets.last { bucket.staging[bucket.staging.count - 1] = stopRequested() ? 1 : 0 }
@@ -140,7 +150,7 @@ final class GradientBuckets {
                 bucket.phase = .reducing
             }
             if bucket.phase == .reducing, let request = bucket.request {
-                if waiting {
+                if mode == .finish {
                     try request.wait()
                     bucket.phase = .reduced
                 } else if try request.test() {

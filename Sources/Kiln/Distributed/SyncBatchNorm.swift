@@ -7,6 +7,9 @@ import Foundation
 /// two per-channel reductions of the gradient over the ranks.
 public final class BatchNormSynchronizer: @unchecked Sendable {
     let communicator: any Communicator
+    /// Called before the all-reduce of each backward: data-parallel training starts there the gradient
+    /// buckets that are complete, so that every rank makes its collectives in the same order.
+    public var beforeBackwardReduction: (() throws -> Void)?
 
     public init(_ communicator: any Communicator) { self.communicator = communicator }
 
@@ -71,6 +74,7 @@ public final class BatchNormSynchronizer: @unchecked Sendable {
         try betaGradient.axpby(alpha: 1, localSum, beta: 1)
         try gammaGradient.axpby(alpha: 1, localProductSum, beta: 1)
         var sums = (try localSum.toArray()) + (try localProductSum.toArray())
+        try beforeBackwardReduction?()
         try sums.withUnsafeMutableBufferPointer { try communicator.allReduceSum($0) }
         let count = Float(statistics.globalCount)
         let sum = try Tensor(Array(sums[0..<channels]), shape: [channels], on: x.device)

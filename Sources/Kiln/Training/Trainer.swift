@@ -115,17 +115,23 @@ public final class Trainer {
         try profile?.beginStep()
         try model.zeroGradients()
         var context = ForwardContext(training: true, step: step, seed: seed, needsInputGradient: false)
-        if let dataParallel {
+        let buckets = try dataParallel.map { dataParallel in
+            let buckets = dataParallel.gradientBuckets(for: model)
+            buckets.beginStep { [unowned self] in stopRequested }
             context.shard = batch.shard
-            if dataParallel.synchronizesBatchNorm { context.batchNormSync = BatchNormSynchronizer(dataParallel.communicator) }
+            if dataParallel.synchronizesBatchNorm {
+                let synchronizer = BatchNormSynchronizer(dataParallel.communicator)
+                // Its backward all-reduce comes after the buckets already complete on every rank (see GradientBuckets).
+                synchronizer.beforeBackwardReduction = { try buckets.startCompleteBuckets() }
+                context.batchNormSync = synchronizer
+            }
+            return buckets
         }
         let output = try model.forward(batch.inputs, context)
         var (loss, gradient) = try lossFunction(output, batch)
-        if let dataParallel {
+        if let dataParallel, let buckets {
             // The rank's share of an uneven last batch weighs by its size (see BatchShard.gradientScale).
             if let scale = batch.shard?.gradientScale(ranks: dataParallel.ranks), scale != 1 { gradient = try gradient.binary(.mul, scale) }
-            let buckets = dataParallel.gradientBuckets(for: model)
-            buckets.beginStep { [unowned self] in stopRequested }
             let sequential = model as? Sequential
             sequential?.childBackwardEnded = { try buckets.finished($0.namedParameters.map(\.parameter)) }
             defer { sequential?.childBackwardEnded = nil }
