@@ -35,6 +35,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Also profile each model row on OpenCL devices kernel by kernel (5 more steps, each waiting for the device) and print the tables.")
     var profile = false
 
+    @Flag(name: .customLong("all-reduce"),
+          help: "Under mpirun -np N: time the ranks' all-reduce of 4 bytes to 64 MB (data-parallel training's gradient average) instead.")
+    var allReduce = false
+
     @Option(help: "Timed repeats per row (the median is reported).")
     var repeats = 5
 
@@ -46,6 +50,7 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         guard repeats > 0 else { throw ValidationError("--repeats must be positive") }
+        if allReduce { return try AllReduceBenchmark.run(repeats: repeats, json: json) }
         var options = BenchmarkOptions()
         options.models = models.lowercased() == "none" ? [] : models.split(separator: ",").map { String($0).lowercased() }
         for model in options.models where !["lenet-bn", "resnet18"].contains(model) {

@@ -29,6 +29,8 @@ final class DistributedTraining {
     let job: MPIJob
     let communicator: MPICommunicator
     let dataParallel: DataParallel
+    /// Set when the job failed with an error every rank reached at the same point (`DataParallelError.isReachedByEveryRank`).
+    var failedTogether = false
 
     private init(job: MPIJob, communicator: MPICommunicator, dataParallel: DataParallel) {
         (self.job, self.communicator, self.dataParallel) = (job, communicator, dataParallel)
@@ -86,7 +88,7 @@ final class DistributedTraining {
             communicator.finish()
             return nil
         }
-        if let exit = error as? ExitCode, TrainCommand.exitCodesReachedTogether.contains(exit.rawValue) {
+        if failedTogether || (error as? ExitCode).map({ TrainCommand.exitCodesReachedTogether.contains($0.rawValue) }) == true {
             communicator.finish()
             return error
         }

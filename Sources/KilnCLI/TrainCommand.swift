@@ -44,7 +44,12 @@ struct TrainCommand: ParsableCommand {
             try reportingErrors(Self.self) {
                 if let threads { HostBackend.shared.threads = threads }
                 distributed = try DistributedTraining.start(distributedOptions, threads: threads)
-                try trainOrResume(distributed)
+                do { try trainOrResume(distributed) } catch let error as DataParallelError where error.isReachedByEveryRank {
+                    // Every rank has the same error: rank 0 says it, and the job ends normally.
+                    distributed?.failedTogether = true
+                    if distributed?.dataParallel.isRoot == false { throw ExitCode.failure }
+                    throw error
+                }
             }
         } catch {
             if let failure = distributed?.end(after: error) { throw failure }

@@ -32,6 +32,13 @@ public enum DataParallelError: Error, CustomStringConvertible, Equatable {
     /// A collective failed (the library's message).
     case communication(String)
 
+    /// Whether every rank raises this error at the same point (the ranks compare what they gathered), so
+    /// that the job can end normally rather than abort.
+    public var isReachedByEveryRank: Bool {
+        if case .communication = self { return false }
+        return true
+    }
+
     public var description: String {
         switch self {
         case let .ranksDisagree(what, ranks):

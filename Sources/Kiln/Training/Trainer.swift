@@ -115,7 +115,7 @@ public final class Trainer {
         try profile?.beginStep()
         try model.zeroGradients()
         var context = ForwardContext(training: true, step: step, seed: seed, needsInputGradient: false)
-        let buckets = try dataParallel.map { dataParallel in
+        let buckets = dataParallel.map { dataParallel in
             let buckets = dataParallel.gradientBuckets(for: model)
             buckets.beginStep { [unowned self] in stopRequested }
             context.shard = batch.shard
