@@ -211,10 +211,4 @@ final class DataParallelTests: XCTestCase {
         let one = try ThreadRanks(1).run { GradientBuckets(parameters: trainable, communicator: $0, bucketBytes: 25 << 20).bucketSizes }[0]
         XCTAssertEqual(one, [total], "LeNet-BN fits one 25 MB bucket")
     }
-
-    private func relativeDistance(_ a: [Float], _ b: [Float]) -> Double {
-        let difference = zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +)
-        let norm = b.map { Double($0) * Double($0) }.reduce(0, +)
-        return (difference / max(norm, 1e-30)).squareRoot()
-    }
 }

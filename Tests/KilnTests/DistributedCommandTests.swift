@@ -128,9 +128,7 @@ final class DistributedCommandTests: XCTestCase {
         XCTAssertEqual(actual.weights.names, expected.weights.names, file: file, line: line)
         for name in expected.weights.names {
             guard let a = actual.weights.floats(name), let b = expected.weights.floats(name) else { continue }
-            let difference = zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
-            let norm = b.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
-            XCTAssertLessThanOrEqual(difference, 1e-5 * max(norm, 1e-6), "\(name), \(label)", file: file, line: line)
+            XCTAssertLessThanOrEqual(relativeDistance(a, b), 1e-5, "\(name), \(label)", file: file, line: line)
         }
         if !actual.output.isEmpty {
             XCTAssertTrue(actual.output.contains("every rank holds the same parameters (digest "), actual.output, file: file, line: line)

@@ -121,3 +121,10 @@ func withFreshTuner<Result>(_ backend: OpenCLBackend, _ body: (URL) throws -> Re
     backend.convolutionTuning = true
     return try body(directory)
 }
+
+/// ‖a − b‖ / ‖b‖ in Double (0 when both are zero): how far a tensor is from another as a whole.
+func relativeDistance(_ a: [Float], _ b: [Float]) -> Double {
+    let difference = zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +)
+    let norm = b.map { Double($0) * Double($0) }.reduce(0, +)
+    return (difference / max(norm, 1e-30)).squareRoot()
+}

@@ -83,39 +83,31 @@ final class ThreadCommunicator: Communicator, @unchecked Sendable {
     let rank: Int
     let ranks: ThreadRanks
     var size: Int { ranks.size }
-    /// Collectives this rank made, by kind (what the tests count).
-    private(set) var calls: [String: Int] = [:]
 
     init(rank: Int, ranks: ThreadRanks) { (self.rank, self.ranks) = (rank, ranks) }
 
     func allReduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws {
-        calls["allReduce", default: 0] += 1
         let all = try ranks.exchange(Array(values), signature: "all-reduce of \(values.count) floats", rank: rank).map { $0 as! [Float] }
         for index in values.indices { values[index] = all.reduce(Float(0)) { $0 + $1[index] } }
     }
 
     func allReduceSum(_ values: UnsafeMutableBufferPointer<Double>) throws {
-        calls["allReduce", default: 0] += 1
         let all = try ranks.exchange(Array(values), signature: "all-reduce of \(values.count) doubles", rank: rank).map { $0 as! [Double] }
         for index in values.indices { values[index] = all.reduce(0) { $0 + $1[index] } }
     }
 
     func startAllReduceSum(_ values: UnsafeMutableBufferPointer<Float>) throws -> any CommunicationRequest {
-        calls["startAllReduce", default: 0] += 1
         try allReduceSum(values)
-        calls["allReduce", default: 0] -= 1
         return CompletedRequest()
     }
 
     func broadcast(_ bytes: UnsafeMutableRawBufferPointer, root: Int) throws {
-        calls["broadcast", default: 0] += 1
         let all = try ranks.exchange(Array(bytes), signature: "broadcast of \(bytes.count) bytes from \(root)", rank: rank)
         let source = all[root] as! [UInt8]
         source.withUnsafeBytes { bytes.copyMemory(from: $0) }
     }
 
     func allGather(_ values: [Double]) throws -> [[Double]] {
-        calls["allGather", default: 0] += 1
         return try ranks.exchange(values, signature: "all-gather of \(values.count) doubles", rank: rank).map { $0 as! [Double] }
     }
 
