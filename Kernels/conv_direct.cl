@@ -14,7 +14,8 @@
 #endif
 #if !defined(C_IN) || !defined(C_OUT) || !defined(GROUPS) || !defined(IN_H) || !defined(IN_W) || !defined(OUT_H) || \
     !defined(OUT_W) || !defined(KH) || !defined(KW) || !defined(SH) || !defined(SW) || !defined(PT) || !defined(PL) ||  \
-    !defined(DH) || !defined(DW) || !defined(OUT_BLOCK) || !defined(IN_BLOCK) || !defined(XP_H) || !defined(XP_W)
+    !defined(DH) || !defined(DW) || !defined(OUT_BLOCK) || !defined(IN_BLOCK) || !defined(XP_H) || !defined(XP_W) ||   \
+    !defined(VEC) || !defined(PCOLS)
 #error "conv_direct.cl: the layer's shape is compiled in; every size must be defined"
 #endif
 
@@ -124,6 +125,123 @@ __kernel void direct_forward_max_pool(__global const float *x, const uint x_offs
             const float best = fmax(fmax(top[b][2 * q], top[b][2 * q + 1]), fmax(bottom[b][2 * q], bottom[b][2 * q + 1]));
             out[b * POOLED_H * POOLED_W + q] = relu ? fmax(best, 0.0f) : best;
         }
+}
+
+// The forward pass with output channels in vector lanes, for groups of 8 or more output channels (LeNet's
+// 6 -> 16, a ResNet stem's 3 -> 64): a work-item holds a block of 2 rows x 2·PCOLS columns of outputs, each
+// a vector of VEC channels, so every input value loaded is one broadcast multiply-add into a full vector,
+// and the CPU drivers' compilers turn it into one vector instruction. The work-group first copies its
+// VEC channels' weights into local memory transposed, tap-major, so that a tap's VEC weights are one load.
+#define CAT(a, b) a##b
+#define VECTOR_OF(a, b) CAT(a, b)
+#define floatV VECTOR_OF(float, VEC)
+#define VECTOR_WG REDUCE_WG
+#define CHANNEL_VECTORS ((OG + VEC - 1) / VEC)   // vectors of VEC channels per group (the last one padded)
+#define BLOCK_COLS (2 * PCOLS)
+#define WINDOW_WEIGHTS (CG * TAPS)
+
+// taps[c·TAPS + t] = (w[o0 + l, c, t] for the lanes l of the vector; 0 past the group's end)
+inline void load_transposed_weights(__global const float *weight, const uint o0, const uint group_o0, __local floatV *taps) {
+    __local float *flat = (__local float *)taps;
+    for (uint e = get_local_id(0); e < WINDOW_WEIGHTS * VEC; e += VECTOR_WG) {
+        const uint lane = e % VEC, k = e / VEC;
+        flat[e] = group_o0 + lane < OG ? weight[(o0 + lane) * WINDOW_WEIGHTS + k] : 0.0f;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+// acc[q][col] += Σ_(c,i,j) taps[c, i, j] · x[c, (oh0 + q)·SH + i·DH − PT, (ow0 + col)·SW + j·DW − PL];
+// `check` tests every column against the row's ends (false where the whole block lies inside).
+inline void accumulate_vector_block(__global const float *image, __local const floatV *taps, const uint oh0,
+                                    const uint ow0, floatV acc[2][BLOCK_COLS], const bool check) {
+    for (uint c = 0; c < CG; ++c)
+        for (uint i = 0; i < KH; ++i)
+            for (uint j = 0; j < KW; ++j) {
+                const floatV w = taps[(c * KH + i) * KW + j];
+                for (uint q = 0; q < 2; ++q) {
+                    const int ih = (int)((oh0 + q) * SH + i * DH) - PT;
+                    if (ih < 0 || ih >= IN_H) continue;
+                    __global const float *row = image + c * IN_PIXELS + ih * IN_W;
+                    for (uint col = 0; col < BLOCK_COLS; ++col) {
+                        const int iw = (int)((ow0 + col) * SW + j * DW) - PL;
+                        const bool inside = !check || (iw >= 0 && iw < IN_W);
+                        acc[q][col] += (inside ? row[inside ? iw : 0] : 0.0f) * w;
+                    }
+                }
+            }
+}
+
+// The block's sums started at the bias; the two versions of the loop are each unrolled whole, so the
+// version without column tests runs wherever the block's windows stay inside the rows.
+inline void vector_block(__global const float *image, __local const floatV *taps, __global const float *bias,
+                         const uint has_bias, const uint o0, const uint group_o0, const uint oh0, const uint ow0,
+                         floatV acc[2][BLOCK_COLS]) {
+    floatV start = 0.0f;
+    if (has_bias)
+        for (uint l = 0; l < VEC; ++l)
+            if (group_o0 + l < OG) ((float *)&start)[l] = bias[o0 + l];
+    for (uint q = 0; q < 2; ++q)
+        for (uint col = 0; col < BLOCK_COLS; ++col) acc[q][col] = start;
+    const bool inside = ow0 * SW >= PL && (ow0 + BLOCK_COLS - 1) * SW + (KW - 1) * DW < IN_W + PL;
+    if (inside) accumulate_vector_block(image, taps, oh0, ow0, acc, false);
+    else accumulate_vector_block(image, taps, oh0, ow0, acc, true);
+}
+
+// Dimension 1 of the range: (group, channel vector); dimension 0: (image, pair of rows, block of columns).
+__kernel __attribute__((reqd_work_group_size(VECTOR_WG, 1, 1)))
+void direct_vector_forward(__global const float *x, const uint x_offset,
+                           __global const float *weight, const uint w_offset,
+                           __global const float *bias, const uint bias_offset, const uint has_bias,
+                           __global float *y, const uint y_offset, const uint batch, const uint relu) {
+    const uint vector = get_global_id(1), g = vector / CHANNEL_VECTORS, group_o0 = (vector % CHANNEL_VECTORS) * VEC;
+    const uint o0 = g * OG + group_o0;
+    __local floatV taps[WINDOW_WEIGHTS];
+    load_transposed_weights(weight + w_offset, o0, group_o0, taps);
+    const uint column_blocks = (OUT_W + BLOCK_COLS - 1) / BLOCK_COLS, row_pairs = (OUT_H + 1) / 2;
+    const uint index = get_global_id(0);
+    if (index >= batch * row_pairs * column_blocks) return;
+    const uint ow0 = (index % column_blocks) * BLOCK_COLS;
+    const uint oh0 = (index / column_blocks) % row_pairs * 2;
+    const uint n = index / (column_blocks * row_pairs);
+    floatV acc[2][BLOCK_COLS];
+    vector_block(x + x_offset + (n * C_IN + g * CG) * IN_PIXELS, taps, bias + bias_offset, has_bias, o0, group_o0, oh0, ow0, acc);
+    __global float *out = y + y_offset + (n * C_OUT + o0) * OUT_PIXELS + oh0 * OUT_W + ow0;
+    for (uint q = 0; q < 2; ++q)
+        for (uint col = 0; col < BLOCK_COLS; ++col) {
+            if (oh0 + q >= OUT_H || ow0 + col >= OUT_W) continue;
+            const floatV v = relu ? fmax(acc[q][col], 0.0f) : acc[q][col];
+            for (uint l = 0; l < VEC; ++l)
+                if (group_o0 + l < OG) out[l * OUT_PIXELS + q * OUT_W + col] = ((const float *)&v)[l];
+        }
+}
+
+// direct_vector_forward followed by 2x2 max pooling with stride 2 (floor), for inference: a block is
+// PCOLS pooled outputs of one pooled row, and only their maxima are written.
+__kernel __attribute__((reqd_work_group_size(VECTOR_WG, 1, 1)))
+void direct_vector_forward_max_pool(__global const float *x, const uint x_offset,
+                                    __global const float *weight, const uint w_offset,
+                                    __global const float *bias, const uint bias_offset, const uint has_bias,
+                                    __global float *y, const uint y_offset, const uint batch, const uint relu) {
+    const uint vector = get_global_id(1), g = vector / CHANNEL_VECTORS, group_o0 = (vector % CHANNEL_VECTORS) * VEC;
+    const uint o0 = g * OG + group_o0;
+    __local floatV taps[WINDOW_WEIGHTS];
+    load_transposed_weights(weight + w_offset, o0, group_o0, taps);
+    const uint column_blocks = (POOLED_W + PCOLS - 1) / PCOLS;
+    const uint index = get_global_id(0);
+    if (index >= batch * POOLED_H * column_blocks) return;
+    const uint pw0 = (index % column_blocks) * PCOLS;
+    const uint ph = (index / column_blocks) % POOLED_H;
+    const uint n = index / (column_blocks * POOLED_H);
+    floatV acc[2][BLOCK_COLS];
+    vector_block(x + x_offset + (n * C_IN + g * CG) * IN_PIXELS, taps, bias + bias_offset, has_bias, o0, group_o0, 2 * ph, 2 * pw0, acc);
+    __global float *out = y + y_offset + (n * C_OUT + o0) * POOLED_H * POOLED_W + ph * POOLED_W + pw0;
+    for (uint p = 0; p < PCOLS; ++p) {
+        if (pw0 + p >= POOLED_W) continue;
+        floatV best = fmax(fmax(acc[0][2 * p], acc[0][2 * p + 1]), fmax(acc[1][2 * p], acc[1][2 * p + 1]));
+        if (relu) best = fmax(best, 0.0f);
+        for (uint l = 0; l < VEC; ++l)
+            if (group_o0 + l < OG) out[l * POOLED_H * POOLED_W + p] = ((const float *)&best)[l];
+    }
 }
 
 // A gather: one work-item per PIXEL_BLOCK neighbouring input pixels of a row and a block of IN_BLOCK input

@@ -29,6 +29,7 @@ public final class CLDevice: @unchecked Sendable {
             maxAllocationBytes: Int(try deviceValue(id, CL_DEVICE_MAX_MEM_ALLOC_SIZE, as: cl_ulong.self)),
             localMemoryBytes: Int(try deviceValue(id, CL_DEVICE_LOCAL_MEM_SIZE, as: cl_ulong.self)),
             maxWorkGroupSize: try deviceValue(id, CL_DEVICE_MAX_WORK_GROUP_SIZE, as: Int.self),
+            preferredFloatVectorWidth: Int(try deviceValue(id, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, as: cl_uint.self)),
             extensions: try deviceString(id, CL_DEVICE_EXTENSIONS).split(separator: " ").map(String.init))
     }
 

@@ -20,6 +20,9 @@ public struct CLDeviceInfo: Sendable {
     public var maxAllocationBytes: Int
     public var localMemoryBytes: Int
     public var maxWorkGroupSize: Int
+    /// CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT: floats per vector register on CPU drivers (16 with AVX-512,
+    /// 8 with AVX2), 1 on most GPUs, whose lanes are work-items instead.
+    public var preferredFloatVectorWidth: Int
     public var extensions: [String]
 
     /// Whether the device is a simulator (Oclgrind, which reports itself as a GPU): it checks kernels

@@ -35,6 +35,8 @@ final class ConvolutionAlgorithmTests: XCTestCase {
             make([2, 5, 6, 7], 9, try Conv2DGeometry(kernelSize: 1)),                             // pointwise
             make([1, 3, 8, 9], 4, try Conv2DGeometry(kernelSize: 1, stride: 2)),
             make([2, 20, 5, 6], 3, try Conv2DGeometry(kernelSize: 3, padding: 3)),               // padding beyond 2
+            make([1, 3, 11, 13], 16, try Conv2DGeometry(kernelSize: 3, stride: 2, padding: 1)),  // direct: channel vectors of 16
+            make([2, 4, 9, 30], 16, try Conv2DGeometry(kernelSize: 3, padding: 2, dilation: 2, groups: 2)),  // of 8, several blocks a row
         ]
         for trial in 0..<6 { cases.append(try ConvolutionCase.random(&random, trial: trial)) }
         return cases

@@ -16,6 +16,8 @@ final class FusionTests: XCTestCase {
             ([3, 6, 9, 10], [16, 6, 5, 5], try Conv2DGeometry(kernelSize: 5)),
             ([2, 4, 9, 9], [6, 2, 3, 3], try Conv2DGeometry(kernelSize: 3, stride: 2, padding: 1, groups: 2)),
             ([2, 20, 7, 7], [8, 20, 3, 3], try Conv2DGeometry(kernelSize: 3, padding: 1)),
+            ([1, 3, 13, 30], [24, 3, 5, 5], try Conv2DGeometry(kernelSize: 5, padding: 2)),       // channel vectors of 8
+            ([2, 4, 11, 9], [32, 2, 3, 3], try Conv2DGeometry(kernelSize: 3, stride: 2, padding: 1, groups: 2)),  // of 16
         ]
         let gpu = try openCLDevice()
         let backend = try XCTUnwrap(try gpu.backend() as? OpenCLBackend)

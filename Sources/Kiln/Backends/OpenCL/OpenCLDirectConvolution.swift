@@ -14,21 +14,28 @@ extension OpenCLBackend {
             && g.kernelHeight * g.kernelWidth <= 49
     }
 
-    /// The compile-time sizes of `shape` (all but the batch), made once per layer shape: every launch of
-    /// the direct kernels names its program by them.
-    static func directConvolutionOptions(for shape: Conv2DShape) -> String {
-        var key = shape
-        key.batch = 1
+    /// The compile-time sizes of `shape` (all but the batch) and of its blocks on `device`, made once per
+    /// layer shape and device kind: every launch of the direct kernels names its program by them.
+    static func directConvolutionOptions(for shape: Conv2DShape, on device: CLDeviceInfo) -> String {
+        var key = DirectProgramKey(shape: shape, vector: channelVectors(for: shape, on: device))
+        key.shape.batch = 1
         if let options = directOptions.withLock({ $0[key] }) { return options }
         let options = makeDirectConvolutionOptions(for: key)
         directOptions.withLock { $0[key] = options }
         return options
     }
 
-    private static let directOptions = Locked<[Conv2DShape: String]>([:])
+    private struct DirectProgramKey: Hashable {
+        var shape: Conv2DShape
+        var vector: ChannelVectors?
+    }
 
-    private static func makeDirectConvolutionOptions(for s: Conv2DShape) -> String {
-        let g = s.geometry
+    private static let directOptions = Locked<[DirectProgramKey: String]>([:])
+
+    private static func makeDirectConvolutionOptions(for key: DirectProgramKey) -> String {
+        let s = key.shape, g = s.geometry
+        // Without channel vectors the vector kernels are still compiled, with sizes that fit any device.
+        let vector = key.vector ?? ChannelVectors(width: 4, pooledColumns: 1)
         let sizes: [(String, Int)] = [
             ("C_IN", s.inputChannels), ("C_OUT", s.outputChannels), ("GROUPS", g.groups), ("IN_H", s.inputHeight),
             ("IN_W", s.inputWidth), ("OUT_H", s.outputHeight), ("OUT_W", s.outputWidth), ("KH", g.kernelHeight),
@@ -36,8 +43,31 @@ extension OpenCLBackend {
             ("DH", g.dilationHeight), ("DW", g.dilationWidth),
             ("OUT_BLOCK", registerBlock(s.groupOutputChannels)), ("IN_BLOCK", registerBlock(s.groupInputChannels)),
             ("PIXEL_BLOCK", pixelBlock), ("XP_H", paddedInput(s).height), ("XP_W", paddedInput(s).width),
+            ("VEC", vector.width), ("PCOLS", vector.pooledColumns),
         ]
         return sizes.map { "-D\($0.0)=\($0.1)" }.joined(separator: " ")
+    }
+
+    /// The forward kernels with output channels in vector lanes (direct_vector_forward*): VEC channels per
+    /// vector, and a work-item's block of 2 rows x 2·PCOLS columns.
+    struct ChannelVectors: Hashable {
+        var width: Int
+        var pooledColumns: Int
+    }
+
+    /// Channel vectors for `shape` on `device`, or nil where the forward keeps its pixel blocks: the group's
+    /// output channels must fill vectors of 16 or 8, and the transposed weights of a vector must take at most
+    /// half the device's local memory. The block keeps its 4·PCOLS vectors of sums within about 24 of the
+    /// device's vector registers (CPU drivers; a GPU, whose preferred width is 1, gets one pooled column).
+    static func channelVectors(for shape: Conv2DShape, on device: CLDeviceInfo) -> ChannelVectors? {
+        let outputs = shape.groupOutputChannels, g = shape.geometry
+        guard let width = [16, 8].first(where: { outputs % $0 == 0 }) else { return nil }
+        guard shape.groupInputChannels * g.kernelHeight * g.kernelWidth * width * 4 <= device.localMemoryBytes / 2 else { return nil }
+        let registerFloats = 24 * max(1, device.preferredFloatVectorWidth)
+        let widest = max(1, min(7, registerFloats / (4 * width)))
+        let halfRow = (shape.outputWidth + 1) / 2
+        let blocks = (halfRow + widest - 1) / widest
+        return ChannelVectors(width: width, pooledColumns: (halfRow + blocks - 1) / blocks)
     }
 
     /// Neighbouring pixels of a row per work-item (forward and backward data).
@@ -62,24 +92,47 @@ extension OpenCLBackend {
     }
 
     /// The forward pass and 2x2 max pooling in one kernel: y is [N, C_out, ⌊OH/2⌋, ⌊OW/2⌋]. A work-item
-    /// covers PIXEL_BLOCK convolution columns, half as many pooled ones.
+    /// covers PIXEL_BLOCK convolution columns (half as many pooled ones), or 2·PCOLS with channel vectors.
     func directConvolutionMaxPooled(_ call: ConvolutionCall, relu: Bool, into y: Tensor) throws {
         let s = call.shape
-        let kernels = ConvDirectKernels(self, options: Self.directConvolutionOptions(for: s))
+        let kernels = ConvDirectKernels(self, options: Self.directConvolutionOptions(for: s, on: context.device.info))
+        // Without a bias the weight stands in for the unused argument.
+        let bias = call.bias ?? call.second, hasBias = call.bias == nil ? 0 : 1
+        if let vector = Self.channelVectors(for: s, on: context.device.info) {
+            let blocks = s.batch * (s.outputHeight / 2) * ((s.outputWidth / 2 + vector.pooledColumns - 1) / vector.pooledColumns)
+            let range = vectorRange(blocks, s, vector)
+            try kernels.directVectorForwardMaxPool(global: range.global, local: range.local, x: call.first, weight: call.second,
+                                                   bias: bias, hasBias: hasBias, y: y, batch: s.batch, relu: relu ? 1 : 0)
+            return
+        }
         let blocks = s.outputChannels / Self.registerBlock(s.groupOutputChannels)
         let pooledRowBlocks = (s.outputWidth / 2 + Self.pixelBlock / 2 - 1) / (Self.pixelBlock / 2)
-        // Without a bias the weight stands in for the unused argument.
         try kernels.directForwardMaxPool(items: s.batch * blocks * (s.outputHeight / 2) * pooledRowBlocks, x: call.first,
-                                         weight: call.second, bias: call.bias ?? call.second, hasBias: call.bias == nil ? 0 : 1,
-                                         y: y, batch: s.batch, relu: relu ? 1 : 0)
+                                         weight: call.second, bias: bias, hasBias: hasBias, y: y, batch: s.batch,
+                                         relu: relu ? 1 : 0)
+    }
+
+    /// The range of a channel-vector launch: `blocks` work-items along dimension 0, one row of them per
+    /// (group, channel vector) along dimension 1, so that a work-group shares one vector's weights.
+    private func vectorRange(_ blocks: Int, _ s: Conv2DShape, _ vector: ChannelVectors) -> (global: [Int], local: [Int]) {
+        let vectors = s.geometry.groups * ((s.groupOutputChannels + vector.width - 1) / vector.width)
+        return ([(blocks + reduceGroupSize - 1) / reduceGroupSize * reduceGroupSize, vectors], [reduceGroupSize, 1])
     }
 
     /// The direct kernels, each pass. A `relu` forward applies max(·, 0) to the result.
     func directConvolution(_ call: ConvolutionCall, into output: Tensor, relu: Bool = false) throws {
         let s = call.shape
-        let kernels = ConvDirectKernels(self, options: Self.directConvolutionOptions(for: s))
+        let kernels = ConvDirectKernels(self, options: Self.directConvolutionOptions(for: s, on: context.device.info))
         switch call.pass {
         case .forward:
+            if let vector = Self.channelVectors(for: s, on: context.device.info) {
+                let columns = 2 * vector.pooledColumns
+                let range = vectorRange(s.batch * ((s.outputHeight + 1) / 2) * ((s.outputWidth + columns - 1) / columns), s, vector)
+                try kernels.directVectorForward(global: range.global, local: range.local, x: call.first, weight: call.second,
+                                                bias: call.bias ?? call.second, hasBias: call.bias == nil ? 0 : 1, y: output,
+                                                batch: s.batch, relu: relu ? 1 : 0)
+                return
+            }
             let block = Self.registerBlock(s.groupOutputChannels)
             // Without a bias the weight stands in for the unused argument.
             try kernels.directForward(items: s.batch * (s.outputChannels / block) * s.outputHeight * Self.rowBlocks(s.outputWidth),
