@@ -52,6 +52,44 @@ final class FusionTests: XCTestCase {
         }
     }
 
+    /// linear(relu:) against a plain loop over the products, with and without bias and ReLU, on the host
+    /// and on OpenCL with every work-item block of Kernels/linear.cl: batch 1, feature counts that leave a
+    /// partial vector, partial row and column blocks, LeNet's head, and a layer too large for the kernel
+    /// (CLBlast's GEMM then the bias and ReLU).
+    func testLinearMatchesALoopOverTheProducts() throws {
+        let gpu = try openCLDevice()
+        let backend = try XCTUnwrap(try gpu.backend() as? OpenCLBackend)
+        for (batch, inputs, outputs) in [(1, 7, 3), (5, 84, 10), (9, 33, 13), (6, 400, 120), (3, 1100, 960)] {
+            let xs = random.floats(batch * inputs), ws = random.floats(outputs * inputs), bs = random.floats(outputs)
+            let x = try Tensor(xs, shape: [batch, inputs]), w = try Tensor(ws, shape: [outputs, inputs])
+            let b = try Tensor(bs, shape: [outputs])
+            let (gx, gw, gb) = (try x.to(gpu), try w.to(gpu), try b.to(gpu))
+            let atol = 1e-6 * Float(inputs)
+            for (useBias, relu) in [(false, false), (true, false), (true, true)] {
+                var expected = [Float](repeating: 0, count: batch * outputs)
+                for n in 0..<batch {
+                    for o in 0..<outputs {
+                        var sum: Double = useBias ? Double(bs[o]) : 0
+                        for k in 0..<inputs { sum += Double(xs[n * inputs + k]) * Double(ws[o * inputs + k]) }
+                        expected[n * outputs + o] = relu ? Float(max(sum, 0)) : Float(sum)
+                    }
+                }
+                let label = "[\(batch), \(inputs)] -> \(outputs), bias \(useBias), relu \(relu)"
+                assertClose(try linear(x, weight: w, bias: useBias ? b : nil, relu: relu).toArray(), expected, atol: atol, "host \(label)")
+                assertClose(try linear(gx, weight: gw, bias: useBias ? gb : nil, relu: relu).toArray(), expected, atol: atol, "OpenCL \(label)")
+                guard inputs * outputs <= 1 << 20 else { continue }
+                for block in OpenCLBackend.LinearBlock.allCases {
+                    let y = try Tensor.empty([batch, outputs], on: gpu)
+                    try backend.fusedLinearForward(gx, weight: gw, bias: useBias ? gb : nil, relu: relu, block: block, into: y)
+                    assertClose(try y.toArray(), expected, atol: atol, "OpenCL block \(block) \(label)")
+                }
+            }
+        }
+        XCTAssertThrowsError(try linear(try Tensor.zeros([2, 5]), weight: try Tensor.zeros([3, 4]))) { error in
+            XCTAssertTrue("\(error)".contains("[2, 5]") && "\(error)".contains("[3, 4]"), "\(error)")
+        }
+    }
+
     /// A trained LeNet-BN and a ResNet block stack predict the same with fusion (`.prediction`) as without
     /// (`.inference`), after training steps change the weights and the running statistics, and after a
     /// checkpoint is loaded into the model: the folded weights are recomputed each time.

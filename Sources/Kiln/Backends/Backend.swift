@@ -47,7 +47,7 @@ extension Backend {
 /// device, matching shapes, outputs allocated. Ops are asynchronous on devices that can be: they are only
 /// guaranteed done when values are read back or after `synchronize()`.
 public protocol Backend: AnyObject, Sendable,
-    ConvolutionBackend, PoolingBackend, NormalizationBackend, DropoutBackend, ActivationBackend, LossBackend,
+    ConvolutionBackend, LinearBackend, PoolingBackend, NormalizationBackend, DropoutBackend, ActivationBackend, LossBackend,
     OptimizerBackend, AugmentationBackend
 {
     var device: Device { get }

@@ -5,7 +5,8 @@
 ///   s = γ / √(σ² + ε)        w'[o] = w[o] · s[o]        b'[o] = (b[o] − μ[o]) · s[o] + β[o]
 ///
 /// computed once per version of the six tensors it comes from; the ReLU and the pooling are applied in the
-/// convolution's pass. Only passes with no backward after them fuse (`ForwardContext.prediction`). Training's
+/// convolution's pass. A linear layer and the ReLU after it run as one `linear(relu: true)`. Only passes
+/// with no backward after them fuse (`ForwardContext.prediction`). Training's
 /// fusion of a ReLU into the max pooling after it is `Pool2D.forwardAfterReLU`.
 struct FoldedConvolution {
     /// The versions of weight, bias, γ, β, running mean and running variance the folded tensors match.
@@ -14,8 +15,23 @@ struct FoldedConvolution {
     var bias: Tensor
 }
 
+/// A run of layers of a sequence that a `.prediction` pass computes in one op.
+protocol FusedRun {
+    /// How many layers of the sequence it covers.
+    var length: Int { get }
+    /// Whether an input of `shape` fits every layer of the run; one that does not runs unfused, so that the
+    /// layer that refuses it names itself.
+    func accepts(_ shape: [Int]) -> Bool
+    func forward(_ x: Tensor) throws -> Tensor
+}
+
+/// The fusable run that starts at `index` of `layers`, if any.
+func fusedRun(_ layers: [(name: String, layer: any Layer)], at index: Int) -> (any FusedRun)? {
+    FusedConvolution(layers, at: index) ?? FusedLinear(layers, at: index)
+}
+
 /// A run of layers of a sequence that fuses into one convolution.
-struct FusedConvolution {
+struct FusedConvolution: FusedRun {
     var convolution: Conv2D
     var batchNorm: BatchNorm?
     var relu: Bool
@@ -43,8 +59,6 @@ struct FusedConvolution {
         (self.convolution, self.batchNorm, self.relu, self.maxPool, length) = (convolution, batchNorm, relu, maxPool, next - index)
     }
 
-    /// Whether an input of `shape` fits every layer of the run; one that does not runs unfused, so that the
-    /// layer that refuses it names itself.
     func accepts(_ shape: [Int]) -> Bool {
         guard let output = try? convolution.outputShape(for: shape) else { return false }
         return !maxPool || (output[2] >= 2 && output[3] >= 2)
@@ -55,6 +69,24 @@ struct FusedConvolution {
         let weight = folded?.weight ?? convolution.weight.value, bias = folded?.bias ?? convolution.bias?.value
         if maxPool { return try conv2dMaxPooled(x, weight: weight, bias: bias, geometry: convolution.geometry, relu: relu) }
         return try conv2d(x, weight: weight, bias: bias, geometry: convolution.geometry, relu: relu)
+    }
+}
+
+/// A linear layer and the ReLU after it: one pass of `linear(relu: true)`.
+struct FusedLinear: FusedRun {
+    var linear: Linear
+    var length: Int { 2 }
+
+    init?(_ layers: [(name: String, layer: any Layer)], at index: Int) {
+        guard index + 1 < layers.count, let linear = layers[index].layer as? Linear,
+              (layers[index + 1].layer as? ActivationLayer)?.activation == .relu else { return nil }
+        self.linear = linear
+    }
+
+    func accepts(_ shape: [Int]) -> Bool { (try? linear.outputShape(for: shape)) != nil }
+
+    func forward(_ x: Tensor) throws -> Tensor {
+        try Kiln.linear(x, weight: linear.weight.value, bias: linear.bias?.value, relu: true)
     }
 }
 

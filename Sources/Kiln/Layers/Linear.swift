@@ -31,9 +31,7 @@ public final class Linear: Layer {
         _ = try outputShape(for: x.shape)
         input = x
         // y [N, out] = x [N, in] · Wᵀ [in, out] (+ b broadcast over the batch)
-        let y = try x.matmul(weight.value, transposeOther: true)
-        if let bias { try y.addPerChannel(bias.value) }
-        return y
+        return try linear(x, weight: weight.value, bias: bias?.value)
     }
 
     public func backward(_ dy: Tensor) throws -> Tensor {

@@ -31,7 +31,7 @@ public enum LayerBuilder {
 /// backbone costs its forward pass only.
 ///
 /// Runs of layers are fused where that saves a pass (Fusion.swift): in a `.prediction` pass a convolution
-/// with the batch norm, ReLU and 2x2 max pooling after it; in training a ReLU with the max pooling after it.
+/// with the batch norm, ReLU and 2x2 max pooling after it, and a linear layer with its ReLU; in training a ReLU with the max pooling after it.
 /// The outputs of fused-away layers are not recorded (`output(of:)` returns nil for them); passes that read
 /// every layer's output use `.inferenceRecordingEveryLayer`.
 public final class Sequential: Layer, RecordingContainer {
@@ -80,7 +80,7 @@ public final class Sequential: Layer, RecordingContainer {
         var current = x, context = context
         var index = 0
         while index < layers.count {
-            if fuses, let fused = FusedConvolution(layers, at: index), fused.accepts(current.shape) {
+            if fuses, let fused = fusedRun(layers, at: index), fused.accepts(current.shape) {
                 current = try fused.forward(current)
                 for skipped in index..<(index + fused.length - 1) {
                     fusedAway.insert(skipped)
