@@ -22,7 +22,7 @@ extension OpenCLBackend {
     /// Launches `name` of `source`, building its program on first use; what the generated wrappers call.
     func launch(_ name: String, in source: KernelSource, options: String, _ size: WorkSize, _ arguments: [CLKernelArgument]) throws {
         if context.isPlanning { return try planProgram(source.file, prelude: source.prelude, options: options) }
-        let kernel = try kernel(name, in: source.file, prelude: source.prelude, options: options)
+        let kernel = try launchKernel(name, in: source, options: options)
         switch size {
         case let .items(count):
             guard count > 0 else { return }
@@ -33,6 +33,25 @@ extension OpenCLBackend {
         case let .range(global, local):
             try context.launch(kernel, global: global, local: local, arguments: arguments)
         }
+    }
+}
+
+/// A kernel as the launch path finds it: by the strings the generated wrappers already hold, so that a
+/// steady-state launch builds no program key and looks up no program, only this one entry.
+struct LaunchKey: Hashable {
+    var name: String
+    var file: String
+    var options: String
+}
+
+extension OpenCLBackend {
+    /// The kernel `name` of `source` built with `options`, from the launch cache after its first use.
+    func launchKernel(_ name: String, in source: KernelSource, options: String) throws -> CLKernel {
+        let key = LaunchKey(name: name, file: source.file, options: options)
+        if let kernel = launchKernels.withLock({ $0[key] }) { return kernel }
+        let kernel = try kernel(name, in: source.file, prelude: source.prelude, options: options)
+        launchKernels.withLock { $0[key] = kernel }
+        return kernel
     }
 }
 

@@ -24,6 +24,8 @@ public final class OpenCLBackend: Backend {
     public let device: Device
     public let context: CLContext
     private let programs = Locked<[String: CLProgram]>([:])
+    /// Kernels by name, file and options, for the launch path (KernelLaunch.swift).
+    let launchKernels = Locked<[LaunchKey: CLKernel]>([:])
     /// Work-group size of the reduction kernels: a power of two within the device's limit.
     let reduceGroupSize: Int
     /// Which convolution algorithm runs each (pass, shape): ConvolutionTuner.swift.
