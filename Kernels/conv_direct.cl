@@ -140,14 +140,27 @@ __kernel void direct_forward_max_pool(__global const float *x, const uint x_offs
 #define BLOCK_COLS (2 * PCOLS)
 #define WINDOW_WEIGHTS (CG * TAPS)
 
-// taps[c·TAPS + t] = (w[o0 + l, c, t] for the lanes l of the vector; 0 past the group's end)
-inline void load_transposed_weights(__global const float *weight, const uint o0, const uint group_o0, __local floatV *taps) {
+// The channel vector a work-item computes, from dimension 1 of the range: its group, its first output
+// channel inside the group and overall.
+typedef struct {
+    uint group, group_o0, o0;
+} ChannelVector;
+
+// The work-item's channel vector, with its weights copied into `taps`, transposed by the work-group:
+// taps[c·TAPS + t] = (w[o0 + l, c, t] for the lanes l of the vector; 0 past the group's end).
+inline ChannelVector channel_vector(__global const float *weight, __local floatV *taps) {
+    const uint vector = get_global_id(1);
+    ChannelVector v;
+    v.group = vector / CHANNEL_VECTORS;
+    v.group_o0 = vector % CHANNEL_VECTORS * VEC;
+    v.o0 = v.group * OG + v.group_o0;
     __local float *flat = (__local float *)taps;
     for (uint e = get_local_id(0); e < WINDOW_WEIGHTS * VEC; e += VECTOR_WG) {
         const uint lane = e % VEC, k = e / VEC;
-        flat[e] = group_o0 + lane < OG ? weight[(o0 + lane) * WINDOW_WEIGHTS + k] : 0.0f;
+        flat[e] = v.group_o0 + lane < OG ? weight[(v.o0 + lane) * WINDOW_WEIGHTS + k] : 0.0f;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
+    return v;
 }
 
 // acc[q][col] += Σ_(c,i,j) taps[c, i, j] · x[c, (oh0 + q)·SH + i·DH − PT, (ow0 + col)·SW + j·DW − PL];
@@ -174,12 +187,12 @@ inline void accumulate_vector_block(__global const float *image, __local const f
 // The block's sums started at the bias; the two versions of the loop are each unrolled whole, so the
 // version without column tests runs wherever the block's windows stay inside the rows.
 inline void vector_block(__global const float *image, __local const floatV *taps, __global const float *bias,
-                         const uint has_bias, const uint o0, const uint group_o0, const uint oh0, const uint ow0,
+                         const uint has_bias, const ChannelVector v, const uint oh0, const uint ow0,
                          floatV acc[2][BLOCK_COLS]) {
     floatV start = 0.0f;
     if (has_bias)
         for (uint l = 0; l < VEC; ++l)
-            if (group_o0 + l < OG) ((float *)&start)[l] = bias[o0 + l];
+            if (v.group_o0 + l < OG) ((float *)&start)[l] = bias[v.o0 + l];
     for (uint q = 0; q < 2; ++q)
         for (uint col = 0; col < BLOCK_COLS; ++col) acc[q][col] = start;
     const bool inside = ow0 * SW >= PL && (ow0 + BLOCK_COLS - 1) * SW + (KW - 1) * DW < IN_W + PL;
@@ -193,10 +206,8 @@ void direct_vector_forward(__global const float *x, const uint x_offset,
                            __global const float *weight, const uint w_offset,
                            __global const float *bias, const uint bias_offset, const uint has_bias,
                            __global float *y, const uint y_offset, const uint batch, const uint relu) {
-    const uint vector = get_global_id(1), g = vector / CHANNEL_VECTORS, group_o0 = (vector % CHANNEL_VECTORS) * VEC;
-    const uint o0 = g * OG + group_o0;
     __local floatV taps[WINDOW_WEIGHTS];
-    load_transposed_weights(weight + w_offset, o0, group_o0, taps);
+    const ChannelVector v = channel_vector(weight + w_offset, taps);
     const uint column_blocks = (OUT_W + BLOCK_COLS - 1) / BLOCK_COLS, row_pairs = (OUT_H + 1) / 2;
     const uint index = get_global_id(0);
     if (index >= batch * row_pairs * column_blocks) return;
@@ -204,14 +215,14 @@ void direct_vector_forward(__global const float *x, const uint x_offset,
     const uint oh0 = (index / column_blocks) % row_pairs * 2;
     const uint n = index / (column_blocks * row_pairs);
     floatV acc[2][BLOCK_COLS];
-    vector_block(x + x_offset + (n * C_IN + g * CG) * IN_PIXELS, taps, bias + bias_offset, has_bias, o0, group_o0, oh0, ow0, acc);
-    __global float *out = y + y_offset + (n * C_OUT + o0) * OUT_PIXELS + oh0 * OUT_W + ow0;
+    vector_block(x + x_offset + (n * C_IN + v.group * CG) * IN_PIXELS, taps, bias + bias_offset, has_bias, v, oh0, ow0, acc);
+    __global float *out = y + y_offset + (n * C_OUT + v.o0) * OUT_PIXELS + oh0 * OUT_W + ow0;
     for (uint q = 0; q < 2; ++q)
         for (uint col = 0; col < BLOCK_COLS; ++col) {
             if (oh0 + q >= OUT_H || ow0 + col >= OUT_W) continue;
-            const floatV v = relu ? fmax(acc[q][col], 0.0f) : acc[q][col];
+            const floatV sum = relu ? fmax(acc[q][col], 0.0f) : acc[q][col];
             for (uint l = 0; l < VEC; ++l)
-                if (group_o0 + l < OG) out[l * OUT_PIXELS + q * OUT_W + col] = ((const float *)&v)[l];
+                if (v.group_o0 + l < OG) out[l * OUT_PIXELS + q * OUT_W + col] = ((const float *)&sum)[l];
         }
 }
 
@@ -222,10 +233,8 @@ void direct_vector_forward_max_pool(__global const float *x, const uint x_offset
                                     __global const float *weight, const uint w_offset,
                                     __global const float *bias, const uint bias_offset, const uint has_bias,
                                     __global float *y, const uint y_offset, const uint batch, const uint relu) {
-    const uint vector = get_global_id(1), g = vector / CHANNEL_VECTORS, group_o0 = (vector % CHANNEL_VECTORS) * VEC;
-    const uint o0 = g * OG + group_o0;
     __local floatV taps[WINDOW_WEIGHTS];
-    load_transposed_weights(weight + w_offset, o0, group_o0, taps);
+    const ChannelVector v = channel_vector(weight + w_offset, taps);
     const uint column_blocks = (POOLED_W + PCOLS - 1) / PCOLS;
     const uint index = get_global_id(0);
     if (index >= batch * POOLED_H * column_blocks) return;
@@ -233,14 +242,14 @@ void direct_vector_forward_max_pool(__global const float *x, const uint x_offset
     const uint ph = (index / column_blocks) % POOLED_H;
     const uint n = index / (column_blocks * POOLED_H);
     floatV acc[2][BLOCK_COLS];
-    vector_block(x + x_offset + (n * C_IN + g * CG) * IN_PIXELS, taps, bias + bias_offset, has_bias, o0, group_o0, 2 * ph, 2 * pw0, acc);
-    __global float *out = y + y_offset + (n * C_OUT + o0) * POOLED_H * POOLED_W + ph * POOLED_W + pw0;
+    vector_block(x + x_offset + (n * C_IN + v.group * CG) * IN_PIXELS, taps, bias + bias_offset, has_bias, v, 2 * ph, 2 * pw0, acc);
+    __global float *out = y + y_offset + (n * C_OUT + v.o0) * POOLED_H * POOLED_W + ph * POOLED_W + pw0;
     for (uint p = 0; p < PCOLS; ++p) {
         if (pw0 + p >= POOLED_W) continue;
         floatV best = fmax(fmax(acc[0][2 * p], acc[0][2 * p + 1]), fmax(acc[1][2 * p], acc[1][2 * p + 1]));
         if (relu) best = fmax(best, 0.0f);
         for (uint l = 0; l < VEC; ++l)
-            if (group_o0 + l < OG) out[l * POOLED_H * POOLED_W + p] = ((const float *)&best)[l];
+            if (v.group_o0 + l < OG) out[l * POOLED_H * POOLED_W + p] = ((const float *)&best)[l];
     }
 }
 

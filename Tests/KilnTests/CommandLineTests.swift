@@ -148,7 +148,8 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(train.status, 0, train.output)
         let table = try XCTUnwrap(train.output.components(separatedBy: "kernel profile of the training steps:").last)
         XCTAssertTrue(table.contains("launches per step"), train.output)
-        XCTAssertTrue(table.contains("| direct_forward |"), "the few-channel convolutions run the direct kernels: \(table)")
+        XCTAssertTrue(table.contains("| direct_vector_forward |") || table.contains("| direct_forward |"),
+                      "the few-channel convolutions run the direct kernels: \(table)")
         XCTAssertTrue(table.contains("| optimizer_update |"), table)
 
         let bench = try KilnCommand.run(["bench", "--device", device, "--models", "lenet-bn", "--batches", "8", "--no-ops",
@@ -156,7 +157,9 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(bench.status, 0, bench.output)
         XCTAssertTrue(bench.output.contains("kernel profile of lenet-bn train batch 8"), bench.output)
         XCTAssertTrue(bench.output.contains("kernel profile of lenet-bn infer batch 8"), bench.output)
-        XCTAssertTrue(bench.output.contains("| direct_forward_max_pool |"), "inference fuses convolution and pooling: \(bench.output)")
+        XCTAssertTrue(bench.output.contains("| direct_vector_forward_max_pool |") || bench.output.contains("| direct_forward_max_pool |"),
+                      "inference fuses convolution and pooling: \(bench.output)")
+        XCTAssertTrue(bench.output.contains("| linear_forward |"), "linear layers run in one launch: \(bench.output)")
         let row = try XCTUnwrap(bench.output.split(separator: "\n").first { $0.hasPrefix("| lenet-bn |") && $0.contains("| train |") })
         let launches = try XCTUnwrap(row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.dropLast().last)
         XCTAssertGreaterThan(try XCTUnwrap(Int(launches), "launches per step in \(row)"), 10)

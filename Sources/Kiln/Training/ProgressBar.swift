@@ -9,6 +9,7 @@ public final class ProgressBar {
     private let interactive: Bool
     private let start = ContinuousClock.now
     private var lastPlainBucket = -1, lastPlainStep = -1
+    private var lastRedraw: ContinuousClock.Instant?
     private var rate = SteadyRate()
 
     public init(total: Int, label: String, interactive: Bool = isatty(STDOUT_FILENO) == 1) {
@@ -21,7 +22,13 @@ public final class ProgressBar {
     /// `warmingUp` says that the steps since the last update did one-time work (built programs, tuned
     /// convolutions): their time is not counted in the speed and the ETA.
     public func update(step: Int, loss: Double?, accuracy: Double?, images: Int, warmingUp: Bool = false) {
-        rate.add(step: step, images: images, at: seconds(ContinuousClock.now - start), warmingUp: warmingUp)
+        let now = ContinuousClock.now
+        rate.add(step: step, images: images, at: seconds(now - start), warmingUp: warmingUp)
+        // A terminal line is redrawn at most ten times a second (and at the epoch's end): a fast model's
+        // thousand steps a second would otherwise fill the pipe of a reader that stops reading, such as
+        // mpirun while it ends a job, and block the step that should write the checkpoint.
+        if interactive, step < total, let lastRedraw, now - lastRedraw < .milliseconds(100) { return }
+        if interactive { lastRedraw = now }
         var text = "\(label) \(step)/\(total)"
         if let loss, loss.isFinite { text += String(format: " loss %.4f", loss) }
         if let accuracy, accuracy.isFinite { text += String(format: " acc %.2f%%", accuracy * 100) }
