@@ -8,8 +8,8 @@ public protocol LinearBackend {
 }
 
 extension LinearBackend where Self: Backend {
-    /// linearForward as separate ops: the product, the bias and the ReLU (the host's way, and the
-    /// reference the fused kernels are tested against).
+    /// linearForward as separate ops: the product, the bias and the ReLU (the OpenCL backend's way for a
+    /// layer too large for its one-launch kernel).
     func linearForwardUnfused(_ x: Tensor, weight: Tensor, bias: Tensor?, relu: Bool, into y: Tensor) throws {
         let (n, inputs, outputs) = (x.shape[0], x.shape[1], weight.shape[0])
         try matmul(x, transposed: false, weight, transposed: true, m: n, n: outputs, k: inputs, alpha: 1, beta: 0, into: y)
