@@ -13,7 +13,7 @@ final class KernelSignatureTests: XCTestCase {
                        "every embedded kernel file has generated wrappers")
         // conv_direct.cl compiles only with a layer's sizes (8 output channels: a channel vector's).
         let sample = try Conv2DShape(input: [2, 3, 9, 9], weight: [8, 3, 3, 3], geometry: try Conv2DGeometry(kernelSize: 3))
-        let fileOptions = ["conv_direct.cl": OpenCLBackend.directConvolutionOptions(for: sample, on: backend.context.device.info)]
+        let fileOptions = ["conv_direct.cl": OpenCLBackend.directProgram(for: sample, on: backend.context.device.info).options]
         for kernel in generatedKernelManifest {
             let compiled = try backend.kernel(kernel.name, in: kernel.source.file, prelude: kernel.source.prelude,
                                               options: "-cl-kernel-arg-info " + (fileOptions[kernel.source.file] ?? ""))

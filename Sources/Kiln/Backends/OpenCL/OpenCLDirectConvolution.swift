@@ -14,28 +14,38 @@ extension OpenCLBackend {
             && g.kernelHeight * g.kernelWidth <= 49
     }
 
-    /// The compile-time sizes of `shape` (all but the batch) and of its blocks on `device`, made once per
-    /// layer shape and device kind: every launch of the direct kernels names its program by them.
-    static func directConvolutionOptions(for shape: Conv2DShape, on device: CLDeviceInfo) -> String {
-        var key = DirectProgramKey(shape: shape, vector: channelVectors(for: shape, on: device))
+    /// The program of `shape` (all but the batch compiled in) on `device`, and its forward's channel vectors:
+    /// made once per layer shape and device kind, so that a launch only looks them up.
+    static func directProgram(for shape: Conv2DShape, on device: CLDeviceInfo) -> DirectProgram {
+        var key = DirectProgramKey(shape: shape, vectorWidth: device.preferredFloatVectorWidth, localMemoryBytes: device.localMemoryBytes)
         key.shape.batch = 1
-        if let options = directOptions.withLock({ $0[key] }) { return options }
-        let options = makeDirectConvolutionOptions(for: key)
-        directOptions.withLock { $0[key] = options }
-        return options
+        if let program = directPrograms.withLock({ $0[key] }) { return program }
+        let vector = channelVectors(for: key.shape, on: device)
+        let program = DirectProgram(options: makeDirectConvolutionOptions(for: key.shape, vector: vector), vector: vector)
+        directPrograms.withLock { $0[key] = program }
+        return program
     }
 
-    private struct DirectProgramKey: Hashable {
-        var shape: Conv2DShape
+    struct DirectProgram {
+        /// The -D options every launch of the direct kernels names its program by.
+        var options: String
+        /// The forward's channel vectors; nil where it keeps pixel blocks.
         var vector: ChannelVectors?
     }
 
-    private static let directOptions = Locked<[DirectProgramKey: String]>([:])
+    /// What a direct program depends on: the layer's shape and the device's properties `channelVectors` reads.
+    private struct DirectProgramKey: Hashable {
+        var shape: Conv2DShape
+        var vectorWidth: Int
+        var localMemoryBytes: Int
+    }
 
-    private static func makeDirectConvolutionOptions(for key: DirectProgramKey) -> String {
-        let s = key.shape, g = s.geometry
+    private static let directPrograms = Locked<[DirectProgramKey: DirectProgram]>([:])
+
+    private static func makeDirectConvolutionOptions(for s: Conv2DShape, vector: ChannelVectors?) -> String {
+        let g = s.geometry
         // Without channel vectors the vector kernels are still compiled, with sizes that fit any device.
-        let vector = key.vector ?? ChannelVectors(width: 4, pooledColumns: 1)
+        let vector = vector ?? ChannelVectors(width: 4, pooledColumns: 1)
         let sizes: [(String, Int)] = [
             ("C_IN", s.inputChannels), ("C_OUT", s.outputChannels), ("GROUPS", g.groups), ("IN_H", s.inputHeight),
             ("IN_W", s.inputWidth), ("OUT_H", s.outputHeight), ("OUT_W", s.outputWidth), ("KH", g.kernelHeight),
@@ -97,10 +107,11 @@ extension OpenCLBackend {
     /// covers PIXEL_BLOCK convolution columns (half as many pooled ones), or 2·PCOLS with channel vectors.
     func directConvolutionMaxPooled(_ call: ConvolutionCall, relu: Bool, into y: Tensor) throws {
         let s = call.shape
-        let kernels = ConvDirectKernels(self, options: Self.directConvolutionOptions(for: s, on: context.device.info))
+        let program = Self.directProgram(for: s, on: context.device.info)
+        let kernels = ConvDirectKernels(self, options: program.options)
         // Without a bias the weight stands in for the unused argument.
         let bias = call.bias ?? call.second, hasBias = call.bias == nil ? 0 : 1
-        if let vector = Self.channelVectors(for: s, on: context.device.info) {
+        if let vector = program.vector {
             let blocks = s.batch * (s.outputHeight / 2) * ((s.outputWidth / 2 + vector.pooledColumns - 1) / vector.pooledColumns)
             let range = vectorRange(blocks, s, vector)
             try kernels.directVectorForwardMaxPool(global: range.global, local: range.local, x: call.first, weight: call.second,
@@ -124,10 +135,11 @@ extension OpenCLBackend {
     /// The direct kernels, each pass. A `relu` forward applies max(·, 0) to the result.
     func directConvolution(_ call: ConvolutionCall, into output: Tensor, relu: Bool = false) throws {
         let s = call.shape
-        let kernels = ConvDirectKernels(self, options: Self.directConvolutionOptions(for: s, on: context.device.info))
+        let program = Self.directProgram(for: s, on: context.device.info)
+        let kernels = ConvDirectKernels(self, options: program.options)
         switch call.pass {
         case .forward:
-            if let vector = Self.channelVectors(for: s, on: context.device.info) {
+            if let vector = program.vector {
                 let columns = 2 * vector.pooledColumns
                 let range = vectorRange(s.batch * ((s.outputHeight + 1) / 2) * ((s.outputWidth + columns - 1) / columns), s, vector)
                 try kernels.directVectorForward(global: range.global, local: range.local, x: call.first, weight: call.second,

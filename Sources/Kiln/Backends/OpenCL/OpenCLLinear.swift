@@ -29,8 +29,14 @@ extension OpenCLBackend: LinearBackend {
         static let small = LinearBlock(width: 4, rows: 2, columns: 2)
         static let allCases = [LinearBlock(width: 16, rows: 4, columns: 4), LinearBlock(width: 8, rows: 2, columns: 4), small]
 
-        var width: Int, rows: Int, columns: Int
-        var options: String { "-DLINEAR_VEC=\(width) -DLINEAR_ROWS=\(rows) -DLINEAR_COLS=\(columns)" }
+        let width: Int, rows: Int, columns: Int
+        /// Made once per block, so that a launch builds no string.
+        let options: String
+
+        init(width: Int, rows: Int, columns: Int) {
+            (self.width, self.rows, self.columns) = (width, rows, columns)
+            options = "-DLINEAR_VEC=\(width) -DLINEAR_ROWS=\(rows) -DLINEAR_COLS=\(columns)"
+        }
     }
 
     static func linearBlock(on device: CLDeviceInfo) -> LinearBlock {
