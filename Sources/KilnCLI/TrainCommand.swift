@@ -192,17 +192,17 @@ struct TrainCommand: ParsableCommand {
         }
         run.epochEnded = { metrics, _ in
             try board?.epochEnded(metrics, scoredSet: scored, measuresAccuracy: measuresAccuracy)
-            if measuresAccuracy {
-                print(String(format: "epoch %d: train loss %.4f acc %.2f%% | %@ loss %.4f acc %.2f%% | lr %.3g | %.0f img/s",
-                             metrics.epoch, metrics.trainLoss, 100 * metrics.trainAccuracy, scored.abbreviation,
-                             metrics.validationLoss ?? .nan, 100 * (metrics.validationAccuracy ?? .nan), metrics.learningRate,
-                             metrics.imagesPerSecond))
-            } else {
-                print(String(format: "epoch %d: train reconstruction MSE %.5f | %@ MSE %.5f | lr %.3g | %.0f img/s",
-                             metrics.epoch, metrics.trainLoss, scored.abbreviation, metrics.validationLoss ?? .nan,
-                             metrics.learningRate, metrics.imagesPerSecond))
-            }
-            fflush(nil)
+            let line = measuresAccuracy
+                ? String(format: "epoch %d: train loss %.4f acc %.2f%% | %@ loss %.4f acc %.2f%% | lr %.3g | %.0f img/s",
+                         metrics.epoch, metrics.trainLoss, 100 * metrics.trainAccuracy, scored.abbreviation,
+                         metrics.validationLoss ?? .nan, 100 * (metrics.validationAccuracy ?? .nan), metrics.learningRate,
+                         metrics.imagesPerSecond)
+                : String(format: "epoch %d: train reconstruction MSE %.5f | %@ MSE %.5f | lr %.3g | %.0f img/s",
+                         metrics.epoch, metrics.trainLoss, scored.abbreviation, metrics.validationLoss ?? .nan,
+                         metrics.learningRate, metrics.imagesPerSecond)
+            // Through the console's own thread, like the progress line: a reader that stops reading blocks
+            // neither the next step nor the checkpoint of a stop.
+            ConsoleOutput.standard.write(line + "\n")
         }
 
         if ProcessInfo.processInfo.environment["KILN_PROFILE"] == "1" {
@@ -218,27 +218,38 @@ struct TrainCommand: ParsableCommand {
         let outcome: FitOutcome
         do {
             outcome = try run.run()
-        } catch let error as TrainingError {
-            fflush(nil)
-            printError("\(error)\(Self.place(of: error, in: run)); \(Self.checkpointsLeft(by: run))")
-            throw ExitCode(3)
+        } catch {
+            ConsoleOutput.standard.drain()
+            if let error = error as? TrainingError {
+                printError("\(error)\(Self.place(of: error, in: run)); \(Self.checkpointsLeft(by: run))")
+                throw ExitCode(3)
+            }
+            throw error
         }
-        if let profile = run.trainer.profile { print("\nkernel profile of the training steps:\n" + profile.table + "\n") }
         switch outcome {
         case let .interrupted(stop):
-            print("\nstopped at epoch \(stop.epoch + 1), batch \(stop.batch) (step \(stop.step)); checkpoint \(run.lastCheckpoint.path)")
-            guard let distributed else {
-                print("resume with: kiln train --resume \(folder.path)")
-                throw ExitCode(stopper.exitCode)
+            // The checkpoint is written. The reader may be mpirun, which stops reading stdout while it ends a
+            // job: the progress still queued gets a moment, and the stop's lines go to stderr, a pipe of its own
+            // that mpirun empties when the rank exits.
+            ConsoleOutput.standard.drain(within: .seconds(1))
+            var lines = run.trainer.profile.map { "\nkernel profile of the training steps:\n" + $0.table + "\n" } ?? ""
+            lines += "\nstopped at epoch \(stop.epoch + 1), batch \(stop.batch) (step \(stop.step)); checkpoint \(run.lastCheckpoint.path)\n"
+            if let distributed {
+                lines += "resume with: mpirun -np \(distributed.job.size) kiln train --resume \(folder.path) (any number of ranks, or none)\n"
+            } else {
+                lines += "resume with: kiln train --resume \(folder.path)\n"
             }
-            print("resume with: mpirun -np \(distributed.job.size) kiln train --resume \(folder.path) (any number of ranks, or none)")
+            // Every rank's stderr reaches mpirun's; the other ranks' stdout goes nowhere.
+            if distributed?.dataParallel.isRoot != false { FileHandle.standardError.write(Data(lines.utf8)) }
             // mpirun turns Ctrl-C into SIGTERM to every rank, and a rank that got no signal stops with the
             // others: the job's stop is an interrupt on every rank.
-            throw ExitCode(128 + SIGINT)
-        case let .earlyStopped(epoch):
-            print("early stop after epoch \(epoch): no improvement for \(configuration.earlyStop ?? 0) epochs")
-        case .completed:
-            break
+            throw ExitCode(distributed == nil ? stopper.exitCode : 128 + SIGINT)
+        case .earlyStopped, .completed:
+            ConsoleOutput.standard.drain()
+            if let profile = run.trainer.profile { print("\nkernel profile of the training steps:\n" + profile.table + "\n") }
+            if case let .earlyStopped(epoch) = outcome {
+                print("early stop after epoch \(epoch): no improvement for \(configuration.earlyStop ?? 0) epochs")
+            }
         }
         if let dataParallel = run.dataParallel {
             print("every rank holds the same parameters (digest \(String(try dataParallel.digest(of: run.model), radix: 16)))")

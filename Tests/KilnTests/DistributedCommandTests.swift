@@ -53,9 +53,9 @@ final class DistributedCommandTests: XCTestCase {
         // Ctrl-C reaches mpirun, which sends SIGTERM to every rank odls_base_sigkill_timeout seconds later and
         // SIGKILL as long after that: the ranks stop after the same step, rank 0 checkpoints, and the run resumes.
         let stopped = try scratchFolder("stopped")
-        let interrupted = try Self.mpirun(["train", "--data", data.path, "--model", "lenet5", "--device", "host", "--epochs", "40",
+        let interrupted = try Self.mpirun(["train", "--data", data.path, "--model", "lenet5", "--device", "host", "--epochs", "1000",
                                            "--out", stopped.path] + Self.shortRun,
-                                          environment: ["OMPI_MCA_odls_base_sigkill_timeout": "3"], signal: SIGINT, after: "epoch 2/40 ")
+                                          environment: ["OMPI_MCA_odls_base_sigkill_timeout": "3"], signal: SIGINT, after: "epoch 2/1000 ")
         XCTAssertNotEqual(interrupted.status, 0, interrupted.output)
         XCTAssertTrue(interrupted.output.contains("resume with: mpirun -np 2 kiln train --resume"), interrupted.output)
         let stop = try XCTUnwrap(interrupted.output.firstMatch(of: /stopped at epoch (\d+), batch (\d+) \(step (\d+)\)/), interrupted.output)

@@ -18,6 +18,8 @@ public struct Fit {
     public var epochs: Int
     /// Stop when the validation loss has not improved for this many epochs.
     public var earlyStopPatience: Int?
+    /// A progress line per epoch, written through `ConsoleOutput.standard`: drain it before printing after
+    /// `run`.
     public var showProgress = true
     /// Called after every pass over training batches (also a stopped one) with the step number of its first
     /// batch, and the loss and learning rate of each step.

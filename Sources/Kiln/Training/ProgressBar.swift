@@ -2,7 +2,8 @@ import Foundation
 import KilnCL
 
 /// One line of progress per epoch: redrawn in place on a terminal, printed as plain lines (about every
-/// tenth of the epoch) when the output is a file or a pipe.
+/// tenth of the epoch) when the output is a file or a pipe. It writes through `ConsoleOutput.standard`, so a
+/// reader that stops reading never blocks a step.
 public final class ProgressBar {
     private let total: Int
     private let label: String
@@ -24,9 +25,8 @@ public final class ProgressBar {
     public func update(step: Int, loss: Double?, accuracy: Double?, images: Int, warmingUp: Bool = false) {
         let now = ContinuousClock.now
         rate.add(step: step, images: images, at: seconds(now - start), warmingUp: warmingUp)
-        // A terminal line is redrawn at most ten times a second (and at the epoch's end): a fast model's
-        // thousand steps a second would otherwise fill the pipe of a reader that stops reading, such as
-        // mpirun while it ends a job, and block the step that should write the checkpoint.
+        // A terminal line is redrawn at most ten times a second (and at the epoch's end): more is invisible,
+        // and a fast model's thousand steps a second would be megabytes of output.
         if interactive, step < total, let lastRedraw, now - lastRedraw < .milliseconds(100) { return }
         if interactive { lastRedraw = now }
         var text = "\(label) \(step)/\(total)"
@@ -41,18 +41,16 @@ public final class ProgressBar {
             let width = 24
             let filled = Int(Double(step) / Double(total) * Double(width))
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            print("\r\u{1B}[2K\(bar) \(text)", terminator: "")
-            fflush(nil)  // all output streams: stdout is a C global Swift 6 will not touch
+            ConsoleOutput.standard.write("\r\u{1B}[2K\(bar) \(text)")
         } else if step != lastPlainStep, step == total || step / Swift.max(total / 10, 1) != lastPlainBucket {
             (lastPlainBucket, lastPlainStep) = (step / Swift.max(total / 10, 1), step)
-            print(text)
-            fflush(nil)  // a pipe is block-buffered: show each line as it happens
+            ConsoleOutput.standard.write(text + "\n")
         }
     }
 
     /// Ends the progress line.
     public func finish() {
-        if interactive { print("") }
+        if interactive { ConsoleOutput.standard.write("\n") }
     }
 
     static func clock(_ seconds: Double) -> String {
@@ -128,24 +126,25 @@ public final class PreparationLine: @unchecked Sendable {
             state.current = progress
             guard seconds(ContinuousClock.now - start) >= delay else { return }
             if interactive {
-                print("\r\u{1B}[2K\(text(progress))", terminator: "")
-                fflush(nil)
+                ConsoleOutput.standard.write("\r\u{1B}[2K\(text(progress))")
             } else if !state.shown {
-                print(text(progress))
-                fflush(nil)
+                ConsoleOutput.standard.write(text(progress) + "\n")
             }
             state.shown = true
         }
     }
 
-    /// Ends the line (its last state, with the time the phase took, if it was shown).
-    public func finish() { state.withLock { end(&$0) } }
+    /// Ends the line (its last state, with the time the phase took, if it was shown) and waits until it is
+    /// written.
+    public func finish() {
+        state.withLock { end(&$0) }
+        ConsoleOutput.standard.drain()
+    }
 
     private func end(_ state: inout State) {
         if state.shown, let current = state.current {
             let elapsed = String(format: "%.1f s", seconds(ContinuousClock.now - state.phaseStart))
-            print((interactive ? "\r\u{1B}[2K" : "") + text(current) + ", \(elapsed)")
-            fflush(nil)
+            ConsoleOutput.standard.write((interactive ? "\r\u{1B}[2K" : "") + text(current) + ", \(elapsed)\n")
         }
         state.shown = false
         state.current = nil

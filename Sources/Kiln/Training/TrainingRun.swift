@@ -328,6 +328,8 @@ public final class TrainingRun {
     /// Trains the remaining epochs. Returns `.interrupted` after `requestStop`, with last.safetensors holding
     /// the stop's position; a `TrainingError` (a non-finite loss) propagates and leaves the last checkpoint
     /// of a whole epoch in place.
+    /// Its progress lines go through `ConsoleOutput.standard` and never hold up a checkpoint: drain it before
+    /// printing after `run`.
     public func run() throws -> FitOutcome {
         var fit = Fit(trainer: trainer, scheduler: scheduler, train: train, validation: validation, epochs: configuration.epochs,
                       earlyStopPatience: configuration.earlyStop)
