@@ -226,13 +226,14 @@ struct TrainCommand: ParsableCommand {
             }
             throw error
         }
+        let profileTable = run.trainer.profile.map { "\nkernel profile of the training steps:\n" + $0.table + "\n" }
         switch outcome {
         case let .interrupted(stop):
-            // The checkpoint is written. The reader may be mpirun, which stops reading stdout while it ends a
-            // job: the progress still queued gets a moment, and the stop's lines go to stderr, a pipe of its own
-            // that mpirun empties when the rank exits.
+            // The checkpoint is written. The reader may be mpirun, which stops reading stdout once it is
+            // interrupted: the progress still queued gets a moment, and the stop's lines go to stderr, which
+            // mpirun still forwards.
             ConsoleOutput.standard.drain(within: .seconds(1))
-            var lines = run.trainer.profile.map { "\nkernel profile of the training steps:\n" + $0.table + "\n" } ?? ""
+            var lines = profileTable ?? ""
             lines += "\nstopped at epoch \(stop.epoch + 1), batch \(stop.batch) (step \(stop.step)); checkpoint \(run.lastCheckpoint.path)\n"
             if let distributed {
                 lines += "resume with: mpirun -np \(distributed.job.size) kiln train --resume \(folder.path) (any number of ranks, or none)\n"
@@ -246,7 +247,7 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode(distributed == nil ? stopper.exitCode : 128 + SIGINT)
         case .earlyStopped, .completed:
             ConsoleOutput.standard.drain()
-            if let profile = run.trainer.profile { print("\nkernel profile of the training steps:\n" + profile.table + "\n") }
+            if let profileTable { print(profileTable) }
             if case let .earlyStopped(epoch) = outcome {
                 print("early stop after epoch \(epoch): no improvement for \(configuration.earlyStop ?? 0) epochs")
             }

@@ -2,7 +2,7 @@ import Foundation
 import KilnCL
 
 /// Standard output written by a thread of its own, for the lines a training loop prints while it runs
-/// (progress, epoch summaries). A reader that stops reading — mpirun while it ends a job, a terminal
+/// (progress, epoch summaries). A reader that stops reading — mpirun once it is interrupted, a terminal
 /// paused with Ctrl-S — then blocks that thread, never a training step: the step that should write the
 /// checkpoint after a stop request still does.
 ///
@@ -33,8 +33,9 @@ public final class ConsoleOutput: @unchecked Sendable {
         fflush(nil)
         condition.lock()
         defer { condition.unlock() }
-        if pending.count + text.utf8.count > Self.pendingLimit {
-            droppedBytes += text.utf8.count
+        let size = text.utf8.count
+        if pending.count + size > Self.pendingLimit {
+            droppedBytes += size
             return
         }
         pending.append(contentsOf: text.utf8)
