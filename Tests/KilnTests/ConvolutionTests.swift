@@ -131,6 +131,39 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    /// The host's Winograd path (3x3, stride 1, 16 channels or more) against the defining sum: odd and tiny
+    /// sizes (a lone tile, an odd edge), padding 0 to 3 (`same` included), bias and ReLU, batch 1, and a
+    /// batch split into chunks on every thread. The data gradient runs the same path with the filters rotated.
+    func testTheHostWinogradPathMatchesTheDefiningSum() throws {
+        for trial in 0..<12 {
+            let (inputs, outputs) = (random.int(16...21), random.int(16...21))
+            let padding = trial % 4 == 3 ? Conv2DPadding.same : .explicit(height: random.int(0...3), width: random.int(0...3))
+            let geometry = try Conv2DGeometry(kernelSize: (3, 3), padding: padding)
+            let (minimumHeight, minimumWidth) = (Swift.max(1, 3 - 2 * geometry.padTop), Swift.max(1, 3 - 2 * geometry.padLeft))
+            let (height, width) = trial == 0 ? (minimumHeight, minimumWidth)
+                : (minimumHeight + random.int(0...10), minimumWidth + random.int(0...10))
+            let batch = trial == 1 ? 37 : (trial % 3 == 0 ? 1 : random.int(2...3))
+            let input = [batch, inputs, height, width], weightShape = [outputs, inputs, 3, 3]
+            let s = try Conv2DShape(input: input, weight: weightShape, geometry: geometry)
+            XCTAssertTrue(HostBackend.winogradApplies(to: s), "\(s)")
+            let x = try Tensor(random.floats(input.reduce(1, *)), shape: input)
+            let w = try Tensor(random.floats(weightShape.reduce(1, *)), shape: weightShape)
+            let bias = random.floats(outputs)
+            let dy = try Tensor(random.floats(s.outputShape.reduce(1, *)), shape: s.outputShape)
+            let relu = trial % 2 == 0
+            var expected = NaiveConvolution.forward(try x.toArray(), try w.toArray(), s)
+            for (i, value) in expected.enumerated() {
+                let shifted = value + bias[i / s.outputPixels % outputs]
+                expected[i] = relu ? Swift.max(shifted, 0) : shifted
+            }
+            let terms = Float(s.patchSize)
+            let y = try conv2d(x, weight: w, bias: try Tensor(bias, shape: [outputs]), geometry: geometry, relu: relu)
+            assertClose(try y.toArray(), expected, atol: 1e-6 * terms, "forward \(s) relu \(relu)")
+            assertClose(try conv2dBackwardData(dy, weight: w, inputShape: input, geometry: geometry).toArray(),
+                        NaiveConvolution.backwardData(try dy.toArray(), try w.toArray(), s), atol: 1e-6 * terms, "backward data \(s)")
+        }
+    }
+
     /// The OpenCL backend against the host on 60 random configurations, every pass.
     func testTheDeviceMatchesTheHostOnRandomConfigurations() throws {
         let gpu = try openCLDevice()

@@ -16,6 +16,7 @@ final class FusionTests: XCTestCase {
             ([3, 6, 9, 10], [16, 6, 5, 5], try Conv2DGeometry(kernelSize: 5)),
             ([2, 4, 9, 9], [6, 2, 3, 3], try Conv2DGeometry(kernelSize: 3, stride: 2, padding: 1, groups: 2)),
             ([2, 20, 7, 7], [8, 20, 3, 3], try Conv2DGeometry(kernelSize: 3, padding: 1)),
+            ([2, 20, 7, 9], [18, 20, 3, 3], try Conv2DGeometry(kernelSize: 3, padding: 1)),      // the host's Winograd
             ([1, 3, 13, 30], [24, 3, 5, 5], try Conv2DGeometry(kernelSize: 5, padding: 2)),       // channel vectors of 8
             ([2, 4, 11, 9], [32, 2, 3, 3], try Conv2DGeometry(kernelSize: 3, stride: 2, padding: 1, groups: 2)),  // of 16
         ]
@@ -182,6 +183,20 @@ final class FusionTests: XCTestCase {
         XCTAssertNotNil(model.output(of: names[3]))
         _ = try model.forward(x, .inferenceRecordingEveryLayer)
         XCTAssertNotNil(model.output(of: names[0]))
+    }
+
+    /// Fusion reaches into containers: a residual block's body, inside a stage inside the network, runs each
+    /// convolution with the batch norm after it.
+    func testFusionReachesIntoResidualBlocks() throws {
+        let model = try ModelZoo.make("resnet18", inputShape: [3, 8, 8], classes: 10)
+        let x = try Tensor(random.floats(2 * 3 * 64), shape: [2, 3, 8, 8])
+        let body = try XCTUnwrap(try model.layer(named: "layer2.0") as? Residual).body
+        _ = try model.forward(x, .prediction)
+        XCTAssertNil(body.output(of: "conv1"), "conv1 was fused with bn1 and the ReLU")
+        XCTAssertNil(body.output(of: "conv2"), "conv2 was fused with bn2")
+        XCTAssertNotNil(body.output(of: "bn2"))
+        _ = try model.forward(x, .inference)
+        XCTAssertNotNil(body.output(of: "conv2"), "a pass that may be followed by a backward does not fuse")
     }
 
     /// Kiln's writers count as modifications of a parameter, which keys the cache of folded weights.

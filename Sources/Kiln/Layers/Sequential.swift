@@ -98,7 +98,9 @@ public final class Sequential: Layer, RecordingContainer {
                 index += 2
                 continue
             }
-            context.needsInputGradient = inputGradientNeeded || index > lowestTrainingLayer
+            // A pass that fuses has no backward after it: the layers inside this one need no input gradient
+            // either, so that containers within (a residual block's body) fuse too.
+            context.needsInputGradient = !fuses && (inputGradientNeeded || index > lowestTrainingLayer)
             current = try layers[index].layer.forward(current, context)
             outputs.append(current)
             index += 1

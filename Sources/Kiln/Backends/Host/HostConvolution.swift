@@ -1,8 +1,9 @@
 import KilnCL
 
-/// Convolution on the host: im2col + OpenBLAS GEMM. The batch is split across the backend's threads, and
-/// each thread multiplies a chunk of its images at once, so that OpenBLAS gets a few large products instead
-/// of many small ones.
+/// Convolution on the host: im2col + OpenBLAS GEMM, and Winograd (HostWinograd.swift) for the forward and
+/// data-gradient passes of 3x3 stride-1 layers with enough channels. The batch is split across the backend's
+/// threads, and each thread multiplies a chunk of its images at once, so that OpenBLAS gets a few large
+/// products instead of many small ones.
 ///
 /// For group g and a chunk of B images, the patches form `cols` [K, B·P] with K = C_in/groups·kh·kw rows
 /// (one per weight of a filter) and B·P columns (one per output pixel of each image). Outputs and output
@@ -17,6 +18,10 @@ extension HostBackend: ConvolutionBackend {
     static let directPixels = 256
 
     public func conv2dForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, relu: Bool, into output: Tensor) throws {
+        if Self.winogradApplies(to: s) {
+            try BLAS.load()
+            return winogradForward(x, weight: weight, bias: bias, shape: s, relu: relu, into: output)
+        }
         try convolutionForward(x, weight: weight, bias: bias, shape: s, into: output)
         if relu { try unary(.relu, output, into: output) }
     }
@@ -67,6 +72,7 @@ extension HostBackend: ConvolutionBackend {
 
     public func conv2dBackwardData(_ dy: Tensor, weight: Tensor, shape s: Conv2DShape, into dx: Tensor) throws {
         try BLAS.load()
+        if Self.winogradApplies(to: s) { return winogradBackwardData(dy, weight: weight, shape: s, into: dx) }
         let (w, dxBuffer) = (weight.hostBuffer, dx.hostBuffer)
         if s.isPointwise {
             // dx[n, g] = w[g]ᵀ · dy[n, g]
