@@ -9,14 +9,14 @@
 ///   V = Bᵀ d B,   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]    inputs   V [16, channels, T]
 ///   M[k] = U[k] · V[k]                                             products M [16, rows, T]
 ///   Y = Aᵀ M A,   Aᵀ = [1 1 1 0; 0 1 −1 −1]                        the tile's 2x2 outputs
-/// where T counts the tiles of a chunk of images, ⌈OH/2⌉·⌈OW/2⌉ per image, in (image, tile row, tile column)
-/// order.
+/// where T counts the tiles of a chunk, in (image, tile row, tile column) order (⌈OH/2⌉·⌈OW/2⌉ per image).
 extension HostBackend {
     /// Below this many channels on either side the 16 GEMMs are too thin to beat im2col's one.
     static let winogradMinimumChannels = 16
-    /// Tiles per chunk of images: enough columns for OpenBLAS's kernels, few enough that a chunk's V and M
-    /// stay near the caches.
-    static let winogradChunkTiles = 128
+    /// Tiles per chunk (whole tile rows, across image boundaries): enough columns for OpenBLAS's kernels to
+    /// pay for packing U, few enough that the chunk's V and M stay near the caches; more for the wide layers,
+    /// whose U is larger (tried 32 to 256 on ResNet-18's layers: 128, and 256 for 512 channels, were best).
+    fileprivate static func winogradChunkTiles(_ p: WinogradProblem) -> Int { Swift.max(128, (p.channels + p.rows) / 4) }
 
     /// Whether the host computes this convolution's forward and data-gradient passes with Winograd.
     static func winogradApplies(to s: Conv2DShape) -> Bool {
@@ -46,7 +46,7 @@ extension HostBackend {
 
     /// One 3x3 stride-1 convolution of `input` [batch, channels, height, width] into `output` [batch, rows,
     /// outputHeight, outputWidth].
-    private struct WinogradProblem {
+    fileprivate struct WinogradProblem {
         var batch: Int, channels: Int, height: Int, width: Int
         var rows: Int, outputHeight: Int, outputWidth: Int
         var padTop: Int, padLeft: Int
@@ -67,25 +67,39 @@ extension HostBackend {
         defer { HostMemoryCache.shared.give(u, count: filterCount) }
         transformFilters(p, weight, into: u)
         parallelRanges(p.batch, grain: 1) { images in
-            let chunk = Swift.min(images.count, Swift.max(1, Self.winogradChunkTiles / p.tilesPerImage))
-            let tiles = chunk * p.tilesPerImage
-            // V [16, channels, T], M [16, rows, T] and one entry more, and scratch: a padded channel and 4 rows
-            // for the input transform, the 4 outputs of every tile (and one more) for the output transform.
-            let count = 16 * (p.channels + p.rows) * tiles + 1 + Swift.max((2 * p.tilesHigh + 6) * p.paddedWidth, 4 * (tiles + 1))
+            // This thread's tile rows, (image, tile row) flattened, in chunks of whole tile rows.
+            let tileRows = (images.lowerBound * p.tilesHigh)..<(images.upperBound * p.tilesHigh)
+            let chunk = Swift.min(tileRows.count, Swift.max(1, Self.winogradChunkTiles(p) / p.tilesWide))
+            let tiles = chunk * p.tilesWide
+            // V [16, channels, T], M [16, rows, T] and one entry more, and scratch: a padded channel for the
+            // input transform, the 4 outputs of every tile (and one more) for the output transform.
+            let count = 16 * (p.channels + p.rows) * tiles + 1 + Swift.max((2 * chunk + 2) * p.paddedWidth, 4 * (tiles + 1))
             let block = HostMemoryCache.shared.take(count: count)
             defer { HostMemoryCache.shared.give(block, count: count) }
             let (v, m) = (block, block + 16 * p.channels * tiles)
             let scratch = m + 16 * p.rows * tiles + 1
-            for first in stride(from: images.lowerBound, to: images.upperBound, by: chunk) {
-                let batch = first..<Swift.min(first + chunk, images.upperBound)
-                let columns = batch.count * p.tilesPerImage
-                transformInputs(p, input, images: batch, tiles: columns, scratch: scratch, into: v)
+            for first in stride(from: tileRows.lowerBound, to: tileRows.upperBound, by: chunk) {
+                let rows = first..<Swift.min(first + chunk, tileRows.upperBound)
+                let columns = rows.count * p.tilesWide
+                transformInputs(p, input, tileRows: rows, tiles: columns, scratch: scratch, into: v)
                 for k in 0..<16 {
                     BLAS.sgemm(m: p.rows, n: columns, k: p.channels, a: u + k * p.rows * p.channels, lda: p.channels,
                                b: v + k * p.channels * columns, ldb: columns, beta: 0, c: m + k * p.rows * columns, ldc: columns)
                 }
-                transformOutputs(p, m, images: batch, tiles: columns, bias: bias, relu: relu, scratch: scratch, into: output)
+                transformOutputs(p, m, tileRows: rows, tiles: columns, bias: bias, relu: relu, scratch: scratch, into: output)
             }
+        }
+    }
+
+    /// Calls `body(image, tile rows of it, index of the first one in the chunk)` for the images that the
+    /// chunk's tile rows, flattened over (image, tile row), fall in.
+    private func forEachImage(_ p: WinogradProblem, of tileRows: Range<Int>, _ body: (Int, Range<Int>, Int) -> Void) {
+        var row = tileRows.lowerBound
+        while row < tileRows.upperBound {
+            let (n, top) = row.quotientAndRemainder(dividingBy: p.tilesHigh)
+            let bottom = Swift.min(p.tilesHigh, top + tileRows.upperBound - row)
+            body(n, top..<bottom, row - tileRows.lowerBound)
+            row += bottom - top
         }
     }
 
@@ -136,21 +150,22 @@ extension HostBackend {
         }
     }
 
-    /// V[k, c, t] = (Bᵀ d B)[k] for the tiles of `images`. Channel by channel: the channel padded with zeros,
-    /// then a tile row at a time its 4 rows combined vertically (Bᵀ d) and each tile's 4 columns horizontally
-    /// (· B), 4 tiles at once.
-    private func transformInputs(_ p: WinogradProblem, _ input: UnsafePointer<Float>, images: Range<Int>, tiles: Int,
+    /// V[k, c, t] = (Bᵀ d B)[k] for the chunk's tile rows. Image by image and channel by channel: the input
+    /// rows they read, padded with zeros; then a tile row at a time its 4 rows combined vertically (Bᵀ d) and
+    /// each tile's 4 columns horizontally (· B), 4 tiles at once.
+    private func transformInputs(_ p: WinogradProblem, _ input: UnsafePointer<Float>, tileRows: Range<Int>, tiles: Int,
                                  scratch: UnsafeMutablePointer<Float>, into v: UnsafeMutablePointer<Float>) {
-        let width = p.paddedWidth, paddedRows = 2 * p.tilesHigh + 2
-        let (padded, combined) = (scratch, scratch + paddedRows * width)
+        let width = p.paddedWidth
         // Padded entry [row, q] is input [row − padTop, q − padLeft].
         let firstColumn = Swift.max(0, Swift.min(width, p.padLeft)), lastColumn = Swift.max(firstColumn, Swift.min(width, p.padLeft + p.width))
         let plane = p.channels * tiles
-        for (b, n) in images.enumerated() {
+        forEachImage(p, of: tileRows) { n, tileRowsOfImage, firstRow in
+            // The padded rows these tile rows read, from padded row 2·top on.
+            let (top, paddedRows) = (2 * tileRowsOfImage.lowerBound, 2 * tileRowsOfImage.count + 2)
             for c in 0..<p.channels {
                 let channel = input + (n * p.channels + c) * p.height * p.width
                 for row in 0..<paddedRows {
-                    let target = padded + row * width, ih = row - p.padTop
+                    let target = scratch + row * width, ih = top + row - p.padTop
                     guard ih >= 0, ih < p.height else {
                         for q in 0..<width { target[q] = 0 }
                         continue
@@ -160,10 +175,10 @@ extension HostBackend {
                     for q in firstColumn..<lastColumn { target[q] = source[q] }
                     for q in lastColumn..<width { target[q] = 0 }
                 }
-                for ty in 0..<p.tilesHigh {
-                    let d0 = padded + 2 * ty * width
+                for index in 0..<tileRowsOfImage.count {
+                    let d0 = scratch + 2 * index * width
                     let (d1, d2, d3) = (d0 + width, d0 + 2 * width, d0 + 3 * width)
-                    let first = c * tiles + (b * p.tilesHigh + ty) * p.tilesWide
+                    let first = c * tiles + (firstRow + index) * p.tilesWide
                     /// Writes V[4i ..< 4i + 4] of tiles tx ..< tx + lanes, from row i of Bᵀ d.
                     func put<Lanes: SIMD>(_ i: Int, _ tx: Int, _ e0: Lanes, _ o0: Lanes, _ e1: Lanes, _ o1: Lanes) where Lanes.Scalar == Float {
                         let target = v + 4 * i * plane + first + tx
@@ -213,7 +228,7 @@ extension HostBackend {
     /// y[n, r, 2ty + a, 2tx + b] = (Aᵀ M A)[a, b] + bias[r], then max(·, 0) with `relu`; a tile's outputs past
     /// an odd edge are not written. Row by row of M: the 4 outputs of every tile of the chunk, 8 tiles at once,
     /// then those outputs put in place.
-    private func transformOutputs(_ p: WinogradProblem, _ m: UnsafePointer<Float>, images: Range<Int>, tiles: Int,
+    private func transformOutputs(_ p: WinogradProblem, _ m: UnsafePointer<Float>, tileRows: Range<Int>, tiles: Int,
                                   bias: UnsafePointer<Float>?, relu: Bool, scratch: UnsafeMutablePointer<Float>,
                                   into output: UnsafeMutablePointer<Float>) {
         let plane = p.rows * tiles
@@ -253,10 +268,10 @@ extension HostBackend {
                 tileOutputs(t, SIMD2<Float>.self)
                 t += 2
             }
-            for (b, n) in images.enumerated() {
+            forEachImage(p, of: tileRows) { n, tileRowsOfImage, firstRow in
                 let channel = output + (n * p.rows + r) * p.outputHeight * p.outputWidth
-                for ty in 0..<p.tilesHigh {
-                    let first = (b * p.tilesHigh + ty) * p.tilesWide
+                for ty in tileRowsOfImage {
+                    let first = (firstRow + ty - tileRowsOfImage.lowerBound) * p.tilesWide
                     let top = channel + 2 * ty * p.outputWidth
                     for tx in 0..<wholeTiles {
                         (top[2 * tx], top[2 * tx + 1]) = (Swift.max(y00[first + tx], floor), Swift.max(y01[first + tx], floor))
