@@ -55,7 +55,6 @@ extension HostBackend {
 
         var tilesHigh: Int { (outputHeight + 1) / 2 }
         var tilesWide: Int { (outputWidth + 1) / 2 }
-        var tilesPerImage: Int { tilesHigh * tilesWide }
         /// The width of an input row as the tiles read it: 2 columns per tile and the last tile's 2 more.
         var paddedWidth: Int { 2 * tilesWide + 2 }
     }
@@ -71,8 +70,8 @@ extension HostBackend {
             let tileRows = (images.lowerBound * p.tilesHigh)..<(images.upperBound * p.tilesHigh)
             let chunk = Swift.min(tileRows.count, Swift.max(1, Self.winogradChunkTiles(p) / p.tilesWide))
             let tiles = chunk * p.tilesWide
-            // V [16, channels, T], M [16, rows, T] and one entry more, and scratch: a padded channel for the
-            // input transform, the 4 outputs of every tile (and one more) for the output transform.
+            // V [16, channels, T], M [16, rows, T] and one entry more, and scratch: the padded input rows of a
+            // chunk for the input transform, the 4 outputs of every tile (and one more) for the output transform.
             let count = 16 * (p.channels + p.rows) * tiles + 1 + Swift.max((2 * chunk + 2) * p.paddedWidth, 4 * (tiles + 1))
             let block = HostMemoryCache.shared.take(count: count)
             defer { HostMemoryCache.shared.give(block, count: count) }
@@ -156,11 +155,11 @@ extension HostBackend {
     private func transformInputs(_ p: WinogradProblem, _ input: UnsafePointer<Float>, tileRows: Range<Int>, tiles: Int,
                                  scratch: UnsafeMutablePointer<Float>, into v: UnsafeMutablePointer<Float>) {
         let width = p.paddedWidth
-        // Padded entry [row, q] is input [row − padTop, q − padLeft].
+        // Padded entry [row, q] is input [top + row − padTop, q − padLeft], zero outside the input.
         let firstColumn = Swift.max(0, Swift.min(width, p.padLeft)), lastColumn = Swift.max(firstColumn, Swift.min(width, p.padLeft + p.width))
         let plane = p.channels * tiles
         forEachImage(p, of: tileRows) { n, tileRowsOfImage, firstRow in
-            // The padded rows these tile rows read, from padded row 2·top on.
+            // The padded rows these tile rows read: from 2 per tile row above them on.
             let (top, paddedRows) = (2 * tileRowsOfImage.lowerBound, 2 * tileRowsOfImage.count + 2)
             for c in 0..<p.channels {
                 let channel = input + (n * p.channels + c) * p.height * p.width
