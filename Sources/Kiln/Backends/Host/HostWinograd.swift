@@ -186,24 +186,37 @@ extension HostBackend {
                         UnsafeMutableRawPointer(target + 2 * plane).storeBytes(of: e1 - o0, as: Lanes.self)
                         UnsafeMutableRawPointer(target + 3 * plane).storeBytes(of: o0 - o1, as: Lanes.self)
                     }
-                    // Bᵀ d combines the 4 rows: d0 − d2, d1 + d2, d2 − d1, d1 − d3. Columns 2tx ..< 2tx + 8 of a row
-                    // hold the even (e0) and odd (o0) columns of tiles tx ..< tx + 4; 2 columns on, those of the
-                    // next tiles (e1, o1); · B combines them.
+                    // Bᵀ d combines the 4 rows: d0 − d2, d1 + d2, d2 − d1, d1 − d3. Columns 2tx ..< 2tx + 2n of a
+                    // row hold the even (e0) and odd (o0) columns of tiles tx ..< tx + n; 2 columns on, those of
+                    // the next tiles (e1, o1); · B combines them. n tiles at once: 4 (SIMD8 loads), then 2. Forced
+                    // inline: left as a call per step it is not, and the call costs about what the step does.
                     var tx = 0
-                    while tx + 4 <= p.tilesWide {
-                        func load(_ row: UnsafeMutablePointer<Float>, _ offset: Int) -> SIMD8<Float> {
-                            UnsafeRawPointer(row + 2 * tx + offset).loadUnaligned(as: SIMD8<Float>.self)
+                    @inline(__always) func nextTiles<Wide: SIMD, Half: SIMD>(_ wide: Wide.Type, _ split: (Wide) -> (Half, Half))
+                        where Wide.Scalar == Float, Half.Scalar == Float {
+                        func load(_ row: UnsafeMutablePointer<Float>, _ offset: Int) -> Wide {
+                            UnsafeRawPointer(row + 2 * tx + offset).loadUnaligned(as: Wide.self)
                         }
-                        func combine(_ offset: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+                        func combine(_ offset: Int) -> (Wide, Wide, Wide, Wide) {
                             let (a0, a1, a2, a3) = (load(d0, offset), load(d1, offset), load(d2, offset), load(d3, offset))
                             return (a0 - a2, a1 + a2, a2 - a1, a1 - a3)
                         }
                         let (h0, h1, h2, h3) = combine(0), (n0, n1, n2, n3) = combine(2)
-                        put(0, tx, h0.evenHalf, h0.oddHalf, n0.evenHalf, n0.oddHalf)
-                        put(1, tx, h1.evenHalf, h1.oddHalf, n1.evenHalf, n1.oddHalf)
-                        put(2, tx, h2.evenHalf, h2.oddHalf, n2.evenHalf, n2.oddHalf)
-                        put(3, tx, h3.evenHalf, h3.oddHalf, n3.evenHalf, n3.oddHalf)
+                        func putRow(_ i: Int, _ here: Wide, _ next: Wide) {
+                            let ((e0, o0), (e1, o1)) = (split(here), split(next))
+                            put(i, tx, e0, o0, e1, o1)
+                        }
+                        putRow(0, h0, n0)
+                        putRow(1, h1, n1)
+                        putRow(2, h2, n2)
+                        putRow(3, h3, n3)
+                    }
+                    while tx + 4 <= p.tilesWide {
+                        nextTiles(SIMD8<Float>.self) { ($0.evenHalf, $0.oddHalf) }
                         tx += 4
+                    }
+                    while tx + 2 <= p.tilesWide {
+                        nextTiles(SIMD4<Float>.self) { ($0.evenHalf, $0.oddHalf) }
+                        tx += 2
                     }
                     while tx < p.tilesWide {
                         // Column q of the tile's Bᵀ d, one entry per row i.
