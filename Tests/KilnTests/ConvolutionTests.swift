@@ -133,7 +133,8 @@ final class ConvolutionTests: XCTestCase {
 
     /// The host's Winograd path (3x3, stride 1, 16 channels or more) against the defining sum: odd and tiny
     /// sizes (a lone tile, an odd edge), padding 0 to 3 (`same` included), bias and ReLU, batch 1, a batch
-    /// split into chunks on every thread, and chunks that end inside an image. The data gradient runs the same path with the filters rotated.
+    /// split into chunks on every thread, and chunks that end inside an image. The data gradient runs the same
+    /// path with the filters rotated.
     func testTheHostWinogradPathMatchesTheDefiningSum() throws {
         for trial in 0..<12 {
             let (inputs, outputs) = (random.int(16...21), random.int(16...21))

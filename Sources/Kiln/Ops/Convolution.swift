@@ -95,6 +95,12 @@ public struct Conv2DShape: Hashable, Sendable {
             && geometry.padTop == 0 && geometry.padBottom == 0 && geometry.padLeft == 0 && geometry.padRight == 0
     }
 
+    /// 3×3, stride 1, dilation 1, one group: the shape Winograd F(2×2, 3×3) computes (forward and data gradient).
+    public var isWinogradShape: Bool {
+        geometry.kernelHeight == 3 && geometry.kernelWidth == 3 && geometry.strideHeight == 1 && geometry.strideWidth == 1
+            && geometry.dilationHeight == 1 && geometry.dilationWidth == 1 && geometry.groups == 1
+    }
+
     /// Checks an input shape and a weight shape against `geometry`.
     public init(input: [Int], weight: [Int], geometry: Conv2DGeometry, operation: String = "conv2d") throws {
         guard input.count == 4 else {

@@ -20,10 +20,7 @@ extension HostBackend {
 
     /// Whether the host computes this convolution's forward and data-gradient passes with Winograd.
     static func winogradApplies(to s: Conv2DShape) -> Bool {
-        let g = s.geometry
-        return g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideHeight == 1 && g.strideWidth == 1
-            && g.dilationHeight == 1 && g.dilationWidth == 1 && g.groups == 1
-            && s.inputChannels >= winogradMinimumChannels && s.outputChannels >= winogradMinimumChannels
+        s.isWinogradShape && s.inputChannels >= winogradMinimumChannels && s.outputChannels >= winogradMinimumChannels
     }
 
     func winogradForward(_ x: Tensor, weight: Tensor, bias: Tensor?, shape s: Conv2DShape, relu: Bool, into y: Tensor) {

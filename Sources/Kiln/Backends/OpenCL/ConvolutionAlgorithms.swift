@@ -67,7 +67,7 @@ extension ConvolutionAlgorithm {
         case .winograd:
             return ConvolutionAlgorithmDescriptor(
                 algorithm: self,
-                applies: { shape, pass, _ in pass != .backwardFilter && OpenCLBackend.winogradApplies(to: shape) },
+                applies: { shape, pass, _ in pass != .backwardFilter && shape.isWinogradShape },
                 // From 32 channels on; below, its transforms cost more than the multiplies they save.
                 rank: { shape, _, _ in min(shape.groupInputChannels, shape.groupOutputChannels) >= 32 ? 2 : 10 },
                 run: { backend, call, output in try backend.winograd(call, into: output) })

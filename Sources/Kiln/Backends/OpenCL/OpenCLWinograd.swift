@@ -4,13 +4,6 @@ import KilnCL
 /// strided-batched CLBlast call. Forward, and backward data as the forward pass of dy with the filters
 /// rotated by 180° and C_in and C_out swapped, padded by 2 − p.
 extension OpenCLBackend {
-    /// Whether Winograd F(2x2, 3x3) computes this convolution: 3x3, stride 1, dilation 1, one group.
-    static func winogradApplies(to s: Conv2DShape) -> Bool {
-        let g = s.geometry
-        return g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideHeight == 1 && g.strideWidth == 1
-            && g.dilationHeight == 1 && g.dilationWidth == 1 && g.groups == 1
-    }
-
     /// Winograd, forward and backward data (it never applies to the filter gradient).
     func winograd(_ call: ConvolutionCall, into output: Tensor) throws {
         try call.run(into: output, forward: winogradForward, backwardData: winogradBackwardData, backwardFilter: nil)
